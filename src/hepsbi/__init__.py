@@ -1,1 +1,17 @@
-"""hepsbi."""
+"""hepsbi: neural simulation-based inference for particle physics."""
+
+__version__ = "0.1.0"
+
+from hepsbi.data import TrainingData  # noqa: E402
+from hepsbi.estimators import RatioEstimator, ScoreEstimator, TrainingConfig  # noqa: E402
+from hepsbi.space import Parameter, ParameterSpace  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "Parameter",
+    "ParameterSpace",
+    "RatioEstimator",
+    "ScoreEstimator",
+    "TrainingConfig",
+    "TrainingData",
+]

@@ -1,0 +1,226 @@
+r"""Training data for likelihood-ratio and score estimators, and its HDF5 file format.
+
+A :class:`TrainingData` holds one row per event:
+
+========== ========= ===========================================================================
+name       shape     meaning
+========== ========= ===========================================================================
+x          (n, d_x)  observables
+theta      (n, p)    the parameter point the row conditions on (numerator of the ratio)
+y          (n,)      1 if the event was drawn at ``theta``, 0 if drawn at the reference θ_ref
+log_r_xz   (n,)      joint log ratio log r(x, z | θ, θ_ref)
+t_xz       (n, p)    joint score t(x, z | θ) = ∇_θ log p(z | θ) at ``theta``
+weights    (n,)      per-event weights; may be negative and are never dropped
+========== ========= ===========================================================================
+
+The HDF5 layout is documented in ``docs/formats.md`` (format ``hepsbi.TrainingData``, schema version 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch import Tensor
+
+from hepsbi import __version__
+from hepsbi.errors import DataError
+from hepsbi.files import atomic_path
+from hepsbi.simulators.gold import joint_log_ratio, joint_score
+from hepsbi.simulators.protocol import Simulator, check_simulator, observable_names
+from hepsbi.space import FixedSampler, ParameterSpace, PriorSampler, ThetaSampler
+
+__all__ = ["TrainingData", "FORMAT", "SCHEMA_VERSION"]
+
+FORMAT = "hepsbi.TrainingData"
+SCHEMA_VERSION = 1
+_COLUMNS = ("x", "theta", "y", "log_r_xz", "t_xz", "weights")
+
+
+@dataclass
+class TrainingData:
+    """Events with labels, joint log ratios, joint scores and weights (see the module docstring)."""
+
+    x: Tensor
+    theta: Tensor
+    y: Tensor
+    log_r_xz: Tensor
+    t_xz: Tensor
+    weights: Tensor
+    space: ParameterSpace
+    observable_names: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.x.shape[0]
+        expected = {
+            "x": (n, None),
+            "theta": (n, self.space.dim),
+            "y": (n,),
+            "log_r_xz": (n,),
+            "t_xz": (n, self.space.dim),
+            "weights": (n,),
+        }
+        for name, shape in expected.items():
+            value = getattr(self, name)
+            if value.dim() != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
+                raise DataError(f"TrainingData.{name} has shape {tuple(value.shape)}, expected {shape} (None = any)")
+        if not self.observable_names:
+            self.observable_names = [f"x{i}" for i in range(self.x.shape[1])]
+        if len(self.observable_names) != self.x.shape[1]:
+            raise DataError(
+                f"TrainingData: {len(self.observable_names)} observable names for {self.x.shape[1]} columns of x"
+            )
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def reference(self) -> Tensor:
+        """θ_ref, (p,)."""
+        return self.space.reference
+
+    # -- construction from a simulator --------------------------------------------------------------------
+    @classmethod
+    def from_simulator(
+        cls,
+        sim: Simulator,
+        n: int,
+        theta_sampler: ThetaSampler | None = None,
+        reference: Tensor | None = None,
+        seed: int = 0,
+    ) -> TrainingData:
+        r"""Simulate ``n`` rows for parametrised ratio training.
+
+        Half of the rows (y = 1) are drawn at θ from ``theta_sampler`` (the prior by default), the other half
+        (y = 0) at the reference θ_ref while still conditioning on a θ from the sampler. Every row carries the
+        joint log ratio log r(x, z | θ, θ_ref) and the joint score t(x, z | θ), from ``sim.joint_log_prob``
+        by autodiff.
+
+        Arguments:
+            sim: any :class:`~hepsbi.simulators.Simulator`.
+            n: number of rows (events).
+            theta_sampler: ``sampler(n, generator) -> (n, p)``; default :class:`~hepsbi.space.PriorSampler`.
+            reference: θ_ref, (p,); default ``sim.space.reference``.
+            seed: seeds every random number drawn here.
+        """
+        sim = check_simulator(sim)
+        if n < 2:
+            raise DataError(f"TrainingData.from_simulator: n must be >= 2 (got {n})")
+        space = sim.space
+        sampler = theta_sampler or PriorSampler(space)
+        ref = space.reference if reference is None else space.point(reference, what="reference")
+        gen = torch.Generator().manual_seed(int(seed))
+        theta = torch.as_tensor(sampler(n, gen), dtype=torch.float64)
+        space.check(theta, what="theta_sampler output")
+        y = (torch.arange(n) % 2 == 0).to(torch.float64)
+        theta_gen = torch.where(y.bool().unsqueeze(1), theta, ref.expand(n, -1))
+        x, z = sim.sample(theta_gen, gen)
+        return cls(
+            x=torch.as_tensor(x, dtype=torch.float64),
+            theta=theta,
+            y=y,
+            log_r_xz=joint_log_ratio(sim, z, theta, ref),
+            t_xz=joint_score(sim, z, theta),
+            weights=torch.ones(n, dtype=torch.float64),
+            space=space,
+            observable_names=observable_names(sim, x.shape[1]),
+            provenance=_provenance(sim, n, seed, type(sampler).__name__),
+        )
+
+    @classmethod
+    def local(cls, sim: Simulator, n: int, at: Tensor | Mapping[str, float] | None = None, seed: int = 0) -> TrainingData:
+        r"""Simulate ``n`` events at one point (θ_ref by default) for local score training (SALLY).
+
+        Every row has y = 1, θ = ``at`` and the joint score t(x, z | at)."""
+        sim = check_simulator(sim)
+        point = sim.space.reference if at is None else sim.space.point(at, what="at")
+        gen = torch.Generator().manual_seed(int(seed))
+        theta = FixedSampler(point)(n, gen)
+        x, z = sim.sample(theta, gen)
+        return cls(
+            x=torch.as_tensor(x, dtype=torch.float64),
+            theta=theta,
+            y=torch.ones(n, dtype=torch.float64),
+            log_r_xz=joint_log_ratio(sim, z, theta, sim.space.reference),
+            t_xz=joint_score(sim, z, theta),
+            weights=torch.ones(n, dtype=torch.float64),
+            space=sim.space,
+            observable_names=observable_names(sim, x.shape[1]),
+            provenance=_provenance(sim, n, seed, "local"),
+        )
+
+    # -- views ---------------------------------------------------------------------------------------------
+    def subset(self, index: Tensor) -> TrainingData:
+        """Rows ``index`` (a 1-D long or bool tensor) as new TrainingData."""
+        cols = {name: getattr(self, name)[index] for name in _COLUMNS}
+        return TrainingData(**cols, space=self.space, observable_names=list(self.observable_names), provenance=dict(self.provenance))
+
+    def split(self, fraction: float, seed: int = 0) -> tuple[TrainingData, TrainingData]:
+        """Random split into (rest, held-out) with ``fraction`` of rows held out."""
+        if not 0.0 < fraction < 1.0:
+            raise DataError(f"split fraction must be in (0, 1) (got {fraction})")
+        perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        n_out = max(1, int(round(fraction * len(self))))
+        return self.subset(perm[n_out:]), self.subset(perm[:n_out])
+
+    # -- persistence -------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write to HDF5 atomically (schema in ``docs/formats.md``). Returns the path."""
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["format"] = FORMAT
+                f.attrs["schema_version"] = SCHEMA_VERSION
+                f.attrs["hepsbi_version"] = __version__
+                f.attrs["parameter_space"] = json.dumps(self.space.to_dict())
+                f.attrs["observable_names"] = json.dumps(list(self.observable_names))
+                f.attrs["provenance"] = json.dumps(self.provenance)
+                for name in _COLUMNS:
+                    f.create_dataset(name, data=getattr(self, name).numpy(), compression="gzip", compression_opts=4)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TrainingData:
+        """Read a file written by :meth:`save`; raises :class:`~hepsbi.errors.DataError` naming the file and
+        the problem when it is not one."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise DataError(f"{path}: not an HDF5 file ({exc})") from None
+        with f:
+            if f.attrs.get("format") != FORMAT:
+                raise DataError(f"{path}: format attribute is {f.attrs.get('format')!r}, expected {FORMAT!r}")
+            version = int(f.attrs.get("schema_version", -1))
+            if version != SCHEMA_VERSION:
+                raise DataError(f"{path}: schema_version {version} is not supported (this hepsbi reads {SCHEMA_VERSION})")
+            missing = [c for c in _COLUMNS if c not in f]
+            if missing:
+                raise DataError(f"{path}: missing dataset(s) {missing}")
+            cols = {c: torch.from_numpy(np.asarray(f[c][...], dtype=np.float64)) for c in _COLUMNS}
+            space = ParameterSpace.from_dict(json.loads(f.attrs["parameter_space"]))
+            names = json.loads(f.attrs["observable_names"])
+            provenance = json.loads(f.attrs.get("provenance", "{}"))
+        try:
+            return cls(**cols, space=space, observable_names=names, provenance=provenance)
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
+
+
+def _provenance(sim: Simulator, n: int, seed: int, sampler: str) -> dict[str, Any]:
+    return {
+        "simulator": f"{type(sim).__module__}.{type(sim).__qualname__}",
+        "n": int(n),
+        "seed": int(seed),
+        "theta_sampler": sampler,
+        "hepsbi_version": __version__,
+    }

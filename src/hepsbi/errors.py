@@ -1,0 +1,45 @@
+"""Exception types raised by hepsbi.
+
+Every message is written for the user: it names the offending key, file or value, says what was expected
+and what was given.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HepsbiError",
+    "SpecError",
+    "ParameterError",
+    "SimulatorError",
+    "DataError",
+    "EstimatorError",
+    "InferenceError",
+]
+
+
+class HepsbiError(Exception):
+    """Base class of every error hepsbi raises on purpose."""
+
+
+class SpecError(HepsbiError):
+    """A run specification (YAML) is invalid: unknown key, wrong type, value out of range."""
+
+
+class ParameterError(HepsbiError):
+    """A parameter point or parameter name does not fit the parameter space."""
+
+
+class SimulatorError(HepsbiError):
+    """A simulator was misconfigured or does not implement the protocol."""
+
+
+class DataError(HepsbiError):
+    """A data file or array is malformed, inconsistent or of an unknown format."""
+
+
+class EstimatorError(HepsbiError):
+    """An estimator was configured, trained, saved or loaded inconsistently."""
+
+
+class InferenceError(HepsbiError):
+    """An inference step cannot give a trustworthy answer (e.g. an interval open at the scan edge)."""

@@ -1,0 +1,171 @@
+r"""Every training loss of hepsbi, in one place.
+
+Conventions. The network gives f = log r̂(x | θ, θ_ref); the implied classifier is ŝ = σ(f), the
+probability that x was drawn at θ rather than at θ_ref (equal class priors). Labels: y = 1 for events
+drawn at θ, y = 0 for events drawn at θ_ref. Gold from the simulator: the joint log ratio
+log r(x, z | θ, θ_ref) and the joint score t(x, z | θ).
+
+Weights. Every loss is a weighted mean ``mean_i(w_i ℓ_i)``. The caller normalises the weights once per
+data set to mean 1; a batch is never renormalised, so negative weights keep their sign and their meaning
+(a per-batch division by Σw could flip the sign of a gradient).
+
+Each function returns a scalar; the per-event terms are the minimisers' conditional expectations given
+x, which is why regressing on joint (latent-level) quantities learns the marginal ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "weighted_mean",
+    "carl",
+    "rolr",
+    "alice",
+    "score_mse",
+    "RatioLoss",
+    "RATIO_LOSSES",
+    "ratio_loss",
+    "sally",
+]
+
+#: Joint log ratios are clipped to ±LOG_R_CLIP in the exponential regressions (ROLR, RASCAL): a few
+#: extreme events would otherwise dominate the squared error.
+LOG_R_CLIP = 10.0
+
+
+def weighted_mean(values: Tensor, weights: Tensor) -> Tensor:
+    r"""``mean_i(w_i v_i)``; values and weights (n,)."""
+    return (weights * values).mean()
+
+
+def carl(log_r_hat: Tensor, y: Tensor, weights: Tensor) -> Tensor:
+    r"""CARL: cross-entropy of the classifier ŝ = σ(f) against the labels.
+
+    .. math:: ℓ = -\,y \log σ(f) - (1 - y) \log σ(-f)
+
+    Its minimiser is s(x) = p(x|θ) / (p(x|θ) + p(x|θ_ref)), so f → log r(x | θ, θ_ref).
+
+    Arguments:
+        log_r_hat: f, (n,).  y: labels, (n,).  weights: (n,).
+
+    References:
+        K. Cranmer, J. Pavez, G. Louppe, "Approximating likelihood ratios with calibrated discriminative
+        classifiers", arXiv:1506.02169.
+    """
+    return weighted_mean(F.binary_cross_entropy_with_logits(log_r_hat, y, reduction="none"), weights)
+
+
+def rolr(log_r_hat: Tensor, y: Tensor, log_r_xz: Tensor, weights: Tensor) -> Tensor:
+    r"""ROLR: regression of the ratio on the joint ratio.
+
+    .. math:: ℓ = y\,\big(e^{-f} - r(x,z)^{-1}\big)^2 + (1 - y)\,\big(e^{f} - r(x,z)\big)^2
+
+    Events drawn at θ_ref regress r, events drawn at θ regress 1/r; both conditional expectations are the
+    marginal r(x)^{±1}, and each is bounded under its own sampling distribution. Targets are clipped at
+    |log r| ≤ ``LOG_R_CLIP``.
+
+    References:
+        J. Brehmer, K. Cranmer, G. Louppe, J. Pavez, "Constraining Effective Field Theories with Machine
+        Learning", PRL 121 (2018) 111801, arXiv:1805.00013; "A Guide to Constraining EFTs with ML",
+        PRD 98 (2018) 052004, arXiv:1805.00020.
+    """
+    target = log_r_xz.clamp(-LOG_R_CLIP, LOG_R_CLIP)
+    f = log_r_hat.clamp(-LOG_R_CLIP, LOG_R_CLIP)
+    inverse = (torch.exp(-f) - torch.exp(-target)) ** 2
+    direct = (torch.exp(f) - torch.exp(target)) ** 2
+    return weighted_mean(y * inverse + (1 - y) * direct, weights)
+
+
+def alice(log_r_hat: Tensor, log_r_xz: Tensor, weights: Tensor) -> Tensor:
+    r"""ALICE: cross-entropy against the joint-ratio-implied class probability instead of the label.
+
+    .. math:: ℓ = -\,s(x,z) \log σ(f) - (1 - s(x,z)) \log σ(-f), \qquad s(x,z) = σ(\log r(x,z))
+
+    Lower variance than CARL for the same minimiser, because the label noise is replaced by its
+    conditional expectation given z.
+
+    References:
+        M. Stoye, J. Brehmer, G. Louppe, J. Pavez, K. Cranmer, "Likelihood-free inference with an improved
+        cross-entropy estimator", arXiv:1808.00973.
+    """
+    return weighted_mean(F.binary_cross_entropy_with_logits(log_r_hat, torch.sigmoid(log_r_xz), reduction="none"), weights)
+
+
+def score_mse(t_hat: Tensor, t_xz: Tensor, mask: Tensor, weights: Tensor) -> Tensor:
+    r"""Score regression: squared error between the model's score and the joint score.
+
+    .. math:: ℓ = m \,\lVert \hat t(x \mid θ) - t(x, z \mid θ) \rVert^2
+
+    with m = 1 only for events drawn at the θ the score is taken at (there, E[t(x,z|θ) | x] = t(x|θ)).
+
+    Arguments:
+        t_hat, t_xz: (n, p).  mask: (n,) in {0, 1}.  weights: (n,).
+
+    References:
+        J. Brehmer, G. Louppe, J. Pavez, K. Cranmer, "Mining gold from implicit models to improve
+        likelihood-free inference", PNAS 117 (2020) 5242, arXiv:1805.12244.
+    """
+    return weighted_mean(mask * ((t_hat - t_xz) ** 2).sum(dim=1), weights)
+
+
+def sally(t_hat: Tensor, t_xz: Tensor, weights: Tensor) -> Tensor:
+    r"""SALLY: the local score at θ_ref regressed on the joint score, ℓ = ‖t̂(x) − t(x, z | θ_ref)‖².
+
+    The minimiser t̂(x) = t(x | θ_ref) is the locally sufficient statistic near θ_ref.
+
+    References:
+        Brehmer, Cranmer, Louppe, Pavez, arXiv:1805.00013 and arXiv:1805.00020.
+    """
+    return score_mse(t_hat, t_xz, torch.ones_like(weights), weights)
+
+
+@dataclass(frozen=True)
+class RatioLoss:
+    """A ratio-estimation method: its ratio term and whether it adds the score term (α > 0)."""
+
+    name: str
+    ratio_term: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]  # (log_r_hat, y, log_r_xz, w) -> scalar
+    uses_score: bool
+    reference: str
+
+
+RATIO_LOSSES: dict[str, RatioLoss] = {
+    "carl": RatioLoss("carl", lambda f, y, lr, w: carl(f, y, w), False, "arXiv:1506.02169"),
+    "rolr": RatioLoss("rolr", rolr, False, "arXiv:1805.00013"),
+    "alice": RatioLoss("alice", lambda f, y, lr, w: alice(f, lr, w), False, "arXiv:1808.00973"),
+    "cascal": RatioLoss("cascal", lambda f, y, lr, w: carl(f, y, w), True, "arXiv:1805.12244"),
+    "rascal": RatioLoss("rascal", rolr, True, "arXiv:1805.00013"),
+    "alices": RatioLoss("alices", lambda f, y, lr, w: alice(f, lr, w), True, "arXiv:1808.00973"),
+}
+
+
+def ratio_loss(
+    method: str,
+    log_r_hat: Tensor,
+    t_hat: Tensor | None,
+    y: Tensor,
+    log_r_xz: Tensor,
+    t_xz: Tensor,
+    weights: Tensor,
+    alpha: float,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    r"""The loss of ``method``: ratio term + α · score term for the score-augmented methods.
+
+    Returns the total and its parts ``{"ratio": …, "score": …}`` (detached) for monitoring.
+    """
+    spec = RATIO_LOSSES[method]
+    ratio_part = spec.ratio_term(log_r_hat, y, log_r_xz, weights)
+    parts = {"ratio": ratio_part.detach()}
+    if not spec.uses_score:
+        return ratio_part, parts
+    if t_hat is None:
+        raise ValueError(f"method {method!r} needs the model score t_hat")
+    score_part = score_mse(t_hat, t_xz, y, weights)
+    parts["score"] = score_part.detach()
+    return ratio_part + alpha * score_part, parts

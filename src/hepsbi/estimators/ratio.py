@@ -1,0 +1,193 @@
+r"""Parametrised likelihood-ratio estimator r̂(x | θ, θ_ref), trained by any of six methods."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hepsbi.data.training import TrainingData
+from hepsbi.errors import EstimatorError
+from hepsbi.estimators._arrays import give_back, to_tensor
+from hepsbi.estimators.losses import RATIO_LOSSES, ratio_loss
+from hepsbi.estimators.networks import RatioModel
+from hepsbi.estimators.persistence import check_features, load_weights, read_metadata, save_estimator
+from hepsbi.estimators.training import TrainingConfig, TrainingHistory, normalised_weights, train
+from hepsbi.space import ParameterSpace
+
+__all__ = ["RatioEstimator", "METHODS", "DEFAULT_ALPHA"]
+
+METHODS = tuple(RATIO_LOSSES)
+#: Weight of the score term for cascal, rascal and alices.
+DEFAULT_ALPHA = 1.0
+_EVAL_BATCH = 65536
+
+
+def _config(config: TrainingConfig | None, options: dict[str, Any]) -> TrainingConfig:
+    base = (config or TrainingConfig()).to_dict()
+    unknown = set(options) - set(base)
+    if unknown:
+        raise EstimatorError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(base)}")
+    base.update(options)
+    return TrainingConfig(**base)
+
+
+class RatioEstimator:
+    r"""Learns log r(x | θ, θ_ref) = log p(x | θ) − log p(x | θ_ref) for any θ (parametrised in θ).
+
+    Arguments:
+        method: ``carl``, ``rolr``, ``alice``, ``cascal``, ``rascal`` or ``alices`` (see
+            :mod:`hepsbi.estimators.losses` for each loss and its reference).
+        alpha: weight of the score term for the score-augmented methods.
+        hidden: hidden layer widths.
+        config: a :class:`TrainingConfig`; keyword ``options`` override its fields (``epochs=50``, ``seed=1``).
+
+    Example:
+        >>> from hepsbi.simulators import GaussianLatent
+        >>> sim = GaussianLatent()
+        >>> data = TrainingData.from_simulator(sim, n=2000, seed=0)
+        >>> est = RatioEstimator("alices", epochs=3, progress=False).fit(data)
+        >>> est.log_ratio(data.x[:4], sim.space.reference).shape
+        torch.Size([4])
+    """
+
+    kind = "RatioEstimator"
+
+    def __init__(
+        self,
+        method: str = "alices",
+        alpha: float = DEFAULT_ALPHA,
+        hidden: Sequence[int] = (64, 64, 64),
+        config: TrainingConfig | None = None,
+        **options: Any,
+    ):
+        if method not in RATIO_LOSSES:
+            raise EstimatorError(f"unknown ratio method {method!r}; choose one of {list(METHODS)}")
+        if alpha < 0:
+            raise EstimatorError(f"alpha must be >= 0 (got {alpha})")
+        self.method = method
+        self.alpha = float(alpha)
+        self.hidden = tuple(int(h) for h in hidden)
+        self.config = _config(config, options)
+        self.model: RatioModel | None = None
+        self.space: ParameterSpace | None = None
+        self.features: list[str] = []
+        self.history = TrainingHistory()
+
+    # -- training -----------------------------------------------------------------------------------------
+    def fit(self, data: TrainingData) -> RatioEstimator:
+        """Train on ``data`` (from :meth:`TrainingData.from_simulator`). Returns self."""
+        if not isinstance(data, TrainingData):
+            raise EstimatorError(f"fit expects TrainingData, got {type(data).__name__}")
+        if data.y.min() == data.y.max() and self.method in ("carl", "cascal", "rolr", "rascal"):
+            raise EstimatorError(f"method {self.method!r} needs events from both θ and θ_ref (y = 0 and 1)")
+        self.space, self.features = data.space, list(data.observable_names)
+        tensors = {
+            "x": data.x.float(),
+            "theta": data.theta.float(),
+            "y": data.y.float(),
+            "log_r_xz": data.log_r_xz.float(),
+            "t_xz": data.t_xz.float(),
+            "weights": normalised_weights(data.weights).float(),
+        }
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            self.model = RatioModel(data.x.shape[1], data.space.dim, data.reference, self.hidden)
+        self.model.x_scale.fit(tensors["x"])
+        self.model.theta_scale.fit(tensors["theta"])
+        uses_score = RATIO_LOSSES[self.method].uses_score and self.alpha > 0
+        model, method, alpha = self.model, self.method, self.alpha
+
+        def batch_loss(batch: dict[str, Tensor], training: bool) -> tuple[Tensor, dict[str, Tensor]]:
+            if uses_score:
+                log_r, t_hat = model.log_ratio_and_score(batch["x"], batch["theta"], create_graph=training)
+            else:
+                log_r, t_hat = model(batch["x"], batch["theta"]), None
+            return ratio_loss(method, log_r, t_hat, batch["y"], batch["log_r_xz"], batch["t_xz"], batch["weights"], alpha)
+
+        self.history = train(self.model, batch_loss, tensors, self.config, description=f"{self.method}")
+        return self
+
+    # -- evaluation ---------------------------------------------------------------------------------------
+    def _require_model(self) -> RatioModel:
+        if self.model is None or self.space is None:
+            raise EstimatorError("the estimator is not trained: call fit() or load() first")
+        return self.model
+
+    def _inputs(self, x: Any, theta: Any) -> tuple[Tensor, Tensor, bool]:
+        self._require_model()
+        assert self.space is not None
+        xt, as_numpy = to_tensor(x, "x", len(self.features))
+        th = torch.as_tensor(theta, dtype=torch.float32)
+        if th.dim() <= 1:
+            th = th.reshape(1, -1).expand(xt.shape[0], -1)
+        if th.shape != (xt.shape[0], self.space.dim):
+            raise EstimatorError(
+                f"theta must have shape ({self.space.dim},) or ({xt.shape[0]}, {self.space.dim}) for parameters "
+                f"{list(self.space.names)}, got {tuple(th.shape)}"
+            )
+        return xt, th, as_numpy
+
+    def log_ratio(self, x: Any, theta: Any) -> Any:
+        """log r̂(x | θ, θ_ref).
+
+        Arguments:
+            x: (n, d_x) observables (tensor or array).
+            theta: (p,) for one point or (n, p) per event.
+
+        Returns:
+            (n,), same kind as ``x``.
+        """
+        model = self._require_model()
+        xt, th, as_numpy = self._inputs(x, theta)
+        with torch.no_grad():
+            out = torch.cat([model(xb, tb) for xb, tb in zip(xt.split(_EVAL_BATCH), th.split(_EVAL_BATCH))])
+        return give_back(out, as_numpy)
+
+    def score(self, x: Any, theta: Any) -> Any:
+        """t̂(x | θ) = ∇_θ log r̂(x | θ, θ_ref), (n, p)."""
+        model = self._require_model()
+        xt, th, as_numpy = self._inputs(x, theta)
+        parts = [model.log_ratio_and_score(xb, tb, create_graph=False)[1] for xb, tb in zip(xt.split(_EVAL_BATCH), th.split(_EVAL_BATCH))]
+        return give_back(torch.cat(parts), as_numpy)
+
+    # -- persistence --------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write weights and metadata into directory ``path``."""
+        model = self._require_model()
+        assert self.space is not None
+        meta = {
+            "kind": self.kind,
+            "method": self.method,
+            "alpha": self.alpha,
+            "hidden": list(self.hidden),
+            "features": self.features,
+            "parameter_space": self.space.to_dict(),
+            "scaling": {
+                "x_mean": model.x_scale.mean.tolist(),
+                "x_std": model.x_scale.std.tolist(),
+                "theta_mean": model.theta_scale.mean.tolist(),
+                "theta_std": model.theta_scale.std.tolist(),
+            },
+            "training": self.config.to_dict(),
+            "history": self.history.to_dict(),
+        }
+        return save_estimator(path, model, meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], features: Sequence[str] | None = None) -> RatioEstimator:
+        """Load an estimator saved by :meth:`save`. With ``features``, check they match the trained ones."""
+        meta = read_metadata(path, cls.kind)
+        check_features(meta["features"], list(features) if features is not None else None, str(path))
+        est = cls(meta["method"], alpha=meta["alpha"], hidden=meta["hidden"], config=TrainingConfig(**meta["training"]))
+        est.space = ParameterSpace.from_dict(meta["parameter_space"])
+        est.features = list(meta["features"])
+        est.model = RatioModel(len(est.features), est.space.dim, est.space.reference, est.hidden)
+        load_weights(path, est.model)
+        est.model.eval()
+        est.history = TrainingHistory(**meta.get("history", {}))
+        return est

@@ -1,0 +1,60 @@
+r"""How close a learned log-likelihood ratio is to the exact one, on simulators that have one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from hepsbi.errors import SimulatorError
+from hepsbi.simulators.protocol import Simulator, has_exact_likelihood
+
+__all__ = ["exact_log_ratio", "log_ratio_mse"]
+
+LogRatio = Callable[[Tensor, Tensor], Tensor]
+
+
+def exact_log_ratio(sim: Simulator) -> LogRatio:
+    """``(x, θ) -> log p(x|θ) − log p(x|θ_ref)`` from the simulator's exact ``log_prob``."""
+    if not has_exact_likelihood(sim):
+        raise SimulatorError(f"{type(sim).__name__} has no exact log_prob(x, theta)")
+    ref = sim.space.reference
+
+    def log_ratio(x: Tensor, theta: Tensor) -> Tensor:
+        x = torch.as_tensor(x, dtype=torch.float64)
+        with torch.no_grad():
+            return sim.log_prob(x, theta) - sim.log_prob(x, ref)  # type: ignore[attr-defined]
+
+    return log_ratio
+
+
+def log_ratio_mse(
+    log_ratio: LogRatio,
+    sim: Simulator,
+    thetas: Tensor,
+    n_events: int = 2000,
+    seed: int = 12345,
+) -> float:
+    r"""Mean squared error of a learned log r̂(x | θ, θ_ref) against the exact one,
+
+    .. math:: \mathrm{MSE} = \frac{1}{G}\sum_{g=1}^{G} \frac{1}{N}\sum_{i=1}^{N}
+              \big(\log\hat r(x_i \mid θ_g) - \log r(x_i \mid θ_g)\big)^2, \quad x_i \sim p(x \mid θ_g),
+
+    i.e. over the events one would observe at each test point θ_g.
+
+    Arguments:
+        log_ratio: ``(x, θ) -> (n,)``, e.g. ``RatioEstimator.log_ratio``.
+        sim: a simulator with exact ``log_prob``.
+        thetas: test points, (G, p).
+        n_events: events per test point.
+        seed: seeds the test events (held out: use a seed not used for training).
+    """
+    exact = exact_log_ratio(sim)
+    gen = torch.Generator().manual_seed(seed)
+    errors = []
+    for theta in torch.as_tensor(thetas, dtype=torch.float64).reshape(-1, sim.space.dim):
+        x, _ = sim.sample(theta.expand(n_events, -1), gen)
+        learned = torch.as_tensor(log_ratio(x, theta), dtype=torch.float64)
+        errors.append(((learned - exact(x, theta)) ** 2).mean())
+    return float(torch.stack(errors).mean())
