@@ -1,0 +1,106 @@
+r"""Plots a physicist wants to see after a run: learned vs exact log r, likelihood scans with the truth,
+and the training curves. Every function writes one PNG (atomically) and returns its path."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hepsbi.estimators.training import TrainingHistory  # noqa: E402
+from hepsbi.files import atomic_path  # noqa: E402
+from hepsbi.inference.scan import ScanResult, wilks_threshold  # noqa: E402
+
+__all__ = ["plot_log_ratio", "plot_scans", "plot_training"]
+
+_STYLES = ["-", "--", "-.", ":"]
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_log_ratio(exact: np.ndarray, learned: Mapping[str, np.ndarray], path: str | os.PathLike[str]) -> Path:
+    """Scatter of learned log r̂ against the exact log r on the same events, one colour per estimator.
+
+    Arguments:
+        exact: (n,) exact log r.  learned: label → (n,) learned log r̂.
+    """
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    lo = min(float(np.min(exact)), *(float(np.min(v)) for v in learned.values()))
+    hi = max(float(np.max(exact)), *(float(np.max(v)) for v in learned.values()))
+    ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="ideal")
+    for label, values in learned.items():
+        mse = float(np.mean((values - exact) ** 2))
+        ax.scatter(exact, values, s=4, alpha=0.4, label=f"{label} (MSE {mse:.2g})")
+    ax.set_xlabel(r"exact $\log r(x \mid \theta, \theta_\mathrm{ref})$")
+    ax.set_ylabel(r"learned $\log \hat r(x \mid \theta, \theta_\mathrm{ref})$")
+    ax.legend(loc="upper left", frameon=False)
+    ax.set_title("learned vs exact log-likelihood ratio")
+    return _save(fig, path)
+
+
+def plot_scans(scans: Mapping[str, ScanResult], truth: Mapping[str, float] | None, path: str | os.PathLike[str]) -> Path:
+    """−2Δlog L curves (1 parameter) or 68 %/95 % contours (2 parameters) for each scan, with the truth."""
+    first = next(iter(scans.values()))
+    fig, ax = plt.subplots(figsize=(6, 5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    if len(first.names) == 1:
+        for (label, scan), colour in zip(scans.items(), colours):
+            ax.plot(scan.axes[0], scan.q, color=colour, label=label)
+        for level in ("68", "95"):
+            t = wilks_threshold(level, 1)
+            ax.axhline(t, color="grey", lw=0.8, ls=":")
+            ax.text(first.axes[0][0], t, f" {level}%", va="bottom", color="grey")
+        if truth:
+            ax.axvline(truth[first.names[0]], color="black", ls="--", lw=1, label="truth")
+        ax.set_xlabel(first.names[0])
+        ax.set_ylabel(r"$-2\,\Delta \log L$")
+        ax.set_ylim(0, max(3 * wilks_threshold("95", 1), 1.0))
+    else:
+        xs, ys = first.axes
+        for (label, scan), colour in zip(scans.items(), colours):
+            ax.contour(xs, ys, scan.q.T, levels=[wilks_threshold("68", 2), wilks_threshold("95", 2)],
+                       colors=colour, linestyles=["-", "--"])
+            ax.plot([], [], color=colour, label=f"{label} (68% solid, 95% dashed)")
+            ax.plot(scan.mle[scan.names[0]], scan.mle[scan.names[1]], "o", color=colour, ms=4)
+        if truth:
+            ax.plot(truth[first.names[0]], truth[first.names[1]], "*", color="black", ms=12, label="truth")
+        # Zoom on the region where any scan is within twice the 95 % threshold.
+        inside = np.any([scan.q <= 2 * wilks_threshold("95", 2) for scan in scans.values()], axis=0)
+        if inside.any():
+            ix, iy = np.nonzero(inside)
+            pad_x, pad_y = 2 * (xs[1] - xs[0]), 2 * (ys[1] - ys[0])
+            ax.set_xlim(max(xs[0], xs[ix.min()] - pad_x), min(xs[-1], xs[ix.max()] + pad_x))
+            ax.set_ylim(max(ys[0], ys[iy.min()] - pad_y), min(ys[-1], ys[iy.max()] + pad_y))
+        ax.set_xlabel(first.names[0])
+        ax.set_ylabel(first.names[1])
+    ax.legend(frameon=False)
+    ax.set_title("likelihood scan")
+    return _save(fig, path)
+
+
+def plot_training(histories: Mapping[str, TrainingHistory], path: str | os.PathLike[str]) -> Path:
+    """Training and validation loss per epoch, one panel per estimator."""
+    n = len(histories)
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.8), squeeze=False)
+    for ax, (label, h) in zip(axes[0], histories.items()):
+        epochs = np.arange(1, len(h.train_loss) + 1)
+        ax.plot(epochs, h.train_loss, label="train")
+        ax.plot(epochs, h.val_loss, label="validation")
+        if h.best_epoch:
+            ax.axvline(h.best_epoch, color="grey", ls=":", lw=1, label="best")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.set_title(label)
+        ax.legend(frameon=False)
+    return _save(fig, path)

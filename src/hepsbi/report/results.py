@@ -1,0 +1,65 @@
+r"""``results.json``: what every inference run writes (schema in ``docs/formats.md``)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hepsbi import __version__
+from hepsbi.files import write_json
+from hepsbi.inference.scan import ScanResult
+
+__all__ = ["RESULTS_SCHEMA_VERSION", "build_results", "write_results", "environment"]
+
+RESULTS_SCHEMA_VERSION = 1
+
+
+def environment() -> dict[str, str]:
+    """Versions and host, for provenance."""
+    return {
+        "hepsbi_version": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+    }
+
+
+def build_results(
+    primary: str,
+    scans: Mapping[str, ScanResult],
+    truth: Mapping[str, float] | None,
+    provenance: Mapping[str, Any],
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+    exact: ScanResult | None = None,
+    dataset: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble the results document.
+
+    The top level holds the ``primary`` estimator's scan (``parameters``, ``mle``, ``intervals``, ``scan``);
+    ``estimators`` holds every estimator's scan plus ``extra[label]`` (metrics, training summary);
+    ``exact`` the scan with the exact likelihood when the simulator has one.
+    """
+    doc: dict[str, Any] = {"schema_version": RESULTS_SCHEMA_VERSION, "estimator": primary}
+    doc.update(scans[primary].to_dict())
+    doc["truth"] = dict(truth) if truth is not None else None
+    doc["estimators"] = {label: {**scan.to_dict(), **dict((extra or {}).get(label, {}))} for label, scan in scans.items()}
+    if exact is not None:
+        doc["exact"] = exact.to_dict()
+    if dataset is not None:
+        doc["dataset"] = dict(dataset)
+    doc["provenance"] = {**environment(), **dict(provenance)}
+    return doc
+
+
+def write_results(path: str | os.PathLike[str], results: Mapping[str, Any]) -> Path:
+    """Write ``results.json`` atomically."""
+    return write_json(path, results)

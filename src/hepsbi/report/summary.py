@@ -1,0 +1,45 @@
+"""The summary table printed at the end of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["summary_table", "print_summary"]
+
+
+def _interval(bounds: list[float], opened: list[bool]) -> str:
+    lo = f"<{bounds[0]:.4g}" if opened[0] else f"{bounds[0]:.4g}"
+    hi = f">{bounds[1]:.4g}" if opened[1] else f"{bounds[1]:.4g}"
+    return f"[{lo}, {hi}]"
+
+
+def summary_table(results: Mapping[str, Any]) -> Table:
+    """One row per (likelihood, parameter): MLE, 68 % and 95 % intervals, truth, and the log r MSE."""
+    table = Table(title="hepsbi results", show_lines=False)
+    for column in ("likelihood", "parameter", "MLE", "68% CL", "95% CL", "truth", "MSE(log r)"):
+        table.add_column(column)
+    truth = results.get("truth") or {}
+    rows = dict(results["estimators"])
+    if "exact" in results:
+        rows["exact"] = results["exact"]
+    for label, block in rows.items():
+        for name in results["parameters"]:
+            mse = block.get("log_ratio_mse")
+            table.add_row(
+                label,
+                name,
+                f"{block['mle'][name]:.4g}",
+                _interval(block["intervals"][name]["68"], block["intervals_open"][name]["68"]),
+                _interval(block["intervals"][name]["95"], block["intervals_open"][name]["95"]),
+                f"{truth[name]:.4g}" if name in truth else "-",
+                f"{mse:.2e}" if isinstance(mse, float) else "-",
+            )
+    return table
+
+
+def print_summary(results: Mapping[str, Any], console: Console | None = None) -> None:
+    (console or Console()).print(summary_table(results))

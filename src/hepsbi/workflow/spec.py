@@ -1,0 +1,147 @@
+r"""The run specification: a YAML file validated by pydantic.
+
+Every section rejects unknown keys; every error names the key (``training.estimators.0.epochs``), what
+was expected and what was given. ``RunSpec.model_json_schema()`` is the JSON Schema (``hepsbi schema``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hepsbi.errors import SpecError
+from hepsbi.estimators.ratio import METHODS
+
+__all__ = [
+    "RunSpec",
+    "SimulatorSpec",
+    "DataSpec",
+    "EstimatorSpec",
+    "TrainingSpec",
+    "InferenceSpec",
+    "ReportSpec",
+    "load_spec",
+    "parse_spec",
+    "spec_hash",
+]
+
+Method = Literal["carl", "rolr", "alice", "cascal", "rascal", "alices"]
+assert set(Method.__args__) == set(METHODS)  # type: ignore[attr-defined]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
+
+
+class SimulatorSpec(_Strict):
+    """Which simulator: a built-in name (``gaussian``, ``galton``, ``multi_gaussian``) or ``module:Class``."""
+
+    name: str = "gaussian"
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the simulator")
+
+
+class DataSpec(_Strict):
+    """Training data: how many events and where θ comes from."""
+
+    n_samples: int = Field(20_000, ge=2, description="events (rows) of training data")
+    theta_sampler: Literal["prior", "grid", "benchmarks"] = "prior"
+    grid_points: int = Field(11, ge=2, description="nodes per parameter for theta_sampler = grid")
+    seed: int = Field(0, ge=0)
+
+
+class EstimatorSpec(_Strict):
+    """One likelihood-ratio estimator and its training options (unset options take the library defaults)."""
+
+    method: Method = "alices"
+    label: str | None = Field(None, description="name in results and plots; default: the method")
+    alpha: float = Field(1.0, ge=0, description="weight of the score term (cascal, rascal, alices)")
+    hidden: list[int] = Field(default_factory=lambda: [64, 64, 64], min_length=1)
+    epochs: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    learning_rate: float | None = Field(None, gt=0)
+    patience: int | None = Field(None, ge=1)
+    validation_fraction: float | None = Field(None, ge=0, lt=1)
+    seed: int | None = Field(None, ge=0)
+
+    def training_options(self) -> dict[str, Any]:
+        keys = ("epochs", "batch_size", "learning_rate", "patience", "validation_fraction", "seed")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+class TrainingSpec(_Strict):
+    """The estimators to train; the first one is the primary result."""
+
+    estimators: list[EstimatorSpec] = Field(default_factory=lambda: [EstimatorSpec()], min_length=1)
+
+
+class InferenceSpec(_Strict):
+    """What to infer on and how finely to scan."""
+
+    theta_true: dict[str, float] = Field(default_factory=dict, description="truth; missing names take the reference")
+    dataset: Literal["asimov", "observed"] = "asimov"
+    n_events: float = Field(100.0, gt=0, description="expected (asimov) or observed number of events")
+    n_mc: int = Field(20_000, ge=1, description="Monte Carlo events behind the Asimov sample")
+    grid_points: int = Field(101, ge=3, description="scan nodes per parameter")
+    seed: int = Field(1, ge=0)
+
+
+class ReportSpec(_Strict):
+    """Plots and validation."""
+
+    plots: bool = True
+    validation_events: int = Field(2000, ge=10, description="held-out events per θ for the log r MSE")
+
+
+class RunSpec(_Strict):
+    """A complete run: simulate → train → infer → report."""
+
+    name: str = "run"
+    simulator: SimulatorSpec = Field(default_factory=SimulatorSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    inference: InferenceSpec = Field(default_factory=InferenceSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    return f"{where}: {error['msg']} (got {error.get('input')!r})"
+
+
+def parse_spec(data: Any, source: str = "spec") -> RunSpec:
+    """Validate a mapping as a :class:`RunSpec`; raise :class:`SpecError` listing every problem by key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
+    try:
+        return RunSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = "\n  ".join(_describe(e) for e in exc.errors())
+        raise SpecError(f"{source}: invalid spec\n  {problems}") from None
+
+
+def load_spec(path: str | os.PathLike[str]) -> RunSpec:
+    """Read and validate a YAML spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: no such spec file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML ({exc})") from None
+    return parse_spec(data, source=str(path))
+
+
+def spec_hash(spec: RunSpec) -> str:
+    """SHA-256 of the canonical JSON of the validated spec (defaults filled in)."""
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
