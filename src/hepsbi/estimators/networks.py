@@ -20,15 +20,16 @@ class MLP(nn.Sequential):
     Arguments:
         n_in, n_out: input and output widths.
         hidden: widths of the hidden layers.
+        output_bias: whether the last layer has a bias.
     """
 
-    def __init__(self, n_in: int, n_out: int, hidden: Sequence[int] = (64, 64, 64)):
+    def __init__(self, n_in: int, n_out: int, hidden: Sequence[int] = (64, 64, 64), output_bias: bool = True):
         layers: list[nn.Module] = []
         width = n_in
         for h in hidden:
             layers += [nn.Linear(width, h), nn.SiLU()]
             width = h
-        layers.append(nn.Linear(width, n_out))
+        layers.append(nn.Linear(width, n_out, bias=output_bias))
         super().__init__(*layers)
 
 
@@ -68,7 +69,8 @@ class RatioModel(nn.Module):
         self.x_scale = Standardize(n_x)
         self.theta_scale = Standardize(n_theta)
         self.register_buffer("reference", torch.as_tensor(reference, dtype=torch.float32).reshape(n_theta))
-        self.net = MLP(n_x + n_theta, 1, hidden)
+        # An output bias would cancel in g(x, θ) − g(x, θ_ref): leave it out.
+        self.net = MLP(n_x + n_theta, 1, hidden, output_bias=False)
 
     def g(self, x_std: Tensor, theta: Tensor) -> Tensor:
         return self.net(torch.cat([x_std, self.theta_scale(theta)], dim=1)).squeeze(1)

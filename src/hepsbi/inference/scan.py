@@ -46,7 +46,7 @@ class ScanResult:
     Attributes:
         names: scanned parameters.
         axes: grid axes, one (k_j,) array per parameter.
-        q: −2Δ log L on the grid, shape (k_1, …, k_p), minimum 0 at the MLE.
+        q: −2Δ log L on the grid, shape (k_1, …, k_p), relative to the refined MLE (q ≥ 0).
         log_likelihood: Σ w log r on the grid, same shape.
         mle: best-fit point (refined between grid nodes).
         intervals: per parameter and level, [low, high].

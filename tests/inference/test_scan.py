@@ -1,0 +1,77 @@
+"""Likelihood scans against closed-form Gaussian likelihoods."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hepsbi import Parameter, ParameterSpace
+from hepsbi.inference import Dataset, asimov_dataset, exact_log_ratio, likelihood_scan, observed_dataset, wilks_threshold
+from hepsbi.simulators import GaussianLatent
+
+
+class Gaussian2D:
+    """x ~ N(θ, 1) in two dimensions: q(θ) = n |θ − x̄|² exactly."""
+
+    def __init__(self) -> None:
+        self.space = ParameterSpace([Parameter("a", -1, 1), Parameter("b", -1, 1)])
+
+    def sample(self, theta, generator):
+        x = theta + torch.randn(theta.shape, generator=generator, dtype=torch.float64)
+        return x, x
+
+    def joint_log_prob(self, z, theta):
+        return -0.5 * ((z - theta) ** 2).sum(1)
+
+    def log_prob(self, x, theta):
+        return self.joint_log_prob(x, theta.expand_as(x))
+
+
+def test_1d_mle_and_intervals_match_closed_form():
+    sim = GaussianLatent(mu0=0.1)
+    data = observed_dataset(sim, torch.tensor([0.25]), 400, seed=3)
+    scan = likelihood_scan(exact_log_ratio(sim), data, sim.space, points=401)
+    sigma = math.hypot(1.0, 0.5) / math.sqrt(400)
+    theta_hat = data.x.mean().item() - 0.1
+    assert scan.mle["theta"] == pytest.approx(theta_hat, abs=1e-4)
+    lo, hi = scan.intervals["theta"]["68"]
+    assert lo == pytest.approx(theta_hat - sigma, abs=2e-4) and hi == pytest.approx(theta_hat + sigma, abs=2e-4)
+    lo95, hi95 = scan.intervals["theta"]["95"]
+    assert hi95 - lo95 == pytest.approx(2 * 1.959964 * sigma, abs=4e-4)
+    assert scan.open_ends["theta"] == {"68": [False, False], "95": [False, False]}
+    assert 0.0 <= scan.q.min() < 1e-3  # zero at the refined MLE, which lies between nodes
+
+
+def test_interval_open_at_the_scan_edge_is_reported():
+    sim = GaussianLatent()
+    data = observed_dataset(sim, torch.tensor([0.95]), 20, seed=1)
+    scan = likelihood_scan(exact_log_ratio(sim), data, sim.space, points=101)
+    assert scan.open_ends["theta"]["95"][1] is True
+    assert scan.intervals["theta"]["95"][1] == 1.0
+
+
+def test_2d_contour_area_and_profile_intervals_match_closed_form():
+    sim = Gaussian2D()
+    n = 100
+    data = observed_dataset(sim, torch.tensor([0.2, -0.3], dtype=torch.float64), n, seed=4)
+    scan = likelihood_scan(exact_log_ratio(sim), data, sim.space, points=201)
+    xbar = data.x.mean(0).numpy()
+    assert scan.mle["a"] == pytest.approx(xbar[0], abs=1e-4) and scan.mle["b"] == pytest.approx(xbar[1], abs=1e-4)
+    for level in ("68", "95"):
+        exact_area = math.pi * wilks_threshold(level, 2) / n
+        assert scan.contour_area[level] == pytest.approx(exact_area, rel=0.03)
+    lo, hi = scan.intervals["b"]["68"]
+    assert lo == pytest.approx(xbar[1] - 0.1, abs=1e-3) and hi == pytest.approx(xbar[1] + 0.1, abs=1e-3)
+
+
+def test_asimov_mle_sits_at_the_truth_and_weights_scale_the_curvature():
+    sim = GaussianLatent()
+    truth = torch.tensor([-0.2], dtype=torch.float64)
+    small = asimov_dataset(sim, truth, n_expected=50, n_mc=50_000, seed=0)
+    large = Dataset(small.x, small.weights * 4, small.truth, "asimov")
+    s_small = likelihood_scan(exact_log_ratio(sim), small, sim.space, points=201)
+    s_large = likelihood_scan(exact_log_ratio(sim), large, sim.space, points=201)
+    assert s_small.mle["theta"] == pytest.approx(-0.2, abs=0.01)
+    width = lambda s: np.diff(s.intervals["theta"]["68"])[0]  # noqa: E731
+    assert width(s_small) / width(s_large) == pytest.approx(2.0, rel=0.01)

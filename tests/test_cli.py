@@ -1,0 +1,80 @@
+"""The CLI end to end on a tiny budget, and its error path."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from hepsbi.cli import app
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def tiny_spec(tmp_path: Path, simulator: str, truth: dict, estimators: list[dict]) -> Path:
+    spec = {
+        "name": f"tiny-{simulator}",
+        "simulator": {"name": simulator},
+        "data": {"n_samples": 1500, "seed": 1},
+        "training": {"estimators": [{**e, "epochs": 4} for e in estimators]},
+        "inference": {"theta_true": truth, "n_events": 200, "n_mc": 2000, "grid_points": 21},
+        "report": {"validation_events": 200},
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("simulator", "truth", "estimators"),
+    [
+        ("gaussian", {"theta": 0.3}, [{"method": "alices"}, {"method": "carl", "label": "plain-carl"}]),
+        ("multi_gaussian", {"theta1": 0.3, "theta2": -0.2}, [{"method": "alice"}]),
+    ],
+)
+def test_run_end_to_end(tmp_path, simulator, truth, estimators):
+    spec = tiny_spec(tmp_path, simulator, truth, estimators)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "hepsbi results" in result.output
+    results = json.loads((out / "results.json").read_text())
+    names = list(truth)
+    assert results["parameters"] == names and results["truth"] == truth
+    assert set(results["mle"]) == set(names)
+    for name in names:
+        lo68, hi68 = results["intervals"][name]["68"]
+        lo95, hi95 = results["intervals"][name]["95"]
+        assert lo95 <= lo68 <= results["mle"][name] <= hi68 <= hi95
+    labels = [e.get("label", e["method"]) for e in estimators]
+    assert list(results["estimators"]) == labels and results["estimator"] == labels[0]
+    assert all(results["estimators"][label]["log_ratio_mse"] >= 0 for label in labels)
+    assert "exact" in results and results["provenance"]["spec_hash"]
+    assert set(results["provenance"]["timings_s"]) == {"simulate", "train", "evaluate", "infer", "report"}
+    for plot in ("likelihood_scan.png", "log_ratio.png", "training.png"):
+        assert (out / "plots" / plot).stat().st_size > 1000
+    for label in labels:
+        assert (out / "models" / label / "estimator.json").is_file()
+    assert (out / "data" / "training.h5").is_file()
+
+
+def test_bad_spec_exits_with_a_clear_message(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(yaml.safe_dump({"inference": {"theta_true": {"theta": 7}}}))
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "theta = 7 is outside its range" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_are_valid(example):
+    result = CliRunner().invoke(app, ["check", str(example)])
+    assert result.exit_code == 0, result.output
+
+
+def test_schema_command_prints_json_schema():
+    result = CliRunner().invoke(app, ["schema"])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["title"] == "RunSpec"

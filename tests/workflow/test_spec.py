@@ -1,0 +1,57 @@
+"""Run specs: defaults, round trip, and errors that name the key and value."""
+
+import json
+
+import pytest
+
+from hepsbi.errors import SpecError
+from hepsbi.workflow.run import prepare
+from hepsbi.workflow.spec import RunSpec, load_spec, parse_spec, spec_hash
+
+
+def test_defaults_and_round_trip():
+    spec = parse_spec({"name": "x", "training": {"estimators": [{"method": "carl", "epochs": 5}]}})
+    assert spec.data.n_samples == 20_000 and spec.training.estimators[0].training_options() == {"epochs": 5}
+    again = RunSpec.model_validate(json.loads(json.dumps(spec.model_dump(mode="json"))))
+    assert again == spec and spec_hash(again) == spec_hash(spec)
+    schema = RunSpec.model_json_schema()
+    assert set(schema["properties"]) == {"name", "simulator", "data", "training", "inference", "report"}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"inference": {"thetatrue": {"theta": 1}}}, r"inference.thetatrue: unknown key"),
+        ({"training": {"estimators": [{"epochs": "abc"}]}}, r"training.estimators.0.epochs: .*integer.*'abc'"),
+        ({"training": {"estimators": [{"method": "scandal"}]}}, r"training.estimators.0.method: .*'scandal'"),
+        ({"data": {"n_samples": -5}}, r"data.n_samples: .*greater than or equal to 2.*-5"),
+        ({"bogus": 1}, r"bogus: unknown key"),
+    ],
+)
+def test_schema_errors_name_key_and_value(data, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec(data)
+
+
+def test_semantic_errors_name_key_and_value():
+    with pytest.raises(SpecError, match=r"inference.theta_true: theta = 5 is outside its range \[-1, 1\]"):
+        prepare(parse_spec({"inference": {"theta_true": {"theta": 5.0}}}))
+    with pytest.raises(SpecError, match=r"inference.theta_true: unknown parameter\(s\) \['c_LL'\]"):
+        prepare(parse_spec({"inference": {"theta_true": {"c_LL": 0.0}}}))
+    with pytest.raises(SpecError, match=r"simulator: .*no option\(s\) \['rowz'\]"):
+        prepare(parse_spec({"simulator": {"name": "galton", "options": {"rowz": 3}}}))
+    with pytest.raises(SpecError, match="training.estimators.1.label: duplicate label 'alices'"):
+        prepare(parse_spec({"training": {"estimators": [{}, {}]}}))
+
+
+def test_yaml_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(SpecError, match="bad.yaml: not valid YAML"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="no such spec file"):
+        load_spec(tmp_path / "none.yaml")
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(SpecError, match="top level must be a mapping"):
+        load_spec(listy)
