@@ -55,7 +55,7 @@ def test_ratio_loss_is_ratio_term_plus_alpha_score(method):
     f, y, log_r, w = t(0.2, -0.4), t(1.0, 0.0), t(0.5, -0.1), t(1.0, 2.0)
     t_hat, t_xz = torch.tensor([[1.0], [5.0]], dtype=torch.float64), torch.tensor([[0.0], [0.0]], dtype=torch.float64)
     total, parts = losses.ratio_loss(method, f, t_hat, y, log_r, t_xz, w, alpha=3.0)
-    ratio_part = losses.RATIO_LOSSES[method].ratio_term(f, y, log_r, w)
+    ratio_part = losses.RATIO_LOSSES[method].ratio_term(f, y, log_r, w, losses.LOG_R_CLIP)
     if losses.RATIO_LOSSES[method].uses_score:
         # only the y=1 event enters the score term: w=1, squared error 1 → mean 0.5
         assert total.item() == pytest.approx(ratio_part.item() + 3.0 * 0.5)
@@ -79,3 +79,7 @@ def test_minimiser_of_alice_is_the_log_ratio():
     opt.step(closure)
     s = torch.sigmoid(log_r).mean()
     assert f.item() == pytest.approx(torch.log(s / (1 - s)).item(), abs=1e-6)
+
+
+def test_rolr_clip_is_a_parameter():
+    assert losses.rolr(t(0.0), t(0.0), t(5.0), t(1.0), clip=3.0).item() == pytest.approx((1 - math.exp(3.0)) ** 2)

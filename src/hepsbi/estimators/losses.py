@@ -34,9 +34,12 @@ __all__ = [
     "sally",
 ]
 
-#: Joint log ratios are clipped to ±LOG_R_CLIP in the exponential regressions (ROLR, RASCAL): a few
-#: extreme events would otherwise dominate the squared error.
+#: Default clip of the joint log ratio in the exponential regressions (ROLR, RASCAL): |log r(x,z)| beyond
+#: it is set to ±LOG_R_CLIP. A smaller clip lowers the variance of the loss (a few events with large
+#: r(x,z) dominate the squared error) at the price of a bias for those events; see ``RatioEstimator``.
 LOG_R_CLIP = 10.0
+#: The prediction is clamped too, only so that exp(f) cannot overflow in float32.
+_F_CLAMP = 30.0
 
 
 def weighted_mean(values: Tensor, weights: Tensor) -> Tensor:
@@ -61,22 +64,22 @@ def carl(log_r_hat: Tensor, y: Tensor, weights: Tensor) -> Tensor:
     return weighted_mean(F.binary_cross_entropy_with_logits(log_r_hat, y, reduction="none"), weights)
 
 
-def rolr(log_r_hat: Tensor, y: Tensor, log_r_xz: Tensor, weights: Tensor) -> Tensor:
+def rolr(log_r_hat: Tensor, y: Tensor, log_r_xz: Tensor, weights: Tensor, clip: float = LOG_R_CLIP) -> Tensor:
     r"""ROLR: regression of the ratio on the joint ratio.
 
     .. math:: ℓ = y\,\big(e^{-f} - r(x,z)^{-1}\big)^2 + (1 - y)\,\big(e^{f} - r(x,z)\big)^2
 
     Events drawn at θ_ref regress r, events drawn at θ regress 1/r; both conditional expectations are the
-    marginal r(x)^{±1}, and each is bounded under its own sampling distribution. Targets are clipped at
-    |log r| ≤ ``LOG_R_CLIP``.
+    marginal r(x)^{±1}, and each has mean 1 under its own sampling distribution. Targets are clipped at
+    |log r(x,z)| ≤ ``clip``.
 
     References:
         J. Brehmer, K. Cranmer, G. Louppe, J. Pavez, "Constraining Effective Field Theories with Machine
         Learning", PRL 121 (2018) 111801, arXiv:1805.00013; "A Guide to Constraining EFTs with ML",
         PRD 98 (2018) 052004, arXiv:1805.00020.
     """
-    target = log_r_xz.clamp(-LOG_R_CLIP, LOG_R_CLIP)
-    f = log_r_hat.clamp(-LOG_R_CLIP, LOG_R_CLIP)
+    target = log_r_xz.clamp(-clip, clip)
+    f = log_r_hat.clamp(-_F_CLAMP, _F_CLAMP)
     inverse = (torch.exp(-f) - torch.exp(-target)) ** 2
     direct = (torch.exp(f) - torch.exp(target)) ** 2
     return weighted_mean(y * inverse + (1 - y) * direct, weights)
@@ -130,18 +133,18 @@ class RatioLoss:
     """A ratio-estimation method: its ratio term and whether it adds the score term (α > 0)."""
 
     name: str
-    ratio_term: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]  # (log_r_hat, y, log_r_xz, w) -> scalar
+    ratio_term: Callable[..., Tensor]  # (log_r_hat, y, log_r_xz, w, clip) -> scalar
     uses_score: bool
     reference: str
 
 
 RATIO_LOSSES: dict[str, RatioLoss] = {
-    "carl": RatioLoss("carl", lambda f, y, lr, w: carl(f, y, w), False, "arXiv:1506.02169"),
+    "carl": RatioLoss("carl", lambda f, y, lr, w, clip: carl(f, y, w), False, "arXiv:1506.02169"),
     "rolr": RatioLoss("rolr", rolr, False, "arXiv:1805.00013"),
-    "alice": RatioLoss("alice", lambda f, y, lr, w: alice(f, lr, w), False, "arXiv:1808.00973"),
-    "cascal": RatioLoss("cascal", lambda f, y, lr, w: carl(f, y, w), True, "arXiv:1805.12244"),
+    "alice": RatioLoss("alice", lambda f, y, lr, w, clip: alice(f, lr, w), False, "arXiv:1808.00973"),
+    "cascal": RatioLoss("cascal", lambda f, y, lr, w, clip: carl(f, y, w), True, "arXiv:1805.12244"),
     "rascal": RatioLoss("rascal", rolr, True, "arXiv:1805.00013"),
-    "alices": RatioLoss("alices", lambda f, y, lr, w: alice(f, lr, w), True, "arXiv:1808.00973"),
+    "alices": RatioLoss("alices", lambda f, y, lr, w, clip: alice(f, lr, w), True, "arXiv:1808.00973"),
 }
 
 
@@ -154,13 +157,15 @@ def ratio_loss(
     t_xz: Tensor,
     weights: Tensor,
     alpha: float,
+    clip: float = LOG_R_CLIP,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    r"""The loss of ``method``: ratio term + α · score term for the score-augmented methods.
+    r"""The loss of ``method``: ratio term + α · score term for the score-augmented methods (``clip``
+    applies to ROLR and RASCAL).
 
     Returns the total and its parts ``{"ratio": …, "score": …}`` (detached) for monitoring.
     """
     spec = RATIO_LOSSES[method]
-    ratio_part = spec.ratio_term(log_r_hat, y, log_r_xz, weights)
+    ratio_part = spec.ratio_term(log_r_hat, y, log_r_xz, weights, clip)
     parts = {"ratio": ratio_part.detach()}
     if not spec.uses_score:
         return ratio_part, parts

@@ -105,7 +105,10 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
     with _stage("train", timings, console):
         for e in spec.training.estimators:
             label = e.label or e.method
-            est = RatioEstimator(e.method, alpha=e.alpha, hidden=e.hidden, progress=progress, **e.training_options())
+            est = RatioEstimator(
+                e.method, alpha=e.alpha, hidden=e.hidden, log_r_clip=e.log_r_clip, progress=progress,
+                **e.training_options(),
+            )
             estimators[label] = est.fit(data)
             est.save(out / "models" / label)
 

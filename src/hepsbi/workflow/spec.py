@@ -61,6 +61,7 @@ class EstimatorSpec(_Strict):
     method: Method = "alices"
     label: str | None = Field(None, description="name in results and plots; default: the method")
     alpha: float = Field(1.0, ge=0, description="weight of the score term (cascal, rascal, alices)")
+    log_r_clip: float = Field(10.0, gt=0, description="clip of the joint log ratio for rolr and rascal")
     hidden: list[int] = Field(default_factory=lambda: [64, 64, 64], min_length=1)
     epochs: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=1)

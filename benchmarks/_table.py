@@ -1,0 +1,38 @@
+"""Shared output of the benchmark scripts: a rich table on stdout and a JSON file in benchmarks/results/."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from hepsbi import __version__
+from hepsbi.files import write_json
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def report(name: str, title: str, columns: list[str], rows: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> Path:
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for row in rows:
+        table.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+    Console().print(table)
+    payload = {
+        "benchmark": name,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "hepsbi_version": __version__,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        **(extra or {}),
+        "rows": rows,
+    }
+    return write_json(RESULTS / f"{name}.json", payload)
