@@ -12,16 +12,16 @@ __all__ = ["summary_table", "print_summary"]
 
 
 def _interval(bounds: list[float], opened: list[bool]) -> str:
-    lo = f"<{bounds[0]:.4g}" if opened[0] else f"{bounds[0]:.4g}"
-    hi = f">{bounds[1]:.4g}" if opened[1] else f"{bounds[1]:.4g}"
-    return f"[{lo}, {hi}]"
+    lo = f"<{bounds[0]:.3g}" if opened[0] else f"{bounds[0]:.3g}"
+    hi = f">{bounds[1]:.3g}" if opened[1] else f"{bounds[1]:.3g}"
+    return f"[{lo},{hi}]"
 
 
 def summary_table(results: Mapping[str, Any]) -> Table:
     """One row per (likelihood, parameter): MLE, 68 % and 95 % intervals, truth, and the log r MSE."""
     table = Table(title="hepsbi results", show_lines=False)
-    for column in ("likelihood", "parameter", "MLE", "68% CL", "95% CL", "truth", "MSE(log r)"):
-        table.add_column(column)
+    for column in ("likelihood", "parameter", "MLE", "68% CL", "95% CL", "truth", "MSE log r"):
+        table.add_column(column, no_wrap=True)
     truth = results.get("truth") or {}
     rows = dict(results["estimators"])
     if "exact" in results:

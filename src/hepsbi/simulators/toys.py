@@ -137,7 +137,9 @@ class GaltonBoard:
         """Exact log p(x | θ), (n,)."""
         x = torch.as_tensor(x, dtype=torch.float64)
         theta = as_rows(theta, x.shape[0])
-        table = self.slot_log_probs(theta)
+        # One dynamic-programming table per distinct θ, not per event (scans share θ across events).
+        unique, inverse = torch.unique(theta[:, 0], return_inverse=True)
+        table = self.slot_log_probs(unique)[inverse]
         return table.gather(1, x[:, :1].round().long()).squeeze(1)
 
 

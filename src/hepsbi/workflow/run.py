@@ -13,6 +13,7 @@ Layout of the run directory::
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,7 +89,8 @@ def _dataset(spec: RunSpec, sim: Simulator, truth: torch.Tensor) -> Dataset:
 
 def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, console: Console | None = None) -> dict[str, Any]:
     """Execute ``spec`` into directory ``out``; returns the results document (also in ``results.json``)."""
-    console = console or Console(quiet=not progress, log_path=False)
+    # Off a terminal (logs, CI) rich would assume 80 columns and squeeze the summary table.
+    console = console or Console(quiet=not progress, log_path=False, width=None if sys.stdout.isatty() else 120)
     out = Path(out)
     sim, truth = prepare(spec)
     out.mkdir(parents=True, exist_ok=True)
