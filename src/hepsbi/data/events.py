@@ -1,0 +1,210 @@
+r"""Weighted events and the HDF5 event store.
+
+:class:`Events` holds observables x (n, d_x), latent variables z (n, d_z) and weights (n,) with column
+names and provenance. The :class:`EventStore` writes one HDF5 file per chunk (atomically) and merges them
+into one file chunk by chunk, so memory stays O(chunk), never O(total). Format ``hepsbi.Events``, schema
+version 1, documented in ``docs/formats.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from hepsbi import __version__
+from hepsbi.errors import DataError
+from hepsbi.files import atomic_path
+
+__all__ = ["Events", "EventStore", "EVENTS_FORMAT", "EVENTS_SCHEMA_VERSION", "inspect_events"]
+
+EVENTS_FORMAT = "hepsbi.Events"
+EVENTS_SCHEMA_VERSION = 1
+_COLUMNS = ("x", "z", "weights")
+
+
+@dataclass
+class Events:
+    """Weighted events: x (n, d_x), z (n, d_z), weights (n,) — negative weights allowed and kept."""
+
+    x: np.ndarray
+    z: np.ndarray
+    weights: np.ndarray
+    observable_names: list[str]
+    latent_names: list[str]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.weights)
+        if self.x.ndim != 2 or self.z.ndim != 2 or self.weights.ndim != 1 or len(self.x) != n or len(self.z) != n:
+            raise DataError(f"Events: inconsistent shapes x {self.x.shape}, z {self.z.shape}, weights {self.weights.shape}")
+        if self.x.shape[1] != len(self.observable_names) or self.z.shape[1] != len(self.latent_names):
+            raise DataError("Events: column names do not match the columns of x or z")
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def select(self, index: np.ndarray) -> Events:
+        return Events(self.x[index], self.z[index], self.weights[index], list(self.observable_names),
+                      list(self.latent_names), dict(self.provenance))
+
+    @staticmethod
+    def concatenate(parts: Sequence[Events]) -> Events:
+        if not parts:
+            raise DataError("nothing to concatenate")
+        first = parts[0]
+        for p in parts[1:]:
+            if p.observable_names != first.observable_names or p.latent_names != first.latent_names:
+                raise DataError("cannot concatenate events with different columns")
+        return Events(np.concatenate([p.x for p in parts]), np.concatenate([p.z for p in parts]),
+                      np.concatenate([p.weights for p in parts]), list(first.observable_names),
+                      list(first.latent_names), dict(first.provenance))
+
+    # -- one file ------------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write to HDF5 atomically."""
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                _write_header(f, self.observable_names, self.latent_names, self.provenance)
+                for name in _COLUMNS:
+                    f.create_dataset(name, data=getattr(self, name), compression="gzip", compression_opts=4)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Events:
+        """Read a whole file written by :meth:`save` or :meth:`EventStore.merge`."""
+        with _open(path) as f:
+            return cls(f["x"][...], f["z"][...], f["weights"][...], *_names(f), json.loads(f.attrs["provenance"]))
+
+
+def _write_header(f: h5py.File, obs: list[str], latent: list[str], provenance: dict[str, Any]) -> None:
+    f.attrs["format"] = EVENTS_FORMAT
+    f.attrs["schema_version"] = EVENTS_SCHEMA_VERSION
+    f.attrs["hepsbi_version"] = __version__
+    f.attrs["observable_names"] = json.dumps(list(obs))
+    f.attrs["latent_names"] = json.dumps(list(latent))
+    f.attrs["provenance"] = json.dumps(provenance)
+
+
+def _names(f: h5py.File) -> tuple[list[str], list[str]]:
+    return json.loads(f.attrs["observable_names"]), json.loads(f.attrs["latent_names"])
+
+
+def _open(path: str | os.PathLike[str]) -> h5py.File:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(f"{path}: not an HDF5 file ({exc})") from None
+    if f.attrs.get("format") != EVENTS_FORMAT:
+        fmt = f.attrs.get("format")
+        f.close()
+        raise DataError(f"{path}: format attribute is {fmt!r}, expected {EVENTS_FORMAT!r}")
+    if int(f.attrs.get("schema_version", -1)) != EVENTS_SCHEMA_VERSION:
+        f.close()
+        raise DataError(f"{path}: unsupported schema_version")
+    missing = [c for c in _COLUMNS if c not in f]
+    if missing:
+        f.close()
+        raise DataError(f"{path}: missing dataset(s) {missing}")
+    return f
+
+
+class EventStore:
+    """Chunked event files in a directory, merged into one file without loading everything.
+
+    Example:
+        >>> store = EventStore("run/events")                       # doctest: +SKIP
+        >>> for i, chunk in enumerate(chunks): store.write_chunk(i, chunk)
+        >>> store.merge("run/events.h5")
+        >>> for part in EventStore.iterate("run/events.h5", chunk_size=100_000): ...
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]):
+        self.directory = Path(directory)
+
+    def chunk_path(self, index: int) -> Path:
+        return self.directory / f"chunk_{index:05d}.h5"
+
+    def write_chunk(self, index: int, events: Events) -> Path:
+        """Write chunk ``index`` atomically."""
+        return events.save(self.chunk_path(index))
+
+    def chunks(self) -> list[Path]:
+        return sorted(self.directory.glob("chunk_*.h5"))
+
+    def merge(self, path: str | os.PathLike[str], provenance: dict[str, Any] | None = None) -> Path:
+        """Concatenate every chunk into ``path``, copying one chunk at a time (memory O(chunk))."""
+        chunks = self.chunks()
+        if not chunks:
+            raise DataError(f"{self.directory}: no chunks to merge")
+        with _open(chunks[0]) as f:
+            obs, latent = _names(f)
+            d_x, d_z = f["x"].shape[1], f["z"].shape[1]
+            merged_prov = {**json.loads(f.attrs["provenance"]), **(provenance or {})}
+        merged_prov["chunks"] = [c.name for c in chunks]
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as out:
+                _write_header(out, obs, latent, merged_prov)
+                dsets = {
+                    "x": out.create_dataset("x", (0, d_x), maxshape=(None, d_x), chunks=True, compression="gzip"),
+                    "z": out.create_dataset("z", (0, d_z), maxshape=(None, d_z), chunks=True, compression="gzip"),
+                    "weights": out.create_dataset("weights", (0,), maxshape=(None,), chunks=True, compression="gzip"),
+                }
+                for chunk in chunks:
+                    with _open(chunk) as f:
+                        if _names(f) != (obs, latent):
+                            raise DataError(f"{chunk}: columns differ from {chunks[0].name}")
+                        n_old, n_new = dsets["weights"].shape[0], f["weights"].shape[0]
+                        for name, dset in dsets.items():
+                            dset.resize(n_old + n_new, axis=0)
+                            dset[n_old:] = f[name][...]
+        return Path(path)
+
+    @staticmethod
+    def iterate(path: str | os.PathLike[str], chunk_size: int = 100_000) -> Iterator[Events]:
+        """Read a merged file in pieces of ``chunk_size`` events."""
+        with _open(path) as f:
+            obs, latent = _names(f)
+            prov = json.loads(f.attrs["provenance"])
+            n = f["weights"].shape[0]
+            for start in range(0, n, chunk_size):
+                stop = min(n, start + chunk_size)
+                yield Events(f["x"][start:stop], f["z"][start:stop], f["weights"][start:stop], obs, latent, prov)
+
+
+def inspect_events(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A summary of an events file: counts, weight sums (negative ones too), column ranges, provenance."""
+    with _open(path) as f:
+        obs, latent = _names(f)
+        w = f["weights"]
+        n = w.shape[0]
+        total, negative, n_neg = 0.0, 0.0, 0
+        x_min = np.full(len(obs), np.inf)
+        x_max = np.full(len(obs), -np.inf)
+        for start in range(0, n, 200_000):
+            wc = w[start:start + 200_000]
+            xc = f["x"][start:start + 200_000]
+            total += float(wc.sum())
+            negative += float(wc[wc < 0].sum())
+            n_neg += int((wc < 0).sum())
+            if len(xc):
+                x_min, x_max = np.minimum(x_min, xc.min(0)), np.maximum(x_max, xc.max(0))
+        return {
+            "file": str(path),
+            "format": f"{EVENTS_FORMAT} v{EVENTS_SCHEMA_VERSION}",
+            "events": n,
+            "sum_weights": total,
+            "negative_weights": {"count": n_neg, "sum": negative},
+            "observables": {name: [float(lo), float(hi)] for name, lo, hi in zip(obs, x_min, x_max)},
+            "latent": latent,
+            "provenance": json.loads(f.attrs["provenance"]),
+        }

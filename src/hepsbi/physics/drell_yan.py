@@ -1,0 +1,247 @@
+r"""Drell–Yan with lepton–quark contact interactions: a Simulator backed by Pythia 8 and morphing.
+
+Events are generated once, at the Standard Model (θ = 0), with Pythia in mass slices. For every event the
+torch matrix element (:mod:`hepsbi.physics.matrix_elements`) gives the weight at any θ as a quadratic
+polynomial (:mod:`hepsbi.physics.morphing`) whose 15 coefficients, normalised to the SM weight, are stored
+in the latent record z. Hence
+
+.. math:: \log p(z \mid θ) = \log \frac{|M(z; θ)|^2}{|M(z; 0)|^2} - \log \frac{σ_\text{fid}(θ)}{σ_\text{fid}(0)}
+          + \text{const},
+
+exact and differentiable in θ; joint ratios and scores follow by autodiff like for every simulator.
+Parameters: θ = (c_LL, c_LR, c_RL, c_RR) in TeV⁻², c = 4πη/Λ² (Pythia's ``ContactInteractions``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hepsbi import __version__
+from hepsbi.data.events import Events
+from hepsbi.errors import SimulatorError
+from hepsbi.physics import kinematics as kin
+from hepsbi.physics.detector import FastDetector
+from hepsbi.physics.matrix_elements import HELICITIES, me_weight
+from hepsbi.physics.morphing import QuadraticMorphing
+from hepsbi.physics.observables import compute_observables
+from hepsbi.physics.pythia import LATENT_COLUMNS, MassSlice, PythiaRun, pythia_version
+from hepsbi.physics.standard_model import SMInputs
+from hepsbi.simulators.gold import as_rows
+from hepsbi.space import Parameter, ParameterSpace
+
+__all__ = ["DrellYanContact", "DEFAULT_OBSERVABLES"]
+
+DEFAULT_OBSERVABLES = ("m_ll", "cos_theta_cs", "y_ll", "pt_ll")
+_MORPHING = QuadraticMorphing(len(HELICITIES), scale=0.5)
+_N_KIN = len(LATENT_COLUMNS)
+LATENT_NAMES = (*LATENT_COLUMNS, "cos_theta_star", *(f"morph_{k}" for k in range(_MORPHING.n_components)))
+
+
+class DrellYanContact:
+    r"""p p → ℓ⁺ℓ⁻ with contact interactions (the Simulator protocol, plus weighted sampling).
+
+    Arguments:
+        lepton: ``"mu"`` (default), ``"e"`` or ``"tau"``.
+        m_min, m_max: generated range of m_ℓℓ at parton level (GeV); ``m_max`` defaults to √s.
+        energy: √s in GeV.
+        n_events: events generated (split evenly over the mass slices).
+        n_slices: mass slices with logarithmically spaced edges, so that the tail is populated.
+        shower: full parton shower + MPI + hadronisation (jets, missing E_T) instead of the hard process.
+        observables: names from :data:`hepsbi.physics.observables.OBSERVABLES`.
+        detector: the fast detector; default :class:`FastDetector`.
+        c_max: parameter ranges are [−c_max, c_max] TeV⁻² for each c.
+        seed: seeds Pythia (slice i uses seed + i) and the detector.
+        sm: electroweak inputs.
+        settings: extra Pythia settings.
+    """
+
+    def __init__(
+        self,
+        lepton: str = "mu",
+        m_min: float = 200.0,
+        m_max: float | None = None,
+        energy: float = 13000.0,
+        n_events: int = 20_000,
+        n_slices: int = 4,
+        shower: bool = False,
+        observables: Sequence[str] = DEFAULT_OBSERVABLES,
+        detector: FastDetector | dict[str, Any] | None = None,
+        c_max: float = 1.0,
+        seed: int = 1,
+        sm: SMInputs | dict[str, Any] | None = None,
+        settings: Sequence[str] = (),
+    ):
+        self.run = PythiaRun(lepton=lepton, energy=energy, shower=shower, settings=settings)
+        self.m_min, self.m_max = float(m_min), float(m_max if m_max is not None else energy)
+        if not 0 < self.m_min < self.m_max <= energy:
+            raise SimulatorError(f"need 0 < m_min < m_max <= energy (got {self.m_min}, {self.m_max}, {energy})")
+        if n_events < n_slices or n_slices < 1:
+            raise SimulatorError(f"need n_slices >= 1 and n_events >= n_slices (got {n_events}, {n_slices})")
+        self.n_events, self.n_slices, self.seed = int(n_events), int(n_slices), int(seed)
+        self.observable_names = tuple(observables)
+        self.detector = FastDetector(**detector) if isinstance(detector, dict) else (detector or FastDetector())
+        self.sm = SMInputs(**sm) if isinstance(sm, dict) else (sm or SMInputs())
+        self.space = ParameterSpace(
+            [Parameter(f"c_{h}", -c_max, c_max, reference=0.0, unit="TeV^-2") for h in HELICITIES],
+            benchmarks={"eta_LL_minus_Lambda_5TeV": {"c_LL": -4 * np.pi / 25}},
+        )
+        self._events: Events | None = None
+        self._sigma_coefficients: Tensor | None = None
+
+    # -- generation --------------------------------------------------------------------------------------
+    def mass_slices(self, n_events: int) -> list[MassSlice]:
+        """m̂ slices with n_events spread evenly: logarithmically spaced edges from m_min up to 3 TeV (or
+        m_max if lower), and one last slice from there to m_max (its cross section is tiny)."""
+        top = min(self.m_max, 3000.0) if self.m_max > 3000.0 and self.n_slices > 1 else self.m_max
+        inner = self.n_slices - 1 if top < self.m_max else self.n_slices
+        edges = np.append(np.geomspace(self.m_min, top, inner + 1), [self.m_max] if top < self.m_max else [])
+        per = np.full(self.n_slices, n_events // self.n_slices)
+        per[: n_events % self.n_slices] += 1
+        return [MassSlice(float(lo), float(hi), int(k)) for lo, hi, k in zip(edges[:-1], edges[1:], per)]
+
+    def latent_from_parton_level(self, latent: np.ndarray) -> np.ndarray:
+        """Append cos θ* and the normalised morphing coefficients to the Pythia record: (n, 14) → (n, 30)."""
+        lm, lp = latent[:, [9, 6, 7, 8]], latent[:, [13, 10, 11, 12]]
+        cos_star = kin.cos_theta_star(lm, lp, latent[:, 2], latent[:, 3], latent[:, 0])
+        t = torch.from_numpy
+        quark = t(np.abs(np.where(latent[:, 0] > 0, latent[:, 0], latent[:, 1]))).long()
+        s_hat, cos_t, alpha = t(latent[:, 4]), t(cos_star), t(latent[:, 5])
+        lepton_id = self.run.lepton_id
+
+        def weight_at(theta: Tensor) -> Tensor:
+            return me_weight(quark, s_hat, cos_t, theta.expand(len(quark), -1), alpha, lepton_id, self.sm)
+
+        coefficients = _MORPHING.fit(weight_at)
+        coefficients = coefficients / coefficients[:, :1]  # weight at θ = 0 is the constant term
+        return np.concatenate([latent, cos_star[:, None], coefficients.numpy()], axis=1)
+
+    def generate(self, n_events: int | None = None, seed: int | None = None) -> Events:
+        """Run Pythia at the SM in mass slices, mine the morphing coefficients, apply the detector.
+
+        Returns the events that pass the detector selection, weights in pb (Σ w = σ_fid at the SM). The
+        result also becomes this simulator's event pool (for ``sample``, ``sample_weighted`` and σ(θ))."""
+        n_events = self.n_events if n_events is None else int(n_events)
+        seed = self.seed if seed is None else int(seed)
+        rng = np.random.default_rng(seed)
+        parts_x, parts_z, parts_w, slice_info = [], [], [], []
+        sigma_total, sigma_total_err2 = 0.0, 0.0
+        settings: list[str] = []
+        for i, mass_slice in enumerate(self.mass_slices(n_events)):
+            parton = self.run.generate(mass_slice, seed=seed + i)
+            settings = parton.settings
+            z = self.latent_from_parton_level(parton.latent)
+            leptons = np.stack([parton.latent[:, [9, 6, 7, 8]], parton.latent[:, [13, 10, 11, 12]]], axis=1)
+            reco = self.detector.reconstruct(leptons, rng, parton.final_state, self.run.lepton_id)
+            parts_x.append(compute_observables(reco, self.observable_names))
+            parts_z.append(z[reco.passed])
+            parts_w.append(parton.weights[reco.passed])
+            sigma_total += parton.sigma_pb
+            sigma_total_err2 += parton.sigma_err_pb**2
+            slice_info.append({"m_min": mass_slice.m_min, "m_max": mass_slice.m_max, "n_events": len(parton.weights),
+                               "n_passed": int(reco.passed.sum()), "sigma_pb": parton.sigma_pb,
+                               "sigma_err_pb": parton.sigma_err_pb, "seed": parton.seed})
+        weights = np.concatenate(parts_w)
+        if len(weights) == 0:
+            raise SimulatorError(
+                f"no event passed the detector selection (lepton |eta| < {self.detector.lepton_eta_max}, "
+                f"pT > {self.detector.lepton_pt_min} GeV) out of {n_events} generated; loosen the cuts or generate more"
+            )
+        provenance = {
+            "generator": "pythia8mc",
+            "pythia_version": pythia_version(),
+            "hepsbi_version": __version__,
+            "seed": seed,
+            "shower": self.run.shower,
+            "settings_last_slice": settings,
+            "slices": slice_info,
+            "sigma_total_pb": sigma_total,
+            "sigma_total_err_pb": float(np.sqrt(sigma_total_err2)),
+            "sm_inputs": self.sm.to_dict(),
+            "detector": self.detector.to_dict(),
+        }
+        events = Events(np.concatenate(parts_x), np.concatenate(parts_z), weights, list(self.observable_names),
+                        list(LATENT_NAMES), provenance)
+        self.use_events(events)
+        return events
+
+    def use_events(self, events: Events) -> None:
+        """Make ``events`` (generated at the SM, e.g. loaded from an EventStore file) the event pool."""
+        if events.latent_names != list(LATENT_NAMES):
+            raise SimulatorError("these events were not made by DrellYanContact (latent columns differ)")
+        self._events = events
+        coef = torch.from_numpy(events.z[:, -_MORPHING.n_components:])
+        self._sigma_coefficients = torch.from_numpy(events.weights) @ coef  # (15,) σ_fid(θ) polynomial
+
+    @property
+    def events(self) -> Events:
+        """The event pool (generated on first use with ``n_events`` and ``seed``)."""
+        if self._events is None:
+            self.generate()
+        assert self._events is not None
+        return self._events
+
+    # -- physics -----------------------------------------------------------------------------------------
+    def cross_section(self, theta: Tensor | Sequence[float]) -> tuple[float, float]:
+        """Fiducial σ(θ) in pb and its statistical error from the event pool (Monte Carlo only)."""
+        events = self.events
+        theta_t = torch.as_tensor(theta, dtype=torch.float64).reshape(1, -1)
+        r = _MORPHING.evaluate(torch.from_numpy(events.z[:, -_MORPHING.n_components:]), theta_t[0]).numpy()
+        w = events.weights * r
+        return float(w.sum()), float(np.sqrt((w**2).sum()))
+
+    def _log_sigma_ratio(self, theta: Tensor) -> Tensor:
+        _ = self.events  # ensure the pool exists
+        assert self._sigma_coefficients is not None
+        m = _MORPHING.monomials(theta)  # (n, K)
+        return torch.log(m @ self._sigma_coefficients) - torch.log(self._sigma_coefficients[0])
+
+    def weight_ratio(self, z: Tensor, theta: Tensor) -> Tensor:
+        """|M(θ)|²/|M(0)|² per event from the morphing coefficients in z: (n,)."""
+        coefficients = torch.as_tensor(z, dtype=torch.float64)[:, -_MORPHING.n_components:]
+        return (coefficients * _MORPHING.monomials(as_rows(theta, coefficients.shape[0]))).sum(dim=1)
+
+    def joint_log_prob(self, z: Tensor, theta: Tensor) -> Tensor:
+        """log p(z | θ) up to a θ-independent constant, (n,); differentiable in θ."""
+        theta = as_rows(theta, z.shape[0])
+        return torch.log(self.weight_ratio(z, theta)) - self._log_sigma_ratio(theta)
+
+    # -- sampling ------------------------------------------------------------------------------------------
+    def sample_weighted(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """``n`` distinct events of the SM pool with weights rescaled so that Σ w stays σ_fid(SM)."""
+        events = self.events
+        if n > len(events):
+            raise SimulatorError(f"asked for {n} events but the pool holds {len(events)} after cuts; raise n_events")
+        index = torch.randperm(len(events), generator=generator)[:n].numpy()
+        w = events.weights[index] * (events.weights.sum() / events.weights[index].sum())
+        return torch.from_numpy(events.x[index]), torch.from_numpy(events.z[index]), torch.from_numpy(w)
+
+    def sample(self, theta: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """One event per row of θ (n, 4), resampled from the SM pool: propose ∝ SM weight, accept with
+        probability r(θ)/r_max where r_max bounds r over the parameter box (r is convex in θ, so its maximum
+        over the box sits at a corner)."""
+        events = self.events
+        theta = torch.as_tensor(theta, dtype=torch.float64).reshape(-1, self.space.dim)
+        self.space.check(theta)
+        n = theta.shape[0]
+        coef = torch.from_numpy(events.z[:, -_MORPHING.n_components:])
+        corners = self.space.mesh([torch.stack([lo, hi]) for lo, hi in zip(self.space.low, self.space.high)])
+        bound = (coef @ _MORPHING.monomials(corners).T).max(dim=1).values.clamp_min(1.0)  # (N,)
+        proposal = torch.from_numpy(np.abs(events.weights))
+        chosen = torch.full((n,), -1, dtype=torch.long)
+        todo = torch.arange(n)
+        for _ in range(10_000):
+            if len(todo) == 0:
+                break
+            cand = torch.multinomial(proposal, len(todo), replacement=True, generator=generator)
+            r = (coef[cand] * _MORPHING.monomials(theta[todo])).sum(dim=1)
+            accept = torch.rand(len(todo), generator=generator, dtype=torch.float64) * bound[cand] < r
+            chosen[todo[accept]] = cand[accept]
+            todo = todo[~accept]
+        if len(todo):
+            raise SimulatorError("resampling did not converge: the parameter box is too wide for the event pool")
+        return torch.from_numpy(events.x[chosen.numpy()]), torch.from_numpy(events.z[chosen.numpy()])

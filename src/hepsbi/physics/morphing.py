@@ -1,0 +1,75 @@
+r"""Morphing: event weights that are polynomials of degree two in the parameters.
+
+When |M|² is quadratic in θ (here the contact coefficients), the weight of an event at any θ is
+
+.. math:: w(θ) = \sum_k a_k\, m_k(θ), \qquad m(θ) = (1,\ θ_1, …, θ_p,\ θ_1^2,\ θ_1θ_2,\ …,\ θ_p^2),
+
+with p(p+3)/2 + 1 monomials. Evaluating w at that many basis points and solving one linear system
+gives the coefficients a_k exactly (to float64 precision); afterwards w(θ) costs a dot product, and is
+differentiable in θ.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["QuadraticMorphing"]
+
+
+class QuadraticMorphing:
+    r"""The quadratic monomial basis in ``n_params`` parameters.
+
+    Arguments:
+        n_params: p, the number of parameters.
+        scale: spread of the basis points (in units of θ); choose it near the size of interesting θ.
+    """
+
+    def __init__(self, n_params: int, scale: float = 1.0):
+        self.n_params = int(n_params)
+        self.pairs = list(itertools.combinations_with_replacement(range(self.n_params), 2))
+        self.scale = float(scale)
+        self.basis_points = self._basis_points()
+        matrix = self.monomials(self.basis_points)  # (K, K)
+        self._inverse = torch.linalg.inv(matrix)
+
+    @property
+    def n_components(self) -> int:
+        """Number of monomials K = 1 + p + p(p+1)/2."""
+        return 1 + self.n_params + len(self.pairs)
+
+    def _basis_points(self) -> Tensor:
+        p, s = self.n_params, self.scale
+        points = [torch.zeros(p, dtype=torch.float64)]
+        for i in range(p):
+            for sign in (1.0, -1.0):
+                v = torch.zeros(p, dtype=torch.float64)
+                v[i] = sign * s
+                points.append(v)
+        for i, j in itertools.combinations(range(p), 2):
+            v = torch.zeros(p, dtype=torch.float64)
+            v[i], v[j] = s, s
+            points.append(v)
+        return torch.stack(points)
+
+    def monomials(self, theta: Tensor) -> Tensor:
+        """m(θ) for θ (n, p) or (p,) → (n, K); differentiable in θ."""
+        theta = torch.as_tensor(theta, dtype=torch.float64).reshape(-1, self.n_params)
+        ones = torch.ones(theta.shape[0], 1, dtype=theta.dtype)
+        quad = torch.stack([theta[:, i] * theta[:, j] for i, j in self.pairs], dim=1)
+        return torch.cat([ones, theta, quad], dim=1)
+
+    def fit(self, weight_at: Callable[[Tensor], Tensor]) -> Tensor:
+        """Coefficients a (n, K) of events whose weight at one θ (p,) is ``weight_at(θ) -> (n,)``."""
+        values = torch.stack([weight_at(point) for point in self.basis_points], dim=1)  # (n, K)
+        return values @ self._inverse.T
+
+    def evaluate(self, coefficients: Tensor, theta: Tensor) -> Tensor:
+        """w(θ) = Σ_k a_k m_k(θ): coefficients (n, K) with θ (p,) → (n,), or θ (n, p) row-wise → (n,)."""
+        m = self.monomials(theta)
+        if m.shape[0] == 1:
+            return coefficients @ m[0]
+        return (coefficients * m).sum(dim=1)
