@@ -121,11 +121,14 @@ def _open(path: str | os.PathLike[str]) -> h5py.File:
 class EventStore:
     """Chunked event files in a directory, merged into one file without loading everything.
 
-    Example:
-        >>> store = EventStore("run/events")                       # doctest: +SKIP
-        >>> for i, chunk in enumerate(chunks): store.write_chunk(i, chunk)
-        >>> store.merge("run/events.h5")
-        >>> for part in EventStore.iterate("run/events.h5", chunk_size=100_000): ...
+    Example::
+
+        store = EventStore("run/events")
+        for i, chunk in enumerate(chunks):
+            store.write_chunk(i, chunk)
+        store.merge("run/events.h5")
+        for part in EventStore.iterate("run/events.h5", chunk_size=100_000):
+            ...
     """
 
     def __init__(self, directory: str | os.PathLike[str]):
@@ -155,9 +158,9 @@ class EventStore:
             with h5py.File(tmp, "w") as out:
                 _write_header(out, obs, latent, merged_prov)
                 dsets = {
-                    "x": out.create_dataset("x", (0, d_x), maxshape=(None, d_x), chunks=True, compression="gzip"),
-                    "z": out.create_dataset("z", (0, d_z), maxshape=(None, d_z), chunks=True, compression="gzip"),
-                    "weights": out.create_dataset("weights", (0,), maxshape=(None,), chunks=True, compression="gzip"),
+                    "x": out.create_dataset("x", (0, d_x), dtype="f8", maxshape=(None, d_x), chunks=True, compression="gzip"),
+                    "z": out.create_dataset("z", (0, d_z), dtype="f8", maxshape=(None, d_z), chunks=True, compression="gzip"),
+                    "weights": out.create_dataset("weights", (0,), dtype="f8", maxshape=(None,), chunks=True, compression="gzip"),
                 }
                 for chunk in chunks:
                     with _open(chunk) as f:

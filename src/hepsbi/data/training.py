@@ -34,7 +34,7 @@ from hepsbi import __version__
 from hepsbi.errors import DataError
 from hepsbi.files import atomic_path
 from hepsbi.simulators.gold import joint_log_ratio, joint_score
-from hepsbi.simulators.protocol import Simulator, check_simulator, observable_names
+from hepsbi.simulators.protocol import Simulator, check_simulator, is_weighted, observable_names
 from hepsbi.space import FixedSampler, ParameterSpace, PriorSampler, ThetaSampler
 
 __all__ = ["TrainingData", "FORMAT", "SCHEMA_VERSION"]
@@ -96,6 +96,7 @@ class TrainingData:
         theta_sampler: ThetaSampler | None = None,
         reference: Tensor | None = None,
         seed: int = 0,
+        reweight: bool | None = None,
     ) -> TrainingData:
         r"""Simulate ``n`` rows for parametrised ratio training.
 
@@ -110,6 +111,9 @@ class TrainingData:
             theta_sampler: ``sampler(n, generator) -> (n, p)``; default :class:`~hepsbi.space.PriorSampler`.
             reference: θ_ref, (p,); default ``sim.space.reference``.
             seed: seeds every random number drawn here.
+            reweight: draw every event at θ_ref from ``sim.sample_weighted`` and represent θ by event
+                weights (how physics simulators work: generate once, reweight); default: when the
+                simulator has ``sample_weighted``.
         """
         sim = check_simulator(sim)
         if n < 2:
@@ -121,18 +125,33 @@ class TrainingData:
         theta = torch.as_tensor(sampler(n, gen), dtype=torch.float64)
         space.check(theta, what="theta_sampler output")
         y = (torch.arange(n) % 2 == 0).to(torch.float64)
-        theta_gen = torch.where(y.bool().unsqueeze(1), theta, ref.expand(n, -1))
-        x, z = sim.sample(theta_gen, gen)
+        if reweight is None:
+            reweight = is_weighted(sim)
+        if reweight:
+            if not is_weighted(sim):
+                raise DataError(f"{type(sim).__name__} has no sample_weighted(n, generator): cannot reweight")
+            # Every event is drawn once at θ_ref; rows with y = 1 stand for θ through the weight
+            # w · r(x, z | θ, θ_ref), an unbiased representation of p(x, z | θ).
+            if not torch.equal(ref, space.reference):
+                raise DataError("reweighting needs the simulator's own reference point")
+            x, z, w = sim.sample_weighted(n, gen)  # type: ignore[attr-defined]
+            log_r = joint_log_ratio(sim, z, theta, ref)
+            weights = torch.where(y.bool(), w * torch.exp(log_r), w)
+        else:
+            theta_gen = torch.where(y.bool().unsqueeze(1), theta, ref.expand(n, -1))
+            x, z = sim.sample(theta_gen, gen)
+            log_r = joint_log_ratio(sim, z, theta, ref)
+            weights = torch.ones(n, dtype=torch.float64)
         return cls(
             x=torch.as_tensor(x, dtype=torch.float64),
             theta=theta,
             y=y,
-            log_r_xz=joint_log_ratio(sim, z, theta, ref),
+            log_r_xz=log_r,
             t_xz=joint_score(sim, z, theta),
-            weights=torch.ones(n, dtype=torch.float64),
+            weights=torch.as_tensor(weights, dtype=torch.float64),
             space=space,
             observable_names=observable_names(sim, x.shape[1]),
-            provenance=_provenance(sim, n, seed, type(sampler).__name__),
+            provenance=_provenance(sim, n, seed, type(sampler).__name__) | {"reweighted": bool(reweight)},
         )
 
     @classmethod
@@ -144,14 +163,19 @@ class TrainingData:
         point = sim.space.reference if at is None else sim.space.point(at, what="at")
         gen = torch.Generator().manual_seed(int(seed))
         theta = FixedSampler(point)(n, gen)
-        x, z = sim.sample(theta, gen)
+        if is_weighted(sim):
+            x, z, w = sim.sample_weighted(n, gen)  # type: ignore[attr-defined]
+            weights = w * torch.exp(joint_log_ratio(sim, z, theta, sim.space.reference))
+        else:
+            x, z = sim.sample(theta, gen)
+            weights = torch.ones(n, dtype=torch.float64)
         return cls(
             x=torch.as_tensor(x, dtype=torch.float64),
             theta=theta,
             y=torch.ones(n, dtype=torch.float64),
             log_r_xz=joint_log_ratio(sim, z, theta, sim.space.reference),
             t_xz=joint_score(sim, z, theta),
-            weights=torch.ones(n, dtype=torch.float64),
+            weights=torch.as_tensor(weights, dtype=torch.float64),
             space=sim.space,
             observable_names=observable_names(sim, x.shape[1]),
             provenance=_provenance(sim, n, seed, "local"),

@@ -97,7 +97,7 @@ class FastDetector:
         out = []
         for sign in (1, -1):  # ℓ⁻ has the positive PDG id
             cand = final_state[final_state.id == sign * lepton_id]
-            cand = cand[ak.argsort(cand.p.pt, ascending=False)]
+            cand = cand[ak.argsort(cand.p.px**2 + cand.p.py**2, ascending=False)]
             lead = ak.firsts(cand)
             four = np.stack(
                 [ak.to_numpy(ak.fill_none(getattr(lead.p, c), 0.0)) for c in ("e", "px", "py", "pz")], axis=1

@@ -221,9 +221,11 @@ class DrellYanContact:
         return torch.from_numpy(events.x[index]), torch.from_numpy(events.z[index]), torch.from_numpy(w)
 
     def sample(self, theta: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """One event per row of θ (n, 4), resampled from the SM pool: propose ∝ SM weight, accept with
-        probability r(θ)/r_max where r_max bounds r over the parameter box (r is convex in θ, so its maximum
-        over the box sits at a corner)."""
+        """One event per row of θ (n, 4), resampled from the SM pool.
+
+        Event j is proposed with probability ∝ |w_j| R_j and accepted with probability r_j(θ)/R_j, where
+        R_j bounds r_j over the parameter box (r_j is a convex quadratic in θ, so its maximum over the box
+        sits at a corner); accepted events are then distributed ∝ w_j r_j(θ), i.e. as at θ."""
         events = self.events
         theta = torch.as_tensor(theta, dtype=torch.float64).reshape(-1, self.space.dim)
         self.space.check(theta)
@@ -231,7 +233,7 @@ class DrellYanContact:
         coef = torch.from_numpy(events.z[:, -_MORPHING.n_components:])
         corners = self.space.mesh([torch.stack([lo, hi]) for lo, hi in zip(self.space.low, self.space.high)])
         bound = (coef @ _MORPHING.monomials(corners).T).max(dim=1).values.clamp_min(1.0)  # (N,)
-        proposal = torch.from_numpy(np.abs(events.weights))
+        proposal = torch.from_numpy(np.abs(events.weights)) * bound
         chosen = torch.full((n,), -1, dtype=torch.long)
         todo = torch.arange(n)
         for _ in range(10_000):

@@ -16,7 +16,7 @@ from torch import Tensor
 from hepsbi.errors import SimulatorError
 from hepsbi.space import ParameterSpace
 
-__all__ = ["Simulator", "check_simulator", "has_exact_likelihood", "observable_names"]
+__all__ = ["Simulator", "check_simulator", "has_exact_likelihood", "is_weighted", "observable_names"]
 
 
 @runtime_checkable
@@ -28,7 +28,9 @@ class Simulator(Protocol):
 
     Optional attributes that hepsbi uses when present:
         ``observable_names`` (sequence of str, one per column of x) for plots and metadata;
-        ``log_prob(x, θ)``: the exact marginal log p(x | θ), used for validation only.
+        ``log_prob(x, θ)``: the exact marginal log p(x | θ), used for validation only;
+        ``sample_weighted(n, generator) -> (x, z, weights)``: n weighted events drawn at θ_ref, for
+        simulators that generate once and reach other θ by reweighting (training data then uses weights).
     """
 
     space: ParameterSpace
@@ -56,6 +58,11 @@ def check_simulator(sim: object) -> Simulator:
 def has_exact_likelihood(sim: Simulator) -> bool:
     """Whether ``sim`` provides the exact marginal ``log_prob(x, θ)``."""
     return callable(getattr(sim, "log_prob", None))
+
+
+def is_weighted(sim: Simulator) -> bool:
+    """Whether ``sim`` generates weighted events at θ_ref (``sample_weighted``)."""
+    return callable(getattr(sim, "sample_weighted", None))
 
 
 def observable_names(sim: Simulator, d_x: int) -> list[str]:

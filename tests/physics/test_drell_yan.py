@@ -1,0 +1,139 @@
+"""DrellYanContact end to end with Pythia (small statistics), and closure against Pythia's own CI process."""
+
+import numpy as np
+import pytest
+import torch
+
+from hepsbi import RatioEstimator, TrainingData
+from hepsbi.data import Events, EventStore, inspect_events
+from hepsbi.errors import DataError, SimulatorError
+from hepsbi.physics import DrellYanContact, FastDetector, MassSlice, PythiaRun, eta_lambda_to_theta
+from hepsbi.physics.closure import closure
+from hepsbi.simulators import joint_score
+
+
+@pytest.fixture(scope="module")
+def sim() -> DrellYanContact:
+    s = DrellYanContact(n_events=8000, seed=7)
+    s.generate()
+    return s
+
+
+def test_generation_and_cross_section(sim):
+    events = sim.events
+    assert events.x.shape[1] == 4 and len(events) > 4000
+    assert events.provenance["pythia_version"] == "8.317.2" and events.provenance["seed"] == 7
+    sigma_sm, err = sim.cross_section(torch.zeros(4))
+    assert sigma_sm == pytest.approx(events.weights.sum())
+    assert 0 < err < 0.05 * sigma_sm
+    # Pythia: σ(m̂ > 200 GeV, μμ, 13 TeV) ≈ 2.3e-9 mb = 2.3 pb in total; the fiducial part is below it.
+    assert 0.3 * 2.3 < sigma_sm < 2.3
+    assert sim.cross_section(eta_lambda_to_theta(5, eta_LL=-1))[0] > 1.2 * sigma_sm
+
+
+def test_joint_score_matches_finite_differences(sim):
+    z = torch.from_numpy(sim.events.z[:200])
+    theta = torch.tensor([0.1, -0.2, 0.05, 0.3], dtype=torch.float64)
+    score = joint_score(sim, z, theta)
+    eps = 1e-6
+    for j in range(4):
+        step = torch.zeros(4, dtype=torch.float64)
+        step[j] = eps
+        fd = (sim.joint_log_prob(z, theta + step) - sim.joint_log_prob(z, theta - step)) / (2 * eps)
+        np.testing.assert_allclose(score[:, j].numpy(), fd.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_morphing_in_latent_matches_direct_matrix_element(sim):
+    from hepsbi.physics.matrix_elements import me_weight
+
+    z = sim.events.z[:300]
+    quark = torch.from_numpy(np.abs(np.where(z[:, 0] > 0, z[:, 0], z[:, 1]))).long()
+    args = (quark, torch.from_numpy(z[:, 4]), torch.from_numpy(z[:, 14]))
+    theta = torch.tensor([0.4, -0.3, 0.2, -0.6], dtype=torch.float64)
+    direct = me_weight(*args, theta.expand(300, -1), torch.from_numpy(z[:, 5])) / me_weight(
+        *args, torch.zeros(300, 4), torch.from_numpy(z[:, 5]))
+    np.testing.assert_allclose(sim.weight_ratio(torch.from_numpy(z), theta).numpy(), direct.numpy(), rtol=1e-9)
+
+
+def test_resampling_reproduces_reweighted_means(sim):
+    theta = eta_lambda_to_theta(5, eta_LL=-1)
+    gen = torch.Generator().manual_seed(1)
+    x, z = sim.sample(theta.expand(6000, -1), gen)
+    w = sim.events.weights * sim.weight_ratio(torch.from_numpy(sim.events.z), theta).numpy()
+    expected = np.average(sim.events.x[:, 0], weights=w)
+    spread = np.sqrt(np.average((sim.events.x[:, 0] - expected) ** 2, weights=w) / 6000)
+    assert abs(x[:, 0].mean().item() - expected) < 4 * spread
+
+
+def test_weighted_training_data_and_a_short_fit(sim):
+    data = TrainingData.from_simulator(sim, 4000, seed=3)
+    assert data.provenance["reweighted"] is True
+    assert torch.all(data.weights[data.y == 0] > 0)
+    # y = 1 rows carry w·r; their total estimates σ_fid(θ)-weighted sums, close to the y = 0 total on average
+    ratio = data.weights[data.y == 1].sum() / data.weights[data.y == 0].sum()
+    assert 0.5 < ratio.item() < 3.0
+    est = RatioEstimator("alices", epochs=2, progress=False).fit(data)
+    assert torch.all(torch.isfinite(est.log_ratio(data.x[:10], torch.tensor([0.2, 0.0, 0.0, 0.0]))))
+
+
+def test_bad_pythia_setting_is_named():
+    with pytest.raises(SimulatorError, match="Pythia rejected the setting 'PhaseSpace:mHatMinn = 5'"):
+        PythiaRun(settings=["PhaseSpace:mHatMinn = 5"]).generate(MassSlice(200, 300, 5), seed=1)
+
+
+def test_empty_after_cuts_is_an_error():
+    sim = DrellYanContact(n_events=200, n_slices=1, detector=FastDetector(lepton_pt_min=20_000.0))
+    with pytest.raises(SimulatorError, match="no event passed the detector selection"):
+        sim.generate()
+
+
+def test_event_store_chunks_merge_and_stream(tmp_path, sim):
+    events = sim.events
+    store = EventStore(tmp_path / "chunks")
+    pieces = np.array_split(np.arange(len(events)), 3)
+    for i, idx in enumerate(pieces):
+        store.write_chunk(i, events.select(idx))
+    merged = store.merge(tmp_path / "events.h5", provenance={"note": "test"})
+    loaded = Events.load(merged)
+    np.testing.assert_array_equal(loaded.x, events.x)
+    np.testing.assert_array_equal(loaded.z, events.z)
+    np.testing.assert_array_equal(loaded.weights, events.weights)
+    assert loaded.provenance["note"] == "test" and len(loaded.provenance["chunks"]) == 3
+    streamed = list(EventStore.iterate(merged, chunk_size=1000))
+    assert sum(len(p) for p in streamed) == len(events) and max(len(p) for p in streamed) == 1000
+    summary = inspect_events(merged)
+    assert summary["events"] == len(events) and summary["sum_weights"] == pytest.approx(events.weights.sum())
+    # the pool can be restored from the file
+    other = DrellYanContact(n_events=8000)
+    other.use_events(loaded)
+    assert other.cross_section(torch.zeros(4))[0] == pytest.approx(sim.cross_section(torch.zeros(4))[0])
+    with pytest.raises(DataError, match="no chunks to merge"):
+        EventStore(tmp_path / "empty").merge(tmp_path / "x.h5")
+
+
+def test_negative_weights_survive_the_store(tmp_path):
+    ev = Events(np.zeros((4, 1)), np.zeros((4, 2)), np.array([1.0, -0.5, 2.0, -0.25]), ["a"], ["z0", "z1"])
+    ev.save(tmp_path / "neg.h5")
+    summary = inspect_events(tmp_path / "neg.h5")
+    assert summary["negative_weights"] == {"count": 2, "sum": -0.75}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("eta", [{"LL": -1}, {"LR": 1}])
+def test_closure_against_pythia_contact_interactions(eta):
+    """SM reweighted to (Λ = 5 TeV, η) vs Pythia's ContactInteractions:QCffbar2mumubar generated directly."""
+    result = closure(5.0, eta, n_events=100_000, seed=11)
+    assert abs(result.relative_difference) < 0.01, result
+    assert abs(result.pull) < 3, result
+    assert result.pvalue_m_ll > 1e-3 and result.pvalue_cos_theta > 1e-3, result
+
+
+@pytest.mark.slow
+def test_full_shower_mode_gives_jets_and_met():
+    sim = DrellYanContact(n_events=60, n_slices=1, shower=True, observables=("m_ll", "n_jets", "jet1_pt", "met"), seed=3)
+    events = sim.generate()
+    assert len(events) > 20
+    n_jets, jet1, met = events.x[:, 1], events.x[:, 2], events.x[:, 3]
+    assert np.all(n_jets >= 0) and np.any(n_jets > 0)
+    assert np.all((jet1 == 0) | (jet1 >= 30.0))
+    assert np.all(met >= 0)
