@@ -55,6 +55,35 @@ def check(spec: Annotated[Path, typer.Argument(help="YAML run specification")]) 
 
 
 @app.command()
+def inspect(file: Annotated[Path, typer.Argument(help="events file (HDF5, hepsbi.Events)")]) -> None:
+    """Summarise an events file: counts, weights (negative ones too), observable ranges, provenance."""
+    from rich.table import Table
+
+    from hepsbi.data import inspect_events
+
+    try:
+        summary = inspect_events(file)
+    except HepsbiError as exc:
+        _fail(exc)
+    console = Console()
+    neg = summary["negative_weights"]
+    console.print(f"[bold]{summary['file']}[/]  {summary['format']}")
+    console.print(f"events: {summary['events']}   sum of weights: {summary['sum_weights']:.6g}   "
+                  f"negative weights: {neg['count']} (sum {neg['sum']:.6g})")
+    table = Table("observable", "min", "max")
+    for name, (lo, hi) in summary["observables"].items():
+        table.add_row(name, f"{lo:.6g}", f"{hi:.6g}")
+    console.print(table)
+    prov = summary["provenance"]
+    keys = [k for k in ("generator", "pythia_version", "hepsbi_version", "seed", "shower", "sigma_total_pb") if k in prov]
+    for key in keys:
+        console.print(f"{key}: {prov[key]}")
+    for sl in prov.get("slices", []):
+        console.print(f"  slice [{sl['m_min']:.0f}, {sl['m_max']:.0f}] GeV: sigma {sl['sigma_pb']:.4g} pb, "
+                      f"{sl['n_passed']}/{sl['n_events']} events pass, seed {sl['seed']}")
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of run specifications."""
     from hepsbi.workflow.spec import RunSpec

@@ -137,3 +137,20 @@ def test_full_shower_mode_gives_jets_and_met():
     assert np.all(n_jets >= 0) and np.any(n_jets > 0)
     assert np.all((jet1 == 0) | (jet1 >= 30.0))
     assert np.all(met >= 0)
+
+
+def test_generate_to_store_chunks_and_inspect_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from hepsbi.cli import app
+
+    sim = DrellYanContact(n_slices=2, seed=4)
+    merged = sim.generate_to_store(tmp_path / "store", 3000, chunk_events=1000)
+    assert len(EventStore(tmp_path / "store").chunks()) == 3
+    events = Events.load(merged)
+    assert events.provenance["n_generated"] == 3000 and len(events) > 1000
+    result = CliRunner().invoke(app, ["inspect", str(merged)])
+    assert result.exit_code == 0, result.output
+    assert "m_ll" in result.output and "8.317.2" in result.output
+    bad = CliRunner().invoke(app, ["inspect", str(tmp_path / "missing.h5")])
+    assert bad.exit_code == 2 and "no such file" in bad.output

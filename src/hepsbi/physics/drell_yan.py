@@ -15,6 +15,7 @@ Parameters: θ = (c_LL, c_LR, c_RL, c_RR) in TeV⁻², c = 4πη/Λ² (Pythia's 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 from torch import Tensor
 
 from hepsbi import __version__
-from hepsbi.data.events import Events
+from hepsbi.data.events import Events, EventStore
 from hepsbi.errors import SimulatorError
 from hepsbi.physics import kinematics as kin
 from hepsbi.physics.detector import FastDetector
@@ -168,6 +169,24 @@ class DrellYanContact:
                         list(LATENT_NAMES), provenance)
         self.use_events(events)
         return events
+
+    def generate_to_store(self, directory: str | Path, n_events: int, chunk_events: int = 50_000,
+                          seed: int | None = None, merged: str | Path | None = None) -> Path:
+        """Generate ``n_events`` in chunks of ``chunk_events``, each written to ``directory`` (an
+        :class:`~hepsbi.data.EventStore`) as soon as it is made, then merge them into ``merged`` (default
+        ``directory/events.h5``). Memory stays O(chunk). Chunk k uses Pythia seeds seed + 100·k + slice.
+        The last chunk becomes the event pool; load the merged file with ``Events.load`` and
+        :meth:`use_events` to use all of it."""
+        if self.n_slices > 100:
+            raise SimulatorError("generate_to_store supports at most 100 mass slices (seed spacing)")
+        seed = self.seed if seed is None else int(seed)
+        store = EventStore(directory)
+        n_chunks = max(1, -(-int(n_events) // int(chunk_events)))
+        sizes = np.full(n_chunks, int(n_events) // n_chunks)
+        sizes[: int(n_events) % n_chunks] += 1
+        for k, size in enumerate(sizes):
+            store.write_chunk(k, self.generate(int(size), seed=seed + 100 * k))
+        return store.merge(merged or Path(directory) / "events.h5", provenance={"n_generated": int(n_events), "seed": seed})
 
     def use_events(self, events: Events) -> None:
         """Make ``events`` (generated at the SM, e.g. loaded from an EventStore file) the event pool."""

@@ -20,11 +20,25 @@ BUILTIN: dict[str, type] = {
 }
 
 
+def _physics(name: str) -> type | None:
+    # Imported lazily: the physics stack (Pythia, fastjet) is not needed for the toys.
+    if name == "drell_yan":
+        from hepsbi.physics.drell_yan import DrellYanContact
+
+        return DrellYanContact
+    return None
+
+
 def _resolve(name: str) -> type:
     if name in BUILTIN:
         return BUILTIN[name]
+    physics = _physics(name)
+    if physics is not None:
+        return physics
     if ":" not in name:
-        raise SimulatorError(f"unknown simulator {name!r}; built-in: {sorted(BUILTIN)}, or give 'package.module:Class'")
+        raise SimulatorError(
+            f"unknown simulator {name!r}; built-in: {sorted(BUILTIN) + ['drell_yan']}, or give 'package.module:Class'"
+        )
     module_name, _, attr = name.partition(":")
     try:
         module = importlib.import_module(module_name)
