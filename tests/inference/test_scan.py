@@ -75,3 +75,33 @@ def test_asimov_mle_sits_at_the_truth_and_weights_scale_the_curvature():
     assert s_small.mle["theta"] == pytest.approx(-0.2, abs=0.01)
     width = lambda s: np.diff(s.intervals["theta"]["68"])[0]  # noqa: E731
     assert width(s_small) / width(s_large) == pytest.approx(2.0, rel=0.01)
+
+
+def test_extended_likelihood_reproduces_the_poisson_interval():
+    """With a flat shape (log r ≡ 0) only the rate informs θ: q(θ) = 2[ν(θ) − N − N log(ν(θ)/N)]."""
+    from scipy import optimize
+
+    space = ParameterSpace([Parameter("mu", -1.0, 3.0)])
+    nu = lambda theta: 50.0 * (1.0 + float(torch.as_tensor(theta).reshape(-1)[0]))  # noqa: E731
+    data = Dataset(torch.zeros(10, 1), torch.full((10,), 7.5, dtype=torch.float64))  # N = 75 → μ̂ = 0.5
+    flat = lambda x, theta: torch.zeros(len(x))  # noqa: E731
+    scan = likelihood_scan(flat, data, space, points=801, expected_events=nu)
+    assert scan.mle["mu"] == pytest.approx(0.5, abs=1e-4)
+    q = lambda m: 2 * (nu(m) - 75 - 75 * math.log(nu(m) / 75)) - 1  # noqa: E731
+    lo, hi = optimize.brentq(q, -0.9, 0.5), optimize.brentq(q, 0.5, 2.9)
+    assert scan.intervals["mu"]["68"] == pytest.approx([lo, hi], abs=2e-4)
+
+
+def test_binned_likelihood_asimov_recovers_truth_and_curvature():
+    from hepsbi.inference import binned_log_likelihood, scan_log_likelihood
+
+    space = ParameterSpace([Parameter("theta", -1.0, 1.0)])
+    a, b = np.array([100.0, 40.0, 10.0]), np.array([-20.0, 5.0, 8.0])
+    expected = lambda theta: a + b * float(theta[0])  # noqa: E731
+    observed = expected(torch.tensor([0.3]))
+    scan = scan_log_likelihood(binned_log_likelihood(expected, observed), space, points=401)
+    assert scan.mle["theta"] == pytest.approx(0.3, abs=1e-4)
+    # Asimov: the curvature at the truth is the Fisher information Σ b² / ν
+    sigma = 1 / math.sqrt(float(np.sum(b**2 / observed)))
+    lo, hi = scan.intervals["theta"]["68"]
+    assert (hi - lo) / 2 == pytest.approx(sigma, rel=0.02)

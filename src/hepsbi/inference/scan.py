@@ -27,7 +27,15 @@ from hepsbi.errors import InferenceError
 from hepsbi.inference.datasets import Dataset
 from hepsbi.space import ParameterSpace
 
-__all__ = ["ScanResult", "likelihood_scan", "wilks_threshold", "CONFIDENCE_LEVELS"]
+__all__ = [
+    "CONFIDENCE_LEVELS",
+    "ScanResult",
+    "binned_log_likelihood",
+    "likelihood_scan",
+    "scan_log_likelihood",
+    "unbinned_log_likelihood",
+    "wilks_threshold",
+]
 
 LogRatio = Callable[[Tensor, Tensor], Any]
 #: Confidence levels reported everywhere: label → probability content.
@@ -80,16 +88,59 @@ class ScanResult:
         return out
 
 
-def _total_log_likelihood(log_ratio: LogRatio, data: Dataset, points: Tensor) -> np.ndarray:
-    """Σ_i w_i log r(x_i | θ) for every row θ of ``points`` (m, p) → (m,)."""
+LogLikelihood = Callable[[Tensor], np.ndarray]
+
+
+def unbinned_log_likelihood(
+    log_ratio: LogRatio,
+    data: Dataset,
+    expected_events: Callable[[Tensor], float] | None = None,
+    reference: Tensor | None = None,
+) -> LogLikelihood:
+    r"""log L(θ) − log L(θ_ref) of an unbinned dataset, for every row θ of points (m, p) → (m,).
+
+    Without ``expected_events``: Σ_i w_i log r(x_i | θ) (shape only). With ``expected_events`` ν(θ) (and
+    the ``reference`` θ_ref of the ratio), the extended likelihood adds the Poisson rate term
+
+    .. math:: -\,[ν(θ) - ν(θ_\text{ref})] + N \log\frac{ν(θ)}{ν(θ_\text{ref})}, \qquad N = \sum_i w_i .
+    """
     w = data.weights.to(torch.float64)
-    values = np.empty(points.shape[0])
-    for j, theta in enumerate(points):
-        lr = torch.as_tensor(log_ratio(data.x, theta), dtype=torch.float64)
-        values[j] = float((w * lr).sum())
-    if not np.all(np.isfinite(values)):
-        raise InferenceError("the log-likelihood is not finite at some grid points")
-    return values
+    n_obs = float(w.sum())
+    if expected_events is not None and reference is None:
+        raise InferenceError("the extended likelihood needs the reference point of the ratio")
+    nu_ref = float(expected_events(reference)) if expected_events is not None else 0.0
+
+    def total(points: Tensor) -> np.ndarray:
+        values = np.empty(points.shape[0])
+        for j, theta in enumerate(points):
+            lr = torch.as_tensor(log_ratio(data.x, theta), dtype=torch.float64)
+            values[j] = float((w * lr).sum())
+            if expected_events is not None:
+                nu = float(expected_events(theta))
+                if not nu > 0:
+                    raise InferenceError(f"expected number of events is {nu} at θ = {theta.tolist()}")
+                values[j] += -(nu - nu_ref) + n_obs * np.log(nu / nu_ref)
+        return values
+
+    return total
+
+
+def binned_log_likelihood(expected_counts: Callable[[Tensor], np.ndarray], observed: np.ndarray) -> LogLikelihood:
+    r"""Poisson log-likelihood of binned counts, Σ_b [n_b log ν_b(θ) − ν_b(θ)] (up to a constant), for every
+    row θ of points (m, p) → (m,). ``observed`` may be non-integer (Asimov counts)."""
+    observed = np.asarray(observed, dtype=float)
+
+    def total(points: Tensor) -> np.ndarray:
+        values = np.empty(points.shape[0])
+        for j, theta in enumerate(points):
+            nu = np.asarray(expected_counts(theta), dtype=float)
+            if np.any(nu <= 0) and np.any(observed[nu <= 0] > 0):
+                raise InferenceError(f"a bin expects {nu.min():g} events but observes some, at θ = {theta.tolist()}")
+            nu = np.maximum(nu, 1e-300)
+            values[j] = float(np.sum(observed * np.log(nu) - nu))
+        return values
+
+    return total
 
 
 def _crossings(axis: np.ndarray, q: np.ndarray, threshold: float) -> tuple[list[float], list[bool]]:
@@ -120,8 +171,10 @@ def likelihood_scan(
     axes: Sequence[Tensor] | None = None,
     points: int | Sequence[int] = 101,
     refine: bool = True,
+    expected_events: Callable[[Tensor], float] | None = None,
 ) -> ScanResult:
-    r"""Scan Σ_i w_i log r(x_i | θ) over a grid and derive the MLE and Wilks intervals.
+    r"""Scan Σ_i w_i log r(x_i | θ) (plus the Poisson rate term when ``expected_events`` is given) over a
+    grid and derive the MLE and Wilks intervals.
 
     Arguments:
         log_ratio: ``(x (n, d_x), θ (p,)) -> (n,)``: ``RatioEstimator.log_ratio`` or an exact one.
@@ -130,13 +183,30 @@ def likelihood_scan(
         axes: grid axes, one tensor per parameter; default ``space.grid(points)``.
         points: nodes per parameter when ``axes`` is not given.
         refine: polish the MLE between grid nodes with a bounded derivative-free (Powell) fit.
+        expected_events: ν(θ), the expected number of events (extended likelihood).
     """
+    log_likelihood = unbinned_log_likelihood(log_ratio, data, expected_events, space.reference)
+    return scan_log_likelihood(log_likelihood, space, axes, points, refine)
+
+
+def scan_log_likelihood(
+    log_likelihood: LogLikelihood,
+    space: ParameterSpace,
+    axes: Sequence[Tensor] | None = None,
+    points: int | Sequence[int] = 101,
+    refine: bool = True,
+) -> ScanResult:
+    r"""Scan any log-likelihood ``log_likelihood(points (m, p)) -> (m,)`` over a grid; MLE and Wilks intervals.
+
+    Use :func:`unbinned_log_likelihood` or :func:`binned_log_likelihood` to build one."""
     if space.dim not in (1, 2):
         raise InferenceError(f"grid scans support 1 or 2 parameters; the model has {space.dim} {list(space.names)}")
     axes = list(axes) if axes is not None else space.grid(points)
     grid = space.mesh(axes)
     shape = tuple(len(a) for a in axes)
-    ll = _total_log_likelihood(log_ratio, data, grid).reshape(shape)
+    ll = log_likelihood(grid).reshape(shape)
+    if not np.all(np.isfinite(ll)):
+        raise InferenceError("the log-likelihood is not finite at some grid points")
     best = np.unravel_index(int(np.argmax(ll)), shape)
     theta_hat = np.array([float(a[i]) for a, i in zip(axes, best)])
     ll_max = float(ll[best])
@@ -144,7 +214,8 @@ def likelihood_scan(
         lo, hi = space.low.numpy(), space.high.numpy()
 
         def objective(t: np.ndarray) -> float:
-            return -float(_total_log_likelihood(log_ratio, data, torch.as_tensor(t).reshape(1, -1))[0])
+            value = float(log_likelihood(torch.as_tensor(t, dtype=torch.float64).reshape(1, -1))[0])
+            return -value if np.isfinite(value) else np.inf
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
