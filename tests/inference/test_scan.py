@@ -81,14 +81,14 @@ def test_extended_likelihood_reproduces_the_poisson_interval():
     """With a flat shape (log r ≡ 0) only the rate informs θ: q(θ) = 2[ν(θ) − N − N log(ν(θ)/N)]."""
     from scipy import optimize
 
-    space = ParameterSpace([Parameter("mu", -1.0, 3.0)])
+    space = ParameterSpace([Parameter("mu", -0.9, 3.0)])
     nu = lambda theta: 50.0 * (1.0 + float(torch.as_tensor(theta).reshape(-1)[0]))  # noqa: E731
     data = Dataset(torch.zeros(10, 1), torch.full((10,), 7.5, dtype=torch.float64))  # N = 75 → μ̂ = 0.5
     flat = lambda x, theta: torch.zeros(len(x))  # noqa: E731
     scan = likelihood_scan(flat, data, space, points=801, expected_events=nu)
     assert scan.mle["mu"] == pytest.approx(0.5, abs=1e-4)
     q = lambda m: 2 * (nu(m) - 75 - 75 * math.log(nu(m) / 75)) - 1  # noqa: E731
-    lo, hi = optimize.brentq(q, -0.9, 0.5), optimize.brentq(q, 0.5, 2.9)
+    lo, hi = optimize.brentq(q, -0.8, 0.5), optimize.brentq(q, 0.5, 2.9)
     assert scan.intervals["mu"]["68"] == pytest.approx([lo, hi], abs=2e-4)
 
 
