@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/hepsbi run examples/gaussian.yaml --out runs/gaussian
+	$(BIN)/hepsbi run examples/drell_yan_contact.yaml --out runs/drell_yan_contact
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

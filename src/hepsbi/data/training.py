@@ -187,6 +187,35 @@ class TrainingData:
         cols = {name: getattr(self, name)[index] for name in _COLUMNS}
         return TrainingData(**cols, space=self.space, observable_names=list(self.observable_names), provenance=dict(self.provenance))
 
+    def balanced(self, observable: str | int = 0, bins: int = 20) -> TrainingData:
+        r"""Reweight events by a function h(x) of one observable so that each of ``bins`` quantile bins holds
+        the same total reference weight.
+
+        Multiplying both classes by the same h(x) leaves every loss's pointwise minimiser — the ratio r(x) and
+        the score — unchanged, while giving the sparse but informative regions (e.g. the high-mass tail of a
+        mass-sliced sample, whose events carry tiny weights) a fair share of the training signal. h is built
+        from the y = 0 rows (drawn at θ_ref; all rows for local data) and applied to all rows.
+        """
+        column = self.observable_names.index(observable) if isinstance(observable, str) else int(observable)
+        if not 0 <= column < self.x.shape[1]:
+            raise DataError(f"balanced: no observable {observable!r} in {self.observable_names}")
+        values = self.x[:, column]
+        ref = self.y < 0.5
+        if not ref.any():  # local data (all rows drawn at one point): balance on all of them
+            ref = torch.ones_like(ref)
+        if ref.sum() < bins:
+            raise DataError(f"balanced: {int(ref.sum())} reference events are too few for {bins} bins")
+        edges = torch.quantile(values[ref], torch.linspace(0, 1, bins + 1, dtype=torch.float64)[1:-1])
+        index = torch.bucketize(values, edges)
+        per_bin = torch.zeros(bins, dtype=torch.float64).index_add(0, index[ref], self.weights[ref])
+        if torch.any(per_bin <= 0):
+            raise DataError("balanced: a bin has no positive reference weight; use fewer bins")
+        h = (per_bin.sum() / bins) / per_bin
+        out = self.subset(torch.arange(len(self)))
+        out.weights = self.weights * h[index]
+        out.provenance = {**self.provenance, "balanced": {"observable": self.observable_names[column], "bins": bins}}
+        return out
+
     def split(self, fraction: float, seed: int = 0) -> tuple[TrainingData, TrainingData]:
         """Random split into (rest, held-out) with ``fraction`` of rows held out."""
         if not 0.0 < fraction < 1.0:

@@ -100,21 +100,25 @@ def alice(log_r_hat: Tensor, log_r_xz: Tensor, weights: Tensor) -> Tensor:
     return weighted_mean(F.binary_cross_entropy_with_logits(log_r_hat, torch.sigmoid(log_r_xz), reduction="none"), weights)
 
 
-def score_mse(t_hat: Tensor, t_xz: Tensor, mask: Tensor, weights: Tensor) -> Tensor:
+def score_mse(t_hat: Tensor, t_xz: Tensor, mask: Tensor, weights: Tensor, scale: Tensor | None = None) -> Tensor:
     r"""Score regression: squared error between the model's score and the joint score.
 
-    .. math:: ℓ = m \,\lVert \hat t(x \mid θ) - t(x, z \mid θ) \rVert^2
+    .. math:: ℓ = m \sum_k s_k \big(\hat t_k(x \mid θ) - t_k(x, z \mid θ)\big)^2
 
-    with m = 1 only for events drawn at the θ the score is taken at (there, E[t(x,z|θ) | x] = t(x|θ)).
+    with m = 1 only for events drawn at the θ the score is taken at (there, E[t(x,z|θ) | x] = t(x|θ)), and
+    per-component scales s_k (default 1; the estimators use 1/⟨t_k²⟩ so that α weighs a dimensionless term).
 
     Arguments:
-        t_hat, t_xz: (n, p).  mask: (n,) in {0, 1}.  weights: (n,).
+        t_hat, t_xz: (n, p).  mask: (n,) in {0, 1}.  weights: (n,).  scale: (p,) or None.
 
     References:
         J. Brehmer, G. Louppe, J. Pavez, K. Cranmer, "Mining gold from implicit models to improve
         likelihood-free inference", PNAS 117 (2020) 5242, arXiv:1805.12244.
     """
-    return weighted_mean(mask * ((t_hat - t_xz) ** 2).sum(dim=1), weights)
+    sq = (t_hat - t_xz) ** 2
+    if scale is not None:
+        sq = sq * scale
+    return weighted_mean(mask * sq.sum(dim=1), weights)
 
 
 def sally(t_hat: Tensor, t_xz: Tensor, weights: Tensor) -> Tensor:
@@ -158,9 +162,10 @@ def ratio_loss(
     weights: Tensor,
     alpha: float,
     clip: float = LOG_R_CLIP,
+    score_scale: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     r"""The loss of ``method``: ratio term + α · score term for the score-augmented methods (``clip``
-    applies to ROLR and RASCAL).
+    applies to ROLR and RASCAL; ``score_scale`` (p,) weighs the score components, see :func:`score_mse`).
 
     Returns the total and its parts ``{"ratio": …, "score": …}`` (detached) for monitoring.
     """
@@ -171,6 +176,6 @@ def ratio_loss(
         return ratio_part, parts
     if t_hat is None:
         raise ValueError(f"method {method!r} needs the model score t_hat")
-    score_part = score_mse(t_hat, t_xz, y, weights)
+    score_part = score_mse(t_hat, t_xz, y, weights, score_scale)
     parts["score"] = score_part.detach()
     return ratio_part + alpha * score_part, parts

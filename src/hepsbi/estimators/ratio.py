@@ -108,13 +108,18 @@ class RatioEstimator:
         self.model.theta_scale.fit(tensors["theta"])
         uses_score = RATIO_LOSSES[self.method].uses_score and self.alpha > 0
         model, method, alpha, clip = self.model, self.method, self.alpha, self.log_r_clip
+        # Score components are compared in units of their own spread: α weighs a dimensionless term,
+        # whatever the units of θ (TeV⁻² coefficients have joint scores of O(10–100)).
+        drawn = tensors["y"] > 0.5
+        mean_sq = (tensors["weights"][drawn, None] * tensors["t_xz"][drawn] ** 2).sum(0) / tensors["weights"][drawn].sum()
+        score_scale = torch.where(mean_sq > 0, 1.0 / mean_sq, torch.ones_like(mean_sq))
 
         def batch_loss(batch: dict[str, Tensor], training: bool) -> tuple[Tensor, dict[str, Tensor]]:
             if uses_score:
                 log_r, t_hat = model.log_ratio_and_score(batch["x"], batch["theta"], create_graph=training)
             else:
                 log_r, t_hat = model(batch["x"], batch["theta"]), None
-            return ratio_loss(method, log_r, t_hat, batch["y"], batch["log_r_xz"], batch["t_xz"], batch["weights"], alpha, clip)
+            return ratio_loss(method, log_r, t_hat, batch["y"], batch["log_r_xz"], batch["t_xz"], batch["weights"], alpha, clip, score_scale)
 
         self.history = train(self.model, batch_loss, tensors, self.config, description=f"{self.method}")
         return self

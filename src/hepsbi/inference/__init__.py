@@ -1,6 +1,13 @@
 """Inference: datasets, likelihood scans with Wilks intervals, and validation against exact likelihoods."""
 
-from hepsbi.inference.datasets import Dataset, asimov_dataset, observed_dataset
+from hepsbi.inference.datasets import (
+    Dataset,
+    asimov_dataset,
+    asimov_expected_events,
+    observed_dataset,
+    reference_weights,
+    weighted_asimov_dataset,
+)
 from hepsbi.inference.scan import (
     CONFIDENCE_LEVELS,
     ScanResult,
@@ -10,20 +17,35 @@ from hepsbi.inference.scan import (
     unbinned_log_likelihood,
     wilks_threshold,
 )
-from hepsbi.inference.validation import exact_log_ratio, log_ratio_comparison, log_ratio_mse
+from hepsbi.inference.templates import bin_index_edges, bin_index_quantiles, template_log_likelihood
+from hepsbi.inference.validation import (
+    exact_log_ratio,
+    joint_log_ratio_on_latent,
+    log_ratio_comparison,
+    log_ratio_mse,
+    normalised_log_ratio,
+)
 
 __all__ = [
     "CONFIDENCE_LEVELS",
     "Dataset",
     "ScanResult",
     "asimov_dataset",
+    "asimov_expected_events",
+    "bin_index_edges",
+    "bin_index_quantiles",
     "binned_log_likelihood",
     "exact_log_ratio",
+    "joint_log_ratio_on_latent",
     "likelihood_scan",
     "log_ratio_comparison",
     "log_ratio_mse",
+    "normalised_log_ratio",
     "observed_dataset",
+    "reference_weights",
     "scan_log_likelihood",
+    "template_log_likelihood",
     "unbinned_log_likelihood",
+    "weighted_asimov_dataset",
     "wilks_threshold",
 ]

@@ -2,6 +2,7 @@ r"""Datasets to infer on: an observed (simulated) sample, or an Asimov-like weig
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -10,17 +11,26 @@ from torch import Tensor
 from hepsbi.errors import InferenceError
 from hepsbi.simulators.protocol import Simulator
 
-__all__ = ["Dataset", "observed_dataset", "asimov_dataset"]
+__all__ = [
+    "Dataset",
+    "asimov_dataset",
+    "asimov_expected_events",
+    "observed_dataset",
+    "reference_weights",
+    "weighted_asimov_dataset",
+]
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Events to infer on: observables x (n, d_x) and weights (n,); ``truth`` is θ_true (p,) when known."""
+    """Events to infer on: observables x (n, d_x) and weights (n,); ``truth`` is θ_true (p,) when known;
+    ``z`` the latent record (n, d_z) when the dataset is simulated and keeps it (parton-level truth)."""
 
     x: Tensor
     weights: Tensor
     truth: Tensor | None = None
     kind: str = "observed"
+    z: Tensor | None = None
 
     @property
     def n_effective(self) -> float:
@@ -47,3 +57,41 @@ def asimov_dataset(sim: Simulator, theta_true: Tensor, n_expected: float, n_mc: 
         raise InferenceError(f"asimov needs n_mc >= 1 and n_expected > 0 (got {n_mc}, {n_expected})")
     data = observed_dataset(sim, theta_true, n_mc, seed)
     return Dataset(x=data.x, weights=torch.full((n_mc,), n_expected / n_mc, dtype=torch.float64), truth=data.truth, kind="asimov")
+
+
+def weighted_asimov_dataset(
+    sim: Simulator, theta_true: Tensor, luminosity_pb: float, n_mc: int | None = None, seed: int = 0
+) -> Dataset:
+    r"""Asimov dataset of a weighted simulator (one with ``asimov(θ, L)``, e.g. DrellYanContact): its event pool
+    reweighted to θ_true, each event weighted by its expected number of events at luminosity L (pb⁻¹), so
+    Σ w = L σ_fid(θ_true). Keeps z for the parton-level likelihood. With ``n_mc``, a random subset of that many
+    pool events carries the same total (cheaper scans, at the price of Monte Carlo noise)."""
+    if not callable(getattr(sim, "asimov", None)):
+        raise InferenceError(f"{type(sim).__name__} cannot build a weighted Asimov dataset (no asimov method)")
+    if luminosity_pb <= 0:
+        raise InferenceError(f"luminosity must be positive (got {luminosity_pb} pb^-1)")
+    x, z, w = sim.asimov(torch.as_tensor(theta_true, dtype=torch.float64), luminosity_pb)  # type: ignore[attr-defined]
+    if n_mc is not None and n_mc < len(w):
+        keep = torch.randperm(len(w), generator=torch.Generator().manual_seed(int(seed)))[:n_mc]
+        total = w.sum()
+        x, z, w = x[keep], z[keep], w[keep] * (total / w[keep].sum())
+    return Dataset(x=x, weights=w, truth=torch.as_tensor(theta_true, dtype=torch.float64), kind="asimov", z=z)
+
+
+def reference_weights(sim: Simulator, data: Dataset) -> Tensor:
+    """The weights the events of a weighted Asimov dataset have at θ_ref: w_i / r_i(θ_true), (n,)."""
+    if data.z is None or data.truth is None or not callable(getattr(sim, "weight_ratio", None)):
+        raise InferenceError("reference_weights needs a weighted Asimov dataset (z, truth) and sim.weight_ratio")
+    return data.weights.to(torch.float64) / sim.weight_ratio(data.z, data.truth)  # type: ignore[attr-defined]
+
+
+def asimov_expected_events(sim: Simulator, data: Dataset) -> Callable[[Tensor], float]:
+    r"""ν(θ) from the Asimov events themselves: Σ_i w_i r_i(θ)/r_i(θ_true) with the simulator's event weight
+    ratio ``sim.weight_ratio(z, θ)``. Rate and shape then come from the same Monte Carlo events, so the
+    expected likelihood peaks exactly at θ_true whatever the Monte Carlo fluctuations of the subset."""
+    z, w_ref = data.z, reference_weights(sim, data)
+
+    def expected(theta: Tensor) -> float:
+        return float((w_ref * sim.weight_ratio(z, theta)).sum())  # type: ignore[attr-defined]
+
+    return expected

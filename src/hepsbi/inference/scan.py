@@ -172,6 +172,7 @@ def likelihood_scan(
     points: int | Sequence[int] = 101,
     refine: bool = True,
     expected_events: Callable[[Tensor], float] | None = None,
+    zoom: int = 0,
 ) -> ScanResult:
     r"""Scan Σ_i w_i log r(x_i | θ) (plus the Poisson rate term when ``expected_events`` is given) over a
     grid and derive the MLE and Wilks intervals.
@@ -184,9 +185,30 @@ def likelihood_scan(
         points: nodes per parameter when ``axes`` is not given.
         refine: polish the MLE between grid nodes with a bounded derivative-free (Powell) fit.
         expected_events: ν(θ), the expected number of events (extended likelihood).
+        zoom: further scans narrowed to the 95 % region (see :func:`scan_log_likelihood`).
     """
     log_likelihood = unbinned_log_likelihood(log_ratio, data, expected_events, space.reference)
-    return scan_log_likelihood(log_likelihood, space, axes, points, refine)
+    return scan_log_likelihood(log_likelihood, space, axes, points, refine, zoom)
+
+
+def _zoomed_axes(result: ScanResult, space: ParameterSpace, points: Sequence[int]) -> list[Tensor] | None:
+    """Axes around the region q ≤ 2 × (95 % threshold), padded by half its size and clipped to the
+    parameter range; None when the region already fills a third of each axis (or touches nothing)."""
+    inside = result.q <= 2 * wilks_threshold("95", len(result.names))
+    new_axes, zoom = [], False
+    for j, axis in enumerate(result.axes):
+        mask = inside if inside.ndim == 1 else inside.any(axis=1 - j)
+        idx = np.nonzero(mask)[0]
+        lo_i, hi_i = max(idx[0] - 1, 0), min(idx[-1] + 1, len(axis) - 1)
+        width = axis[hi_i] - axis[lo_i]
+        full = axis[-1] - axis[0]
+        if width < full / 3:
+            zoom = True
+        pad = 0.5 * width
+        lo = max(float(space.low[j]), float(axis[lo_i] - pad))
+        hi = min(float(space.high[j]), float(axis[hi_i] + pad))
+        new_axes.append(torch.linspace(lo, hi, points[j], dtype=torch.float64))
+    return new_axes if zoom else None
 
 
 def scan_log_likelihood(
@@ -195,10 +217,30 @@ def scan_log_likelihood(
     axes: Sequence[Tensor] | None = None,
     points: int | Sequence[int] = 101,
     refine: bool = True,
+    zoom: int = 0,
 ) -> ScanResult:
     r"""Scan any log-likelihood ``log_likelihood(points (m, p)) -> (m,)`` over a grid; MLE and Wilks intervals.
 
-    Use :func:`unbinned_log_likelihood` or :func:`binned_log_likelihood` to build one."""
+    Use :func:`unbinned_log_likelihood` or :func:`binned_log_likelihood` to build one. With ``zoom`` > 0,
+    up to that many further scans on a grid narrowed to the 95 % region (padded, within the parameter
+    range), so that tight contours are resolved by many grid cells."""
+    result = _scan_once(log_likelihood, space, axes, points, refine)
+    counts = [len(a) for a in result.axes]
+    for _ in range(zoom):
+        narrowed = _zoomed_axes(result, space, counts)
+        if narrowed is None:
+            break
+        result = _scan_once(log_likelihood, space, narrowed, points, refine)
+    return result
+
+
+def _scan_once(
+    log_likelihood: LogLikelihood,
+    space: ParameterSpace,
+    axes: Sequence[Tensor] | None,
+    points: int | Sequence[int],
+    refine: bool,
+) -> ScanResult:
     if space.dim not in (1, 2):
         raise InferenceError(f"grid scans support 1 or 2 parameters; the model has {space.dim} {list(space.names)}")
     axes = list(axes) if axes is not None else space.grid(points)

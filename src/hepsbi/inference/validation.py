@@ -8,9 +8,16 @@ import torch
 from torch import Tensor
 
 from hepsbi.errors import SimulatorError
+from hepsbi.simulators.gold import as_rows
 from hepsbi.simulators.protocol import Simulator, has_exact_likelihood
 
-__all__ = ["exact_log_ratio", "log_ratio_comparison", "log_ratio_mse"]
+__all__ = [
+    "exact_log_ratio",
+    "joint_log_ratio_on_latent",
+    "log_ratio_comparison",
+    "log_ratio_mse",
+    "normalised_log_ratio",
+]
 
 LogRatio = Callable[[Tensor, Tensor], Tensor]
 
@@ -27,6 +34,44 @@ def exact_log_ratio(sim: Simulator) -> LogRatio:
             return sim.log_prob(x, theta) - sim.log_prob(x, ref)  # type: ignore[attr-defined]
 
     return log_ratio
+
+
+def joint_log_ratio_on_latent(sim: Simulator) -> LogRatio:
+    """``(z, θ) -> log p(z|θ) − log p(z|θ_ref)``: the parton-level ("truth") likelihood ratio, the ceiling any
+    analysis of the observables can reach. Feed it the latent record z in place of x."""
+    ref = sim.space.reference
+
+    def log_ratio(z: Tensor, theta: Tensor) -> Tensor:
+        z = torch.as_tensor(z, dtype=torch.float64)
+        with torch.no_grad():
+            return sim.joint_log_prob(z, as_rows(theta, z.shape[0])) - sim.joint_log_prob(z, as_rows(ref, z.shape[0]))
+
+    return log_ratio
+
+
+def normalised_log_ratio(log_ratio: LogRatio, x_ref: Tensor, w_ref: Tensor) -> LogRatio:
+    r"""log r̂(x | θ) − log Z(θ) with Z(θ) = Σ_j w_j r̂(x_j | θ) / Σ_j w_j over a reference sample drawn at θ_ref.
+
+    A learned ratio is normalised only approximately (∫ p(x|θ_ref) r̂ dx ≈ 1); in an extended likelihood
+    with N events an error ε(θ) of that normalisation shifts log L by N ε(θ), which for LHC-sized N
+    dominates. Dividing by the Monte Carlo estimate of Z(θ) leaves the rate to ν(θ) and the learned
+    ratio to the shape. Z is cached per θ."""
+    x_ref = torch.as_tensor(x_ref)
+    w = torch.as_tensor(w_ref, dtype=torch.float64)
+    w = w / w.sum()
+    cache: dict[tuple[float, ...], float] = {}
+
+    def corrected(x: Tensor, theta: Tensor) -> Tensor:
+        key = tuple(float(v) for v in torch.as_tensor(theta).reshape(-1))
+        lr_ref = None
+        if key not in cache:
+            lr_ref = torch.as_tensor(log_ratio(x_ref, theta), dtype=torch.float64)
+            cache[key] = float(torch.log((w * torch.exp(lr_ref)).sum()))
+        if x is x_ref and lr_ref is not None:  # the usual case: normalised on the dataset itself
+            return lr_ref - cache[key]
+        return torch.as_tensor(log_ratio(x, theta), dtype=torch.float64) - cache[key]
+
+    return corrected
 
 
 def log_ratio_comparison(

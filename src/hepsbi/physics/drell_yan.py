@@ -14,7 +14,7 @@ Parameters: θ = (c_LL, c_LR, c_RL, c_RR) in TeV⁻², c = 4πη/Λ² (Pythia's 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class DrellYanContact:
         observables: names from :data:`hepsbi.physics.observables.OBSERVABLES`.
         detector: the fast detector; default :class:`FastDetector`.
         c_max: parameter ranges are [−c_max, c_max] TeV⁻² for each c.
+        parameters: the free coefficients, a subset of c_LL, c_LR, c_RL, c_RR (the others stay 0), e.g.
+            ``("c_LL", "c_LR")`` for a 2-D analysis.
         seed: seeds Pythia (slice i uses seed + i) and the detector.
         sm: electroweak inputs.
         settings: extra Pythia settings.
@@ -73,6 +75,7 @@ class DrellYanContact:
         observables: Sequence[str] = DEFAULT_OBSERVABLES,
         detector: FastDetector | dict[str, Any] | None = None,
         c_max: float = 1.0,
+        parameters: Sequence[str] = tuple(f"c_{h}" for h in HELICITIES),
         seed: int = 1,
         sm: SMInputs | dict[str, Any] | None = None,
         settings: Sequence[str] = (),
@@ -87,9 +90,15 @@ class DrellYanContact:
         self.observable_names = tuple(observables)
         self.detector = FastDetector(**detector) if isinstance(detector, dict) else (detector or FastDetector())
         self.sm = SMInputs(**sm) if isinstance(sm, dict) else (sm or SMInputs())
+        every = [f"c_{h}" for h in HELICITIES]
+        unknown = [p for p in parameters if p not in every]
+        if unknown or not parameters or len(set(parameters)) != len(parameters):
+            raise SimulatorError(f"parameters must be distinct names among {every} (got {list(parameters)})")
+        self.free = [every.index(p) for p in every if p in parameters]  # columns of the full θ, in order
+        c_5tev = 4 * np.pi / 25  # |c| for Λ = 5 TeV, |η| = 1
+        benchmarks = {"eta_LL_minus_Lambda_5TeV": {"c_LL": -c_5tev}} if "c_LL" in parameters and c_max >= c_5tev else {}
         self.space = ParameterSpace(
-            [Parameter(f"c_{h}", -c_max, c_max, reference=0.0, unit="TeV^-2") for h in HELICITIES],
-            benchmarks={"eta_LL_minus_Lambda_5TeV": {"c_LL": -4 * np.pi / 25}},
+            [Parameter(every[i], -c_max, c_max, reference=0.0, unit="TeV^-2") for i in self.free], benchmarks=benchmarks
         )
         self._events: Events | None = None
         self._sigma_coefficients: Tensor | None = None
@@ -205,29 +214,65 @@ class DrellYanContact:
         return self._events
 
     # -- physics -----------------------------------------------------------------------------------------
+    def full_theta(self, theta: Tensor | Sequence[float]) -> Tensor:
+        """Embed θ of the free parameters, (p,) or (n, p), into (n, 4) = (c_LL, c_LR, c_RL, c_RR)."""
+        theta = torch.as_tensor(theta, dtype=torch.float64)
+        rows = theta.reshape(-1, self.space.dim)
+        if len(self.free) == len(HELICITIES):
+            return rows
+        full = torch.zeros(rows.shape[0], len(HELICITIES), dtype=rows.dtype)
+        full = full.index_copy(1, torch.tensor(self.free), rows)
+        return full
+
     def cross_section(self, theta: Tensor | Sequence[float]) -> tuple[float, float]:
         """Fiducial σ(θ) in pb and its statistical error from the event pool (Monte Carlo only)."""
         events = self.events
-        theta_t = torch.as_tensor(theta, dtype=torch.float64).reshape(1, -1)
-        r = _MORPHING.evaluate(torch.from_numpy(events.z[:, -_MORPHING.n_components:]), theta_t[0]).numpy()
+        r = _MORPHING.evaluate(torch.from_numpy(events.z[:, -_MORPHING.n_components:]), self.full_theta(theta)[0]).numpy()
         w = events.weights * r
         return float(w.sum()), float(np.sqrt((w**2).sum()))
 
     def _log_sigma_ratio(self, theta: Tensor) -> Tensor:
         _ = self.events  # ensure the pool exists
         assert self._sigma_coefficients is not None
-        m = _MORPHING.monomials(theta)  # (n, K)
+        m = _MORPHING.monomials(self.full_theta(theta))  # (n, K)
         return torch.log(m @ self._sigma_coefficients) - torch.log(self._sigma_coefficients[0])
 
     def weight_ratio(self, z: Tensor, theta: Tensor) -> Tensor:
         """|M(θ)|²/|M(0)|² per event from the morphing coefficients in z: (n,)."""
         coefficients = torch.as_tensor(z, dtype=torch.float64)[:, -_MORPHING.n_components:]
-        return (coefficients * _MORPHING.monomials(as_rows(theta, coefficients.shape[0]))).sum(dim=1)
+        full = self.full_theta(as_rows(theta, coefficients.shape[0]))
+        return (coefficients * _MORPHING.monomials(full)).sum(dim=1)
 
     def joint_log_prob(self, z: Tensor, theta: Tensor) -> Tensor:
         """log p(z | θ) up to a θ-independent constant, (n,); differentiable in θ."""
         theta = as_rows(theta, z.shape[0])
         return torch.log(self.weight_ratio(z, theta)) - self._log_sigma_ratio(theta)
+
+    def expected_counts(self, bin_index: np.ndarray, n_bins: int, luminosity_pb: float) -> Callable[[Tensor], np.ndarray]:
+        """Expected events per bin as a function of θ, exact through morphing: ``bin_index`` (N,) assigns every
+        pool event to a bin in [0, n_bins) (−1 = outside); returns θ (p,) → (n_bins,) = L Σ_{i∈b} w_i r_i(θ)."""
+        events = self.events
+        index = np.asarray(bin_index)
+        if index.shape != (len(events),):
+            raise SimulatorError(f"bin_index must give one bin per pool event ({len(events)}), got shape {index.shape}")
+        inside = index >= 0
+        coef = events.weights[inside, None] * events.z[inside, -_MORPHING.n_components:]
+        per_bin = np.zeros((n_bins, _MORPHING.n_components))
+        np.add.at(per_bin, index[inside], coef)
+        per_bin_t = torch.from_numpy(per_bin * luminosity_pb)
+
+        def counts(theta: Tensor) -> np.ndarray:
+            return (per_bin_t @ _MORPHING.monomials(self.full_theta(theta))[0]).numpy()
+
+        return counts
+
+    def asimov(self, theta_true: Tensor, luminosity_pb: float) -> tuple[Tensor, Tensor, Tensor]:
+        """The pool reweighted to θ_true and scaled to L: x (N, d_x), z (N, d_z), expected events per event (N,),
+        summing to L σ_fid(θ_true)."""
+        events = self.events
+        z = torch.from_numpy(events.z)
+        w = torch.from_numpy(events.weights) * self.weight_ratio(z, torch.as_tensor(theta_true, dtype=torch.float64))
+        return torch.from_numpy(events.x), z, w * luminosity_pb
 
     # -- sampling ------------------------------------------------------------------------------------------
     def sample_weighted(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
@@ -251,7 +296,7 @@ class DrellYanContact:
         n = theta.shape[0]
         coef = torch.from_numpy(events.z[:, -_MORPHING.n_components:])
         corners = self.space.mesh([torch.stack([lo, hi]) for lo, hi in zip(self.space.low, self.space.high)])
-        bound = (coef @ _MORPHING.monomials(corners).T).max(dim=1).values.clamp_min(1.0)  # (N,)
+        bound = (coef @ _MORPHING.monomials(self.full_theta(corners)).T).max(dim=1).values.clamp_min(1.0)  # (N,)
         proposal = torch.from_numpy(np.abs(events.weights)) * bound
         chosen = torch.full((n,), -1, dtype=torch.long)
         todo = torch.arange(n)
@@ -259,7 +304,7 @@ class DrellYanContact:
             if len(todo) == 0:
                 break
             cand = torch.multinomial(proposal, len(todo), replacement=True, generator=generator)
-            r = (coef[cand] * _MORPHING.monomials(theta[todo])).sum(dim=1)
+            r = (coef[cand] * _MORPHING.monomials(self.full_theta(theta[todo]))).sum(dim=1)
             accept = torch.rand(len(todo), generator=generator, dtype=torch.float64) * bound[cand] < r
             chosen[todo[accept]] = cand[accept]
             todo = todo[~accept]

@@ -19,7 +19,8 @@ from hepsbi.inference.scan import ScanResult, wilks_threshold  # noqa: E402
 
 __all__ = ["plot_log_ratio", "plot_scans", "plot_training"]
 
-_STYLES = ["-", "--", "-.", ":"]
+#: Legend names of the reference likelihoods.
+_LABELS = {"truth": "parton-level truth", "exact": "exact", "histogram": "histogram", "sally": "SALLY (binned)"}
 
 
 def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> Path:
@@ -54,34 +55,39 @@ def plot_scans(scans: Mapping[str, ScanResult], truth: Mapping[str, float] | Non
     first = next(iter(scans.values()))
     fig, ax = plt.subplots(figsize=(6, 5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    names = {label: _LABELS.get(label, label) for label in scans}
     if len(first.names) == 1:
         for (label, scan), colour in zip(scans.items(), colours):
-            ax.plot(scan.axes[0], scan.q, color=colour, label=label)
+            ax.plot(scan.axes[0], scan.q, color=colour, label=names[label])
         for level in ("68", "95"):
             t = wilks_threshold(level, 1)
             ax.axhline(t, color="grey", lw=0.8, ls=":")
             ax.text(first.axes[0][0], t, f" {level}%", va="bottom", color="grey")
         if truth:
-            ax.axvline(truth[first.names[0]], color="black", ls="--", lw=1, label="truth")
+            ax.axvline(truth[first.names[0]], color="black", ls="--", lw=1, label="true θ")
         ax.set_xlabel(first.names[0])
         ax.set_ylabel(r"$-2\,\Delta \log L$")
         ax.set_ylim(0, max(3 * wilks_threshold("95", 1), 1.0))
     else:
-        xs, ys = first.axes
+        lo, hi = np.array([np.inf, np.inf]), np.array([-np.inf, -np.inf])
         for (label, scan), colour in zip(scans.items(), colours):
+            xs, ys = scan.axes  # each scan has its own (possibly zoomed) grid
             ax.contour(xs, ys, scan.q.T, levels=[wilks_threshold("68", 2), wilks_threshold("95", 2)],
                        colors=colour, linestyles=["-", "--"])
-            ax.plot([], [], color=colour, label=f"{label} (68% solid, 95% dashed)")
+            ax.plot([], [], color=colour, label=f"{names[label]} (68% solid, 95% dashed)")
             ax.plot(scan.mle[scan.names[0]], scan.mle[scan.names[1]], "o", color=colour, ms=4)
+            # Zoom on the region where any scan is within twice its 95 % threshold.
+            inside = scan.q <= 2 * wilks_threshold("95", 2)
+            if inside.any():
+                ix, iy = np.nonzero(inside)
+                lo = np.minimum(lo, [xs[ix.min()], ys[iy.min()]])
+                hi = np.maximum(hi, [xs[ix.max()], ys[iy.max()]])
         if truth:
-            ax.plot(truth[first.names[0]], truth[first.names[1]], "*", color="black", ms=12, label="truth")
-        # Zoom on the region where any scan is within twice the 95 % threshold.
-        inside = np.any([scan.q <= 2 * wilks_threshold("95", 2) for scan in scans.values()], axis=0)
-        if inside.any():
-            ix, iy = np.nonzero(inside)
-            pad_x, pad_y = 2 * (xs[1] - xs[0]), 2 * (ys[1] - ys[0])
-            ax.set_xlim(max(xs[0], xs[ix.min()] - pad_x), min(xs[-1], xs[ix.max()] + pad_x))
-            ax.set_ylim(max(ys[0], ys[iy.min()] - pad_y), min(ys[-1], ys[iy.max()] + pad_y))
+            ax.plot(truth[first.names[0]], truth[first.names[1]], "*", color="black", ms=12, label="true θ")
+        if np.all(np.isfinite(lo)):
+            pad = 0.1 * (hi - lo)
+            ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+            ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
         ax.set_xlabel(first.names[0])
         ax.set_ylabel(first.names[1])
     ax.legend(frameon=False)

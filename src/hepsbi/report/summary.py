@@ -24,6 +24,7 @@ def summary_table(results: Mapping[str, Any]) -> Table:
         table.add_column(column, no_wrap=True)
     truth = results.get("truth") or {}
     rows = dict(results["estimators"])
+    rows |= results.get("comparisons", {})
     if "exact" in results:
         rows["exact"] = results["exact"]
     for label, block in rows.items():

@@ -5,9 +5,10 @@ Layout of the run directory::
     RUN_DIR/
       spec.yaml               the validated spec, defaults filled in
       data/training.h5        training data (hepsbi.TrainingData)
+      data/events.h5          weighted simulators: the generated event pool (hepsbi.Events)
       models/<label>/         each trained estimator (weights.pt + estimator.json)
-      results.json            MLE, intervals, scans, truth, provenance
-      plots/*.png             log r learned vs exact, likelihood scan, training curves
+      results.json            MLE, intervals, scans, truth, comparisons, provenance
+      plots/*.png             likelihood scans, log r learned vs exact (toys), training curves
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,19 +28,35 @@ from rich.console import Console
 from hepsbi.data.training import TrainingData
 from hepsbi.errors import ParameterError, SimulatorError, SpecError
 from hepsbi.estimators.ratio import RatioEstimator
+from hepsbi.estimators.score import ScoreEstimator
 from hepsbi.files import atomic_path
-from hepsbi.inference.datasets import Dataset, asimov_dataset, observed_dataset
-from hepsbi.inference.scan import ScanResult, likelihood_scan
-from hepsbi.inference.validation import exact_log_ratio, log_ratio_comparison
+from hepsbi.inference.datasets import (
+    Dataset,
+    asimov_dataset,
+    asimov_expected_events,
+    observed_dataset,
+    reference_weights,
+    weighted_asimov_dataset,
+)
+from hepsbi.inference.scan import ScanResult, likelihood_scan, scan_log_likelihood
+from hepsbi.inference.templates import bin_index_edges, bin_index_quantiles, template_log_likelihood
+from hepsbi.inference.validation import (
+    exact_log_ratio,
+    joint_log_ratio_on_latent,
+    log_ratio_comparison,
+    normalised_log_ratio,
+)
 from hepsbi.report.plots import plot_log_ratio, plot_scans, plot_training
 from hepsbi.report.results import build_results, write_results
 from hepsbi.report.summary import print_summary
-from hepsbi.simulators.protocol import Simulator, has_exact_likelihood
+from hepsbi.simulators.protocol import Simulator, has_exact_likelihood, is_weighted
 from hepsbi.simulators.registry import build_simulator
 from hepsbi.space import BenchmarkSampler, GridSampler, PriorSampler, ThetaSampler
 from hepsbi.workflow.spec import RunSpec, spec_hash
 
 __all__ = ["prepare", "run"]
+
+PB_PER_FB = 1000.0
 
 
 @contextmanager
@@ -68,7 +85,24 @@ def prepare(spec: RunSpec) -> tuple[Simulator, torch.Tensor]:
     if spec.data.theta_sampler == "benchmarks" and not sim.space.benchmarks:
         raise SpecError("data.theta_sampler: 'benchmarks' needs a simulator whose parameter space defines benchmarks")
     if sim.space.dim > 2:
-        raise SpecError(f"simulator: grid scans support 1 or 2 parameters, {spec.simulator.name!r} has {sim.space.dim}")
+        raise SpecError(
+            f"simulator: grid scans support 1 or 2 parameters, {spec.simulator.name!r} has {sim.space.dim} "
+            f"{list(sim.space.names)} (choose a subset, e.g. options.parameters for drell_yan)"
+        )
+    weighted = is_weighted(sim)
+    if weighted and spec.inference.luminosity is None:
+        raise SpecError("inference.luminosity: required for weighted simulators (fb^-1), e.g. 139")
+    if not weighted and (spec.inference.histogram is not None or spec.training.sally is not None):
+        raise SpecError("inference.histogram and training.sally need a weighted simulator (e.g. drell_yan)")
+    names = list(getattr(sim, "observable_names", []))
+    if spec.data.balance is not None and spec.data.balance not in names:
+        raise SpecError(f"data.balance: {spec.data.balance!r} is not an observable of the simulator ({names})")
+    if spec.inference.histogram is not None:
+        if spec.inference.histogram.observable not in names:
+            raise SpecError(
+                f"inference.histogram.observable: {spec.inference.histogram.observable!r} is not an observable "
+                f"of the simulator ({names})"
+            )
     return sim, truth
 
 
@@ -82,9 +116,61 @@ def _sampler(spec: RunSpec, sim: Simulator) -> ThetaSampler:
 
 def _dataset(spec: RunSpec, sim: Simulator, truth: torch.Tensor) -> Dataset:
     inf = spec.inference
+    if is_weighted(sim):
+        assert inf.luminosity is not None
+        return weighted_asimov_dataset(sim, truth, inf.luminosity * PB_PER_FB, inf.n_mc, inf.seed)
     if inf.dataset == "asimov":
         return asimov_dataset(sim, truth, inf.n_events, inf.n_mc, inf.seed)
     return observed_dataset(sim, truth, int(round(inf.n_events)), inf.seed)
+
+
+def _train(spec: RunSpec, sim: Simulator, data: TrainingData, out: Path, progress: bool) -> tuple[dict[str, RatioEstimator], ScoreEstimator | None]:
+    estimators: dict[str, RatioEstimator] = {}
+    for e in spec.training.estimators:
+        label = e.label or e.method
+        est = RatioEstimator(
+            e.method, alpha=e.alpha, hidden=e.hidden, log_r_clip=e.log_r_clip, progress=progress,
+            **e.training_options(),
+        )
+        estimators[label] = est.fit(data)
+        est.save(out / "models" / label)
+    sally = None
+    if spec.training.sally is not None:
+        cfg = spec.training.sally
+        local = TrainingData.local(sim, cfg.n_samples, seed=spec.data.seed + 7)
+        if spec.data.balance is not None:
+            local = local.balanced(spec.data.balance, spec.data.balance_bins)
+        options = {"seed": cfg.seed, "progress": progress} | ({"epochs": cfg.epochs} if cfg.epochs else {})
+        sally = ScoreEstimator(hidden=cfg.hidden, **options).fit(local)
+        sally.save(out / "models" / "sally")
+    return estimators, sally
+
+
+def _comparisons(
+    spec: RunSpec, sim: Simulator, truth: torch.Tensor, dataset: Dataset, sally: ScoreEstimator | None,
+    scan: Callable[..., ScanResult],
+    normalise: Callable[[Callable[..., Any], torch.Tensor], Callable[..., Any]],
+) -> dict[str, ScanResult]:
+    """Likelihoods to compare the learned ones with: exact (toys), parton-level truth, histogram, SALLY."""
+    inf = spec.inference
+    out: dict[str, ScanResult] = {}
+    if has_exact_likelihood(sim):
+        out["exact"] = scan(exact_log_ratio(sim), dataset)
+    if inf.truth and dataset.z is not None:
+        truth_ratio = normalise(joint_log_ratio_on_latent(sim), dataset.z)
+        out["truth"] = scan(truth_ratio, Dataset(dataset.z, dataset.weights, dataset.truth, dataset.kind))
+    luminosity_pb = (inf.luminosity or 0.0) * PB_PER_FB
+    pool = getattr(sim, "events", None)
+    if inf.histogram is not None and pool is not None:
+        column = list(sim.observable_names).index(inf.histogram.observable)  # type: ignore[attr-defined]
+        index, n_bins = bin_index_edges(pool.x[:, column], inf.histogram.bins)
+        likelihood = template_log_likelihood(sim, index, n_bins, truth, luminosity_pb)
+        out["histogram"] = scan_log_likelihood(likelihood, sim.space, points=inf.grid_points, zoom=inf.zoom)
+    if sally is not None and pool is not None and spec.training.sally is not None:
+        index, n_bins = bin_index_quantiles(sally.score(pool.x), spec.training.sally.bins, pool.weights)
+        likelihood = template_log_likelihood(sim, index, n_bins, truth, luminosity_pb)
+        out["sally"] = scan_log_likelihood(likelihood, sim.space, points=inf.grid_points, zoom=inf.zoom)
+    return out
 
 
 def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, console: Console | None = None) -> dict[str, Any]:
@@ -100,19 +186,16 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
 
     with _stage("simulate", timings, console):
+        pool = getattr(sim, "events", None) if is_weighted(sim) else None
+        if pool is not None:
+            pool.save(out / "data" / "events.h5")
         data = TrainingData.from_simulator(sim, spec.data.n_samples, _sampler(spec, sim), seed=spec.data.seed)
+        if spec.data.balance is not None:
+            data = data.balanced(spec.data.balance, spec.data.balance_bins)
         data.save(out / "data" / "training.h5")
 
-    estimators: dict[str, RatioEstimator] = {}
     with _stage("train", timings, console):
-        for e in spec.training.estimators:
-            label = e.label or e.method
-            est = RatioEstimator(
-                e.method, alpha=e.alpha, hidden=e.hidden, log_r_clip=e.log_r_clip, progress=progress,
-                **e.training_options(),
-            )
-            estimators[label] = est.fit(data)
-            est.save(out / "models" / label)
+        estimators, sally = _train(spec, sim, data, out, progress)
 
     extra: dict[str, dict[str, Any]] = {
         label: {"method": est.method, "training": {
@@ -122,9 +205,8 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
             "samples_per_second": round(est.history.samples_per_second, 1),
         }} for label, est in estimators.items()
     }
-    exact_available = has_exact_likelihood(sim)
     comparison = None
-    if exact_available:
+    if has_exact_likelihood(sim):
         with _stage("evaluate", timings, console):
             test_points = sim.space.mesh(sim.space.grid(11 if sim.space.dim == 1 else 5))
             comparison = log_ratio_comparison(
@@ -136,22 +218,34 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
                 extra[label]["log_ratio_mse"] = float(((learned[label] - exact_lr) ** 2).mean())
 
     with _stage("infer", timings, console):
+        inf = spec.inference
         dataset = _dataset(spec, sim, truth)
-        points = spec.inference.grid_points
-        scans: dict[str, ScanResult] = {
-            label: likelihood_scan(est.log_ratio, dataset, sim.space, points=points) for label, est in estimators.items()
-        }
-        exact_scan = likelihood_scan(exact_log_ratio(sim), dataset, sim.space, points=points) if exact_available else None
+        expected_events = None
+        normalise: Callable[[Callable[..., Any], torch.Tensor], Callable[..., Any]] = lambda fn, _: fn  # noqa: E731
+        if pool is not None:
+            # Weighted Asimov: rate and shape from the same events. ν(θ) reweights them; every per-event ratio is
+            # normalised on them at θ_ref, leaving the rate to ν(θ) (see normalised_log_ratio).
+            expected_events = asimov_expected_events(sim, dataset)
+            w_ref = reference_weights(sim, dataset)
+            normalise = lambda fn, inputs: normalised_log_ratio(fn, inputs, w_ref)  # noqa: E731
+        learned = {label: normalise(est.log_ratio, dataset.x) for label, est in estimators.items()}
+
+        def scan(log_ratio: Callable[..., Any], data: Dataset) -> ScanResult:
+            return likelihood_scan(log_ratio, data, sim.space, points=inf.grid_points,
+                                   expected_events=expected_events, zoom=inf.zoom)
+
+        scans = {label: scan(fn, dataset) for label, fn in learned.items()}
+        comparisons = _comparisons(spec, sim, truth, dataset, sally, scan, normalise)
 
     truth_dict = sim.space.as_dict(truth)
     with _stage("report", timings, console):
         if spec.report.plots:
             plots = out / "plots"
-            all_scans = dict(scans)
-            if exact_scan is not None:
-                all_scans["exact"] = exact_scan
-            plot_scans(all_scans, truth_dict, plots / "likelihood_scan.png")
-            plot_training({label: est.history for label, est in estimators.items()}, plots / "training.png")
+            plot_scans({**scans, **comparisons}, truth_dict, plots / "likelihood_scan.png")
+            histories = {label: est.history for label, est in estimators.items()}
+            if sally is not None:
+                histories["sally"] = sally.history
+            plot_training(histories, plots / "training.png")
             if comparison is not None:
                 _, exact_lr, learned = comparison
                 plot_log_ratio(exact_lr.numpy(), {k: v.numpy() for k, v in learned.items()}, plots / "log_ratio.png")
@@ -165,9 +259,13 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
         },
         "timings_s": timings,
     }
-    dataset_info = {"kind": dataset.kind, "n_events": spec.inference.n_events, "n_mc": len(dataset.weights)}
+    if pool is not None:
+        provenance["generator"] = {k: pool.provenance.get(k) for k in ("generator", "pythia_version", "seed", "shower")}
+    dataset_info = {"kind": dataset.kind, "n_events": float(dataset.weights.sum()), "n_mc": len(dataset.weights)}
+    if inf.luminosity is not None:
+        dataset_info["luminosity_fb"] = inf.luminosity
     primary = next(iter(estimators))
-    results = build_results(primary, scans, truth_dict, provenance, extra, exact_scan, dataset_info)
+    results = build_results(primary, scans, truth_dict, provenance, extra, comparisons, dataset_info)
     write_results(out / "results.json", results)
     print_summary(results, console)
     return results

@@ -25,6 +25,8 @@ __all__ = [
     "EstimatorSpec",
     "TrainingSpec",
     "InferenceSpec",
+    "HistogramSpec",
+    "SallySpec",
     "ReportSpec",
     "load_spec",
     "parse_spec",
@@ -52,6 +54,8 @@ class DataSpec(_Strict):
     n_samples: int = Field(20_000, ge=2, description="events (rows) of training data")
     theta_sampler: Literal["prior", "grid", "benchmarks"] = "prior"
     grid_points: int = Field(11, ge=2, description="nodes per parameter for theta_sampler = grid")
+    balance: str | None = Field(None, description="observable to balance training weights on (TrainingData.balanced)")
+    balance_bins: int = Field(20, ge=2)
     seed: int = Field(0, ge=0)
 
 
@@ -75,10 +79,28 @@ class EstimatorSpec(_Strict):
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
+class SallySpec(_Strict):
+    """A local score estimator (SALLY) at θ_ref; inference histograms its output (quantile bins)."""
+
+    n_samples: int = Field(20_000, ge=10, description="events at θ_ref for score training")
+    bins: int = Field(6, ge=2, description="quantile bins per score component for the binned likelihood")
+    hidden: list[int] = Field(default_factory=lambda: [64, 64, 64], min_length=1)
+    epochs: int | None = Field(None, ge=1)
+    seed: int = Field(0, ge=0)
+
+
 class TrainingSpec(_Strict):
     """The estimators to train; the first one is the primary result."""
 
     estimators: list[EstimatorSpec] = Field(default_factory=lambda: [EstimatorSpec()], min_length=1)
+    sally: SallySpec | None = None
+
+
+class HistogramSpec(_Strict):
+    """The binned baseline: one observable, explicit bin edges."""
+
+    observable: str = "m_ll"
+    bins: list[float] = Field(min_length=2, description="increasing bin edges")
 
 
 class InferenceSpec(_Strict):
@@ -87,8 +109,12 @@ class InferenceSpec(_Strict):
     theta_true: dict[str, float] = Field(default_factory=dict, description="truth; missing names take the reference")
     dataset: Literal["asimov", "observed"] = "asimov"
     n_events: float = Field(100.0, gt=0, description="expected (asimov) or observed number of events")
-    n_mc: int = Field(20_000, ge=1, description="Monte Carlo events behind the Asimov sample")
+    n_mc: int = Field(20_000, ge=1, description="Monte Carlo events behind the Asimov sample (at most the pool)")
     grid_points: int = Field(101, ge=3, description="scan nodes per parameter")
+    zoom: int = Field(0, ge=0, le=5, description="rescans narrowed to the 95% region")
+    luminosity: float | None = Field(None, gt=0, description="fb^-1; weighted simulators: extended likelihood")
+    histogram: HistogramSpec | None = None
+    truth: bool = Field(True, description="parton-level likelihood when the dataset keeps z")
     seed: int = Field(1, ge=0)
 
 
