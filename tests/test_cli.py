@@ -78,3 +78,45 @@ def test_schema_command_prints_json_schema():
     result = CliRunner().invoke(app, ["schema"])
     assert result.exit_code == 0
     assert json.loads(result.output)["title"] == "RunSpec"
+
+
+def test_drell_yan_run_compares_histogram_ml_and_truth(tmp_path):
+    """The physics example on a tiny budget: three expected contours and their areas."""
+    spec = yaml.safe_load((EXAMPLES / "drell_yan_contact.yaml").read_text())
+    spec["simulator"]["options"]["n_events"] = 6000
+    spec["data"]["n_samples"] = 3000
+    spec["training"]["estimators"] = [{"method": "alices", "epochs": 3}]
+    spec["training"]["sally"] = {"n_samples": 2000, "bins": 3, "epochs": 3}
+    spec["inference"].update(n_mc=2000, grid_points=11, zoom=1)
+    path = tmp_path / "dy.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    areas = results["expected_contour_area"]
+    assert set(areas) == {"ml", "histogram", "truth", "sally"} and all(a > 0 for a in areas.values())
+    assert areas["truth"] < areas["histogram"]  # parton level is the ceiling
+    # the Asimov likelihoods peak at the truth (rate and shape from the same events)
+    for name in ("c_LL", "c_LR"):
+        assert abs(results["comparisons"]["truth"]["mle"][name]) < 1e-3
+        assert abs(results["comparisons"]["histogram"]["mle"][name]) < 1e-3
+    assert results["dataset"]["luminosity_fb"] == 139.0
+    assert results["provenance"]["generator"]["pythia_version"] == "8.317.2"
+    assert (out / "data" / "events.h5").is_file() and (out / "models" / "sally" / "estimator.json").is_file()
+
+
+def test_physics_spec_errors(tmp_path):
+    from hepsbi.errors import SpecError
+    from hepsbi.workflow import parse_spec
+    from hepsbi.workflow.run import prepare
+
+    base = {"simulator": {"name": "drell_yan", "options": {"n_events": 100, "parameters": ["c_LL"]}}}
+    with pytest.raises(SpecError, match="inference.luminosity: required for weighted simulators"):
+        prepare(parse_spec(base))
+    with pytest.raises(SpecError, match="inference.histogram.observable: 'mll' is not an observable"):
+        prepare(parse_spec(base | {"inference": {"luminosity": 139, "histogram": {"observable": "mll", "bins": [1, 2]}}}))
+    with pytest.raises(SpecError, match="grid scans support 1 or 2 parameters"):
+        prepare(parse_spec({"simulator": {"name": "drell_yan"}, "inference": {"luminosity": 1}}))
+    with pytest.raises(SpecError, match="need a weighted simulator"):
+        prepare(parse_spec({"training": {"sally": {}}}))

@@ -84,3 +84,21 @@ def test_joint_log_ratio_column_is_consistent():
     a = joint_log_ratio(sim, z, torch.tensor([0.3]), torch.tensor([0.0]))
     b = joint_log_ratio(sim, z, torch.tensor([0.0]), torch.tensor([0.3]))
     np.testing.assert_allclose(a.numpy(), -b.numpy())
+
+
+def test_balancing_equalises_reference_weight_per_bin_and_keeps_the_ratio():
+    data = TrainingData.from_simulator(GaltonBoard(), 4000, seed=5)
+    data.weights = torch.where(data.x[:, 0] > 10, 0.01, 1.0).to(torch.float64)  # a sparse-weight region
+    balanced = data.balanced("slot", bins=4)
+    ref = balanced.y == 0
+    # every event of a bin gets the same factor h(x), for both classes
+    ratio = balanced.weights / data.weights
+    for slot in torch.unique(data.x[:, 0]):
+        in_slot = data.x[:, 0] == slot
+        assert torch.allclose(ratio[in_slot], ratio[in_slot][0])
+    # the reference weight is now spread across the bins instead of sitting where the weights are large
+    high = balanced.weights[ref & (data.x[:, 0] > 10)].sum() / balanced.weights[ref].sum()
+    assert 0.2 < high.item() < 0.8
+    assert balanced.provenance["balanced"] == {"observable": "slot", "bins": 4}
+    with pytest.raises(DataError, match="no observable 'mass'"):
+        data.balanced("mass")

@@ -196,10 +196,11 @@ class TrainingData:
         mass-sliced sample, whose events carry tiny weights) a fair share of the training signal. h is built
         from the y = 0 rows (drawn at θ_ref; all rows for local data) and applied to all rows.
         """
-        column = self.observable_names.index(observable) if isinstance(observable, str) else int(observable)
+        names = list(self.observable_names)
+        column = names.index(observable) if observable in names else (observable if isinstance(observable, int) else -1)
         if not 0 <= column < self.x.shape[1]:
             raise DataError(f"balanced: no observable {observable!r} in {self.observable_names}")
-        values = self.x[:, column]
+        values = self.x[:, column].contiguous()
         ref = self.y < 0.5
         if not ref.any():  # local data (all rows drawn at one point): balance on all of them
             ref = torch.ones_like(ref)
