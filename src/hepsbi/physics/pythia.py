@@ -2,8 +2,8 @@ r"""Driving Pythia 8 (``pythia8mc``): Drell–Yan at the reference point, in mas
 
 * ``shower=False``: hard process only (``PartonLevel:all = off``, ``HadronLevel:all = off``); one thin
   Python loop per event reads the process record — the only per-event Python loop in hepsbi.
-* ``shower=True``: parton shower, MPI and hadronisation; events come in batches through ``nextBatch``
-  (awkward arrays), with no Python loop over particles.
+* ``shower=True``: parton shower, MPI and hadronisation; a whole slice comes from one ``nextBatch`` call
+  (awkward arrays), with no Python loop over events or particles.
 
 Every setting goes through ``readString``; a rejected setting or a failed ``init`` is a
 :class:`~hepsbi.errors.SimulatorError` naming it. Seeds are explicit (``Random:seed``) and recorded.
@@ -28,6 +28,7 @@ LATENT_COLUMNS = (
     "lm_px", "lm_py", "lm_pz", "lm_e", "lp_px", "lp_py", "lp_pz", "lp_e",
 )
 _LEPTON_IDS = {"e": 11, "mu": 13, "tau": 15}
+_CI_PROCESS = {11: "QCffbar2eebar", 13: "QCffbar2mumubar", 15: "QCffbar2tautaubar"}
 
 
 def pythia_version() -> str:
@@ -81,9 +82,12 @@ class PythiaRun:
         lepton: ``"e"``, ``"mu"`` or ``"tau"``.
         energy: √s in GeV.
         shower: full parton shower + MPI + hadronisation (slow) or hard process only (fast).
-        process: Pythia process settings; default ``WeakSingleBoson:ffbar2gmZ = on`` with the Z⁰ decaying to
-            the lepton only. (Pythia's ``ContactInteractions:QCffbar2*`` processes can be given instead,
-            which is how the closure test generates directly at θ.)
+        process: Pythia process settings. Default, hard process only: ``WeakSingleBoson:ffbar2gmZ = on`` with
+            the Z⁰ decaying to the lepton only (2 → 1, fastest). Default with the shower:
+            ``ContactInteractions:QCffbar2<l><l>bar = on`` with every η = 0, the same γ*/Z process at LO
+            written as 2 → 2, whose outgoing leptons keep their hard-process momenta in the event record, so
+            that whole batches come out of ``nextBatch`` with exact parton-level kinematics. (The closure
+            test passes contact-interaction settings here to generate directly at θ.)
         settings: further Pythia settings, applied last.
     """
 
@@ -100,9 +104,12 @@ class PythiaRun:
         self.lepton_id = _LEPTON_IDS[lepton]
         self.energy = float(energy)
         self.shower = bool(shower)
-        self.process = list(process) if process is not None else [
-            "WeakSingleBoson:ffbar2gmZ = on", "23:onMode = off", f"23:onIfAny = {self.lepton_id}",
-        ]
+        if process is not None:
+            self.process = list(process)
+        elif self.shower:
+            self.process = [f"ContactInteractions:{_CI_PROCESS[self.lepton_id]} = on"]
+        else:
+            self.process = ["WeakSingleBoson:ffbar2gmZ = on", "23:onMode = off", f"23:onIfAny = {self.lepton_id}"]
         self.settings = list(settings)
 
     def settings_for(self, mass_slice: MassSlice, seed: int) -> list[str]:
@@ -185,21 +192,26 @@ class PythiaRun:
         return out[:k], weights[:k]
 
     def _batch(self, pythia: Any, n: int) -> tuple[np.ndarray, np.ndarray, Any]:
-        # One event per nextBatch call: the event record comes back as an awkward array (no loop over
-        # particles), and the process record — exact parton-level leptons, untouched by the recoil of the
-        # shower — is still the current event's.
+        # One nextBatch call for the whole slice: the event loop stays in C++ and the event record comes back
+        # as awkward arrays. The hard-process leptons are the entries with |status| = 23 (a 2 → 2 process
+        # keeps their original momenta there; later copies carry the shower's recoil).
         import awkward as ak
 
-        rows, weights, events = [], [], []
-        for _ in range(n):
-            batch = pythia.nextBatch(1)
-            if len(batch) == 0:
-                continue
-            row, weight = self._record(pythia)
-            rows.append(row)
-            weights.append(weight)
-            events.append(batch["prt"])
-        if not rows:
+        batch = pythia.nextBatch(n)
+        if len(batch) == 0:
             return np.empty((0, len(LATENT_COLUMNS))), np.empty(0), None
-        prt = ak.concatenate(events)
-        return np.asarray(rows, dtype=np.float64), np.asarray(weights), prt[prt.status > 0]
+        prt, info = batch["prt"], batch["info"]
+        hard = prt[abs(prt.status) == 23]
+        minus, plus = ak.firsts(hard[hard.id == self.lepton_id]), ak.firsts(hard[hard.id == -self.lepton_id])
+        if ak.any(ak.is_none(minus)) or ak.any(ak.is_none(plus)):
+            raise SimulatorError(
+                "an event's hard process has no lepton pair in the event record: with the shower, use a 2 -> 2 "
+                "process (the default ContactInteractions one) whose leptons are outgoing partons"
+            )
+        columns = [
+            info.id1, info.id2, info.x1, info.x2, info.sHat, info.alphaEM,
+            minus.p.px, minus.p.py, minus.p.pz, minus.p.e, plus.p.px, plus.p.py, plus.p.pz, plus.p.e,
+        ]
+        latent = np.stack([ak.to_numpy(c).astype(np.float64) for c in columns], axis=1)
+        weights = ak.to_numpy(info.weights[:, 0]).astype(np.float64)
+        return latent, weights, prt[prt.status > 0]
