@@ -81,6 +81,13 @@ def test_bad_pythia_setting_is_named():
         PythiaRun(settings=["PhaseSpace:mHatMinn = 5"]).generate(MassSlice(200, 300, 5), seed=1)
 
 
+def test_failed_pythia_init_is_an_error():
+    with pytest.raises(SimulatorError, match="Pythia failed to initialise with settings .*Beams:idA = 99999"):
+        PythiaRun(settings=["Beams:idA = 99999"]).generate(MassSlice(200, 300, 5), seed=1)
+    with pytest.raises(SimulatorError, match=r"seeds must lie in \[1, 900000000\]"):
+        PythiaRun().generate(MassSlice(200, 300, 5), seed=0)
+
+
 def test_empty_after_cuts_is_an_error():
     sim = DrellYanContact(n_events=200, n_slices=1, detector=FastDetector(lepton_pt_min=20_000.0))
     with pytest.raises(SimulatorError, match="no event passed the detector selection"):

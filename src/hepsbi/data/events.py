@@ -20,6 +20,7 @@ import numpy as np
 
 from hepsbi import __version__
 from hepsbi.errors import DataError
+from hepsbi.data.hdf5 import open_checked
 from hepsbi.files import atomic_path
 
 __all__ = ["Events", "EventStore", "EVENTS_FORMAT", "EVENTS_SCHEMA_VERSION", "inspect_events"]
@@ -97,25 +98,7 @@ def _names(f: h5py.File) -> tuple[list[str], list[str]]:
 
 
 def _open(path: str | os.PathLike[str]) -> h5py.File:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(f"{path}: not an HDF5 file ({exc})") from None
-    if f.attrs.get("format") != EVENTS_FORMAT:
-        fmt = f.attrs.get("format")
-        f.close()
-        raise DataError(f"{path}: format attribute is {fmt!r}, expected {EVENTS_FORMAT!r}")
-    if int(f.attrs.get("schema_version", -1)) != EVENTS_SCHEMA_VERSION:
-        f.close()
-        raise DataError(f"{path}: unsupported schema_version")
-    missing = [c for c in _COLUMNS if c not in f]
-    if missing:
-        f.close()
-        raise DataError(f"{path}: missing dataset(s) {missing}")
-    return f
+    return open_checked(path, EVENTS_FORMAT, EVENTS_SCHEMA_VERSION, _COLUMNS)
 
 
 class EventStore:

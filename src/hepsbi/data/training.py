@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from hepsbi import __version__
+from hepsbi.data.hdf5 import open_checked
 from hepsbi.errors import DataError
 from hepsbi.files import atomic_path
 from hepsbi.simulators.gold import joint_log_ratio, joint_score
@@ -245,21 +246,7 @@ class TrainingData:
         """Read a file written by :meth:`save`; raises :class:`~hepsbi.errors.DataError` naming the file and
         the problem when it is not one."""
         path = Path(path)
-        if not path.is_file():
-            raise DataError(f"{path}: no such file")
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise DataError(f"{path}: not an HDF5 file ({exc})") from None
-        with f:
-            if f.attrs.get("format") != FORMAT:
-                raise DataError(f"{path}: format attribute is {f.attrs.get('format')!r}, expected {FORMAT!r}")
-            version = int(f.attrs.get("schema_version", -1))
-            if version != SCHEMA_VERSION:
-                raise DataError(f"{path}: schema_version {version} is not supported (this hepsbi reads {SCHEMA_VERSION})")
-            missing = [c for c in _COLUMNS if c not in f]
-            if missing:
-                raise DataError(f"{path}: missing dataset(s) {missing}")
+        with open_checked(path, FORMAT, SCHEMA_VERSION, _COLUMNS) as f:
             cols = {c: torch.from_numpy(np.asarray(f[c][...], dtype=np.float64)) for c in _COLUMNS}
             space = ParameterSpace.from_dict(json.loads(f.attrs["parameter_space"]))
             names = json.loads(f.attrs["observable_names"])
