@@ -17,7 +17,7 @@ _err = Console(stderr=True)
 
 
 def _fail(exc: Exception) -> None:
-    _err.print(f"[bold red]error:[/] {exc}")
+    _err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -81,6 +81,42 @@ def inspect(file: Annotated[Path, typer.Argument(help="events file (HDF5, hepsbi
     for sl in prov.get("slices", []):
         console.print(f"  slice [{sl['m_min']:.0f}, {sl['m_max']:.0f}] GeV: sigma {sl['sigma_pb']:.4g} pb, "
                       f"{sl['n_passed']}/{sl['n_events']} events pass, seed {sl['seed']}")
+
+
+@app.command()
+def limits(
+    workspace: Annotated[Path, typer.Argument(help="pyhf JSON workspace (e.g. a HEPData BkgOnly.json)")],
+    patch: Annotated[Optional[Path], typer.Option("--patch", help="JSON Patch file applied to the workspace")] = None,
+    patchset: Annotated[Optional[Path], typer.Option("--patchset", help="HEPData patchset file")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="patch of the patchset to apply")] = None,
+    mu: Annotated[float, typer.Option("--mu", help="tested signal strength")] = 1.0,
+    test_stat: Annotated[str, typer.Option("--test-stat", help="qtilde or q")] = "qtilde",
+    poi: Annotated[Optional[str], typer.Option("--poi", help="parameter of interest (default: the workspace's)")] = None,
+    upper_limit: Annotated[bool, typer.Option("--upper-limit", help="also compute 95% CL upper limits on the POI")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the result as JSON")] = None,
+) -> None:
+    """CLs (observed and expected band) of a pyhf workspace, optionally patched; upper limits on request."""
+    from rich.table import Table
+
+    from hepsbi.files import write_json
+    from hepsbi.inference.pyhf_bridge import hypotest, load_workspace
+
+    try:
+        ws = load_workspace(workspace, patch=patch, patchset=patchset, name=name)
+        label = str(patch) if patch is not None else (f"{patchset}:{name}" if patchset is not None else None)
+        result = hypotest(ws, mu=mu, test_stat=test_stat, poi=poi, upper_limit=upper_limit,
+                          labels=(str(workspace), label))
+    except HepsbiError as exc:
+        _fail(exc)
+    table = Table(title=f"CLs at {result.poi} = {result.mu:g} ({result.test_stat})")
+    for column in ("", "observed", "-2σ", "-1σ", "median", "+1σ", "+2σ"):
+        table.add_column(column)
+    table.add_row("CLs", f"{result.cls_obs:.6g}", *(f"{c:.4g}" for c in result.cls_exp))
+    if result.upper_limit_obs is not None:
+        table.add_row("95% CL upper limit", f"{result.upper_limit_obs:.4g}", *(f"{u:.4g}" for u in result.upper_limit_exp))
+    Console().print(table)
+    if json_out is not None:
+        write_json(json_out, result.to_dict())
 
 
 @app.command()
