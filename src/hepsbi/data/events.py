@@ -19,8 +19,8 @@ import h5py
 import numpy as np
 
 from hepsbi import __version__
-from hepsbi.errors import DataError
 from hepsbi.data.hdf5 import open_checked
+from hepsbi.errors import DataError
 from hepsbi.files import atomic_path
 
 __all__ = ["Events", "EventStore", "EVENTS_FORMAT", "EVENTS_SCHEMA_VERSION", "inspect_events"]

@@ -1,4 +1,5 @@
-"""Inference: datasets, likelihood scans with Wilks intervals, and validation against exact likelihoods."""
+"""Inference: datasets, likelihoods (unbinned, binned, templates), scans, profile fits with nuisance
+parameters (iminuit), pyhf limits, and validation against exact likelihoods."""
 
 from hepsbi.inference.datasets import (
     Dataset,
@@ -8,6 +9,8 @@ from hepsbi.inference.datasets import (
     reference_weights,
     weighted_asimov_dataset,
 )
+from hepsbi.inference.nuisance import NormSys, ShapeSys, code4, gaussian_constraint
+from hepsbi.inference.profile import FitResult, minimize, profile_scan
 from hepsbi.inference.scan import (
     CONFIDENCE_LEVELS,
     ScanResult,
@@ -28,6 +31,13 @@ from hepsbi.inference.validation import (
 
 __all__ = [
     "CONFIDENCE_LEVELS",
+    "FitResult",
+    "NormSys",
+    "ShapeSys",
+    "code4",
+    "gaussian_constraint",
+    "minimize",
+    "profile_scan",
     "Dataset",
     "ScanResult",
     "asimov_dataset",

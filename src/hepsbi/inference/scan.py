@@ -33,6 +33,7 @@ __all__ = [
     "binned_log_likelihood",
     "likelihood_scan",
     "scan_log_likelihood",
+    "summarise_scan",
     "unbinned_log_likelihood",
     "wilks_threshold",
 ]
@@ -267,15 +268,20 @@ def _scan_once(
         if np.isfinite(fit.fun) and -fit.fun > ll_max:
             theta_hat, ll_max = np.asarray(fit.x, dtype=float), float(-fit.fun)
     q = np.clip(-2.0 * (ll - ll_max), 0.0, None)
+    return summarise_scan(list(space.names), [a.numpy() for a in axes], q, ll, dict(zip(space.names, theta_hat)))
 
-    names = list(space.names)
+
+def summarise_scan(
+    names: list[str], axes: list[np.ndarray], q: np.ndarray, log_likelihood: np.ndarray, mle: dict[str, float]
+) -> ScanResult:
+    """MLE, Wilks intervals (from profiles with two parameters) and 2-D contour areas from q on a grid."""
     intervals: dict[str, dict[str, list[float]]] = {}
     open_ends: dict[str, dict[str, list[bool]]] = {}
     for j, name in enumerate(names):
         profile = q if q.ndim == 1 else q.min(axis=1 - j)
         intervals[name], open_ends[name] = {}, {}
         for level in CONFIDENCE_LEVELS:
-            bounds, opened = _crossings(axes[j].numpy(), profile, wilks_threshold(level, 1))
+            bounds, opened = _crossings(np.asarray(axes[j]), profile, wilks_threshold(level, 1))
             intervals[name][level], open_ends[name][level] = bounds, opened
     area: dict[str, float] = {}
     if q.ndim == 2:
@@ -283,10 +289,10 @@ def _scan_once(
         area = {level: float((q <= wilks_threshold(level, 2)).sum() * cell) for level in CONFIDENCE_LEVELS}
     return ScanResult(
         names=names,
-        axes=[a.numpy() for a in axes],
+        axes=[np.asarray(a) for a in axes],
         q=q,
-        log_likelihood=ll,
-        mle={n: float(v) for n, v in zip(names, theta_hat)},
+        log_likelihood=log_likelihood,
+        mle={n: float(v) for n, v in mle.items()},
         intervals=intervals,
         open_ends=open_ends,
         contour_area=area,

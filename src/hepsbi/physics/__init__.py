@@ -2,7 +2,13 @@
 
 from hepsbi.physics.detector import FastDetector
 from hepsbi.physics.drell_yan import DEFAULT_OBSERVABLES, DrellYanContact
-from hepsbi.physics.matrix_elements import HELICITIES, dsigma_dt, eta_lambda_to_theta, me_weight, wilson_from_eta
+from hepsbi.physics.matrix_elements import (
+    HELICITIES,
+    dsigma_dt,
+    eta_lambda_to_theta,
+    me_weight,
+    wilson_from_eta,
+)
 from hepsbi.physics.morphing import QuadraticMorphing
 from hepsbi.physics.pythia import MassSlice, PythiaRun
 from hepsbi.physics.standard_model import SMInputs
