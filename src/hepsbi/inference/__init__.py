@@ -11,6 +11,7 @@ from hepsbi.inference.datasets import (
 )
 from hepsbi.inference.nuisance import NormSys, ShapeSys, code4, gaussian_constraint
 from hepsbi.inference.profile import FitResult, minimize, profile_scan
+from hepsbi.inference.unbinned import UnbinnedModel
 from hepsbi.inference.scan import (
     CONFIDENCE_LEVELS,
     ScanResult,
@@ -34,6 +35,7 @@ __all__ = [
     "FitResult",
     "NormSys",
     "ShapeSys",
+    "UnbinnedModel",
     "code4",
     "gaussian_constraint",
     "minimize",
