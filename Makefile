@@ -26,8 +26,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/accuracy.py
-	$(BIN)/python benchmarks/throughput.py
+	cd benchmarks && ../$(BIN)/python accuracy.py && ../$(BIN)/python throughput.py \
+		&& ../$(BIN)/python simulation.py && ../$(BIN)/python closure.py && ../$(BIN)/python fits.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

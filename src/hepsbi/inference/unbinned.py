@@ -71,6 +71,11 @@ class UnbinnedModel:
         self.mc_log_ratio = mc_log_ratio
         self.mc_weights = None if mc_weights is None else torch.as_tensor(mc_weights, dtype=torch.float64)
         self.mc_shape = list(mc_shape)
+        # The Monte Carlo for Z is often the data itself (Asimov): evaluate it once per call then.
+        self._mc_is_data = mc_log_ratio is log_ratio and all(a is b for a, b in zip(mc_shape, self.shape))
+        self._shape_table = _ShapeTable(self.shape) if self.shape else None
+        self._mc_table = self._shape_table if self._mc_is_data else (_ShapeTable(self.mc_shape) if self.mc_shape else None)
+        self._ratio_cache: dict[str, tuple[bytes, Tensor]] = {}
 
     @property
     def names(self) -> list[str]:
@@ -84,16 +89,54 @@ class UnbinnedModel:
         a_norm, a_shape = alpha[: len(self.norm)], alpha[len(self.norm):]
         nu0 = torch.as_tensor(self.expected(theta), dtype=torch.float64)
         log_kappa = sum((torch.log(s.factor(a)) for s, a in zip(self.norm, a_norm)), torch.zeros((), dtype=torch.float64))
-        per_event = self.log_ratio(theta).to(torch.float64) + log_kappa + torch.log(nu0)
+        log_r = self._cached("data", self.log_ratio, theta)
+        data_term = (self.weights * log_r).sum() + self.weights.sum() * (log_kappa + torch.log(nu0))
         z = torch.ones((), dtype=torch.float64)
-        if self.shape:
-            log_g = sum(torch.log(s.factor(a)) for s, a in zip(self.shape, a_shape))
-            per_event = per_event + log_g
-            assert self.mc_log_ratio is not None and self.mc_weights is not None
-            r_mc = self.mc_weights * torch.exp(self.mc_log_ratio(theta).to(torch.float64))
-            g_mc = torch.exp(sum(torch.log(s.factor(a)) for s, a in zip(self.mc_shape, a_shape)))
+        if self._shape_table is not None:
+            assert self.mc_log_ratio is not None and self.mc_weights is not None and self._mc_table is not None
+            g = self._shape_table.factor(a_shape)
+            data_term = data_term + (self.weights * torch.log(g)).sum()
+            if self._mc_is_data:
+                r_mc, g_mc = self.mc_weights * torch.exp(log_r), g
+            else:
+                r_mc = self.mc_weights * torch.exp(self._cached("mc", self.mc_log_ratio, theta))
+                g_mc = self._mc_table.factor(a_shape)
             z = (r_mc * g_mc).sum() / r_mc.sum()
         nu = nu0 * torch.exp(log_kappa) * z
         if not torch.isfinite(nu) or nu <= 0:
             raise InferenceError(f"expected number of events is {float(nu)} at {params.tolist()}")
-        return nu - (self.weights * per_event).sum() + gaussian_constraint(alpha)
+        return nu - data_term + gaussian_constraint(alpha)
+
+    def _cached(self, key: str, fn: PerEvent, theta: Tensor) -> Tensor:
+        """fn(θ), recomputed only when θ changes (profile fits vary only α at fixed θ). Gradients still flow
+        when θ requires them, because then the value is recomputed in the graph."""
+        if theta.requires_grad:
+            return fn(theta).to(torch.float64)
+        tag = theta.detach().numpy().tobytes()
+        hit = self._ratio_cache.get(key)
+        if hit is None or hit[0] != tag:
+            hit = (tag, fn(theta).to(torch.float64).detach())
+            self._ratio_cache[key] = hit
+        return hit[1]
+
+
+class _ShapeTable:
+    """All shape systematics of a set of events at once: κ_ik(α_k) for n events and K systematics,
+    multiplied over k, with the code-4 polynomial evaluated by Horner's rule on an (n, K, 6) table."""
+
+    def __init__(self, systematics: Sequence[ShapeSys]):
+        self.coef = torch.stack([s._coef for s in systematics], dim=1)  # (n, K, 6)
+        self.log_up = torch.stack([torch.log(s.up) for s in systematics], dim=1)  # (n, K)
+        self.log_down = torch.stack([torch.log(s.down) for s in systematics], dim=1)
+
+    def factor(self, alpha: Tensor) -> Tensor:
+        """Π_k κ_ik(α_k), (n,)."""
+        inner = alpha.clamp(-1.0, 1.0)
+        poly = self.coef[..., 5]
+        for i in range(4, -1, -1):
+            poly = poly * inner + self.coef[..., i]
+        poly = 1.0 + poly * inner
+        high = torch.exp(alpha.clamp(min=1.0) * self.log_up)
+        low = torch.exp(-alpha.clamp(max=-1.0) * self.log_down)
+        kappa = torch.where(alpha >= 1.0, high, torch.where(alpha <= -1.0, low, poly))
+        return kappa.prod(dim=1)
