@@ -50,8 +50,14 @@ def plot_log_ratio(exact: np.ndarray, learned: Mapping[str, np.ndarray], path: s
     return _save(fig, path)
 
 
-def plot_scans(scans: Mapping[str, ScanResult], truth: Mapping[str, float] | None, path: str | os.PathLike[str]) -> Path:
-    """−2Δlog L curves (1 parameter) or 68 %/95 % contours (2 parameters) for each scan, with the truth."""
+def plot_scans(
+    scans: Mapping[str, ScanResult],
+    truth: Mapping[str, float] | None,
+    path: str | os.PathLike[str],
+    units: Mapping[str, str] | None = None,
+) -> Path:
+    """−2Δlog L curves (1 parameter) or 68 %/95 % contours (2 parameters) for each scan, with the truth;
+    ``units`` {parameter: unit} label the axes."""
     first = next(iter(scans.values()))
     fig, ax = plt.subplots(figsize=(6, 5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -65,7 +71,7 @@ def plot_scans(scans: Mapping[str, ScanResult], truth: Mapping[str, float] | Non
             ax.text(first.axes[0][0], t, f" {level}%", va="bottom", color="grey")
         if truth:
             ax.axvline(truth[first.names[0]], color="black", ls="--", lw=1, label="true θ")
-        ax.set_xlabel(first.names[0])
+        ax.set_xlabel(_axis_label(first.names[0], units))
         ax.set_ylabel(r"$-2\,\Delta \log L$")
         ax.set_ylim(0, max(3 * wilks_threshold("95", 1), 1.0))
     else:
@@ -88,11 +94,16 @@ def plot_scans(scans: Mapping[str, ScanResult], truth: Mapping[str, float] | Non
             pad = 0.1 * (hi - lo)
             ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
             ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
-        ax.set_xlabel(first.names[0])
-        ax.set_ylabel(first.names[1])
+        ax.set_xlabel(_axis_label(first.names[0], units))
+        ax.set_ylabel(_axis_label(first.names[1], units))
     ax.legend(frameon=False)
     ax.set_title("likelihood scan")
     return _save(fig, path)
+
+
+def _axis_label(name: str, units: Mapping[str, str] | None) -> str:
+    unit = (units or {}).get(name, "")
+    return f"{name} [{unit}]" if unit else name
 
 
 def plot_training(histories: Mapping[str, TrainingHistory], path: str | os.PathLike[str]) -> Path:

@@ -11,6 +11,11 @@ from rich.table import Table
 __all__ = ["summary_table", "print_summary"]
 
 
+def _number(value: float, scale: float) -> str:
+    """``value`` to 4 significant digits, printing numerical noise far below ``scale`` as 0."""
+    return "0" if abs(value) < 1e-9 * max(scale, 1e-300) else f"{value:.4g}"
+
+
 def _interval(bounds: list[float], opened: list[bool]) -> str:
     lo = f"<{bounds[0]:.3g}" if opened[0] else f"{bounds[0]:.3g}"
     hi = f">{bounds[1]:.3g}" if opened[1] else f"{bounds[1]:.3g}"
@@ -33,7 +38,7 @@ def summary_table(results: Mapping[str, Any]) -> Table:
             table.add_row(
                 label,
                 name,
-                f"{block['mle'][name]:.4g}",
+                _number(block["mle"][name], abs(block["intervals"][name]["95"][1] - block["intervals"][name]["95"][0])),
                 _interval(block["intervals"][name]["68"], block["intervals_open"][name]["68"]),
                 _interval(block["intervals"][name]["95"], block["intervals_open"][name]["95"]),
                 f"{truth[name]:.4g}" if name in truth else "-",

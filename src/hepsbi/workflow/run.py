@@ -241,7 +241,8 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
     with _stage("report", timings, console):
         if spec.report.plots:
             plots = out / "plots"
-            plot_scans({**scans, **comparisons}, truth_dict, plots / "likelihood_scan.png")
+            units = {p.name: p.unit for p in sim.space.parameters}
+            plot_scans({**scans, **comparisons}, truth_dict, plots / "likelihood_scan.png", units)
             histories = {label: est.history for label, est in estimators.items()}
             if sally is not None:
                 histories["sally"] = sally.history
