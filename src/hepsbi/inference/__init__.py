@@ -9,6 +9,7 @@ from hepsbi.inference.datasets import (
     reference_weights,
     weighted_asimov_dataset,
 )
+from hepsbi.inference.asymptotics import asymptotic_cls, likelihood_test_statistic
 from hepsbi.inference.nuisance import NormSys, ShapeSys, code4, gaussian_constraint
 from hepsbi.inference.profile import FitResult, minimize, profile_scan
 from hepsbi.inference.unbinned import UnbinnedModel
@@ -43,6 +44,7 @@ __all__ = [
     "Dataset",
     "ScanResult",
     "asimov_dataset",
+    "asymptotic_cls",
     "asimov_expected_events",
     "bin_index_edges",
     "bin_index_quantiles",
@@ -57,6 +59,7 @@ __all__ = [
     "reference_weights",
     "scan_log_likelihood",
     "template_log_likelihood",
+    "likelihood_test_statistic",
     "unbinned_log_likelihood",
     "weighted_asimov_dataset",
     "wilks_threshold",
