@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import assert_joint_score_matches_finite_differences
 import torch
 
 from hepsbi import RatioEstimator, TrainingData
@@ -9,7 +10,6 @@ from hepsbi.data import Events, EventStore, inspect_events
 from hepsbi.errors import DataError, SimulatorError
 from hepsbi.physics import DrellYanContact, FastDetector, MassSlice, PythiaRun, eta_lambda_to_theta
 from hepsbi.physics.closure import closure
-from hepsbi.simulators import joint_score
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +34,7 @@ def test_generation_and_cross_section(sim):
 def test_joint_score_matches_finite_differences(sim):
     z = torch.from_numpy(sim.events.z[:200])
     theta = torch.tensor([0.1, -0.2, 0.05, 0.3], dtype=torch.float64)
-    score = joint_score(sim, z, theta)
-    eps = 1e-6
-    for j in range(4):
-        step = torch.zeros(4, dtype=torch.float64)
-        step[j] = eps
-        fd = (sim.joint_log_prob(z, theta + step) - sim.joint_log_prob(z, theta - step)) / (2 * eps)
-        np.testing.assert_allclose(score[:, j].numpy(), fd.numpy(), rtol=1e-5, atol=1e-7)
+    assert_joint_score_matches_finite_differences(sim, z, theta, rtol=1e-5)
 
 
 def test_morphing_in_latent_matches_direct_matrix_element(sim):

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import assert_joint_score_matches_finite_differences
 import torch
 from scipy import stats
 
@@ -97,13 +98,7 @@ def test_multi_parameter_joint_score_matches_finite_differences(gen):
     sim = MultiParameterGaussian()
     theta = sim.space.sample_prior(20, gen)
     _, z = sim.sample(theta, gen)
-    score = joint_score(sim, z, theta)
-    eps = 1e-6
-    for j in range(2):
-        step = torch.zeros(2, dtype=torch.float64)
-        step[j] = eps
-        fd = (sim.joint_log_prob(z, theta + step) - sim.joint_log_prob(z, theta - step)) / (2 * eps)
-        np.testing.assert_allclose(score[:, j].numpy(), fd.numpy(), rtol=1e-6, atol=1e-7)
+    assert_joint_score_matches_finite_differences(sim, z, theta, rtol=1e-6)
 
 
 def test_joint_log_ratio_expectation_is_marginal_ratio(gen):

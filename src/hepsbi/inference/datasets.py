@@ -32,10 +32,6 @@ class Dataset:
     kind: str = "observed"
     z: Tensor | None = None
 
-    @property
-    def n_effective(self) -> float:
-        """Σ w, the number of events the dataset stands for."""
-        return float(self.weights.sum())
 
 
 def observed_dataset(sim: Simulator, theta_true: Tensor, n_events: int, seed: int) -> Dataset:

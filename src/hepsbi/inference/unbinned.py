@@ -75,7 +75,6 @@ class UnbinnedModel:
         self._mc_is_data = mc_log_ratio is log_ratio and all(a is b for a, b in zip(mc_shape, self.shape))
         self._shape_table = _ShapeTable(self.shape) if self.shape else None
         self._mc_table = self._shape_table if self._mc_is_data else (_ShapeTable(self.mc_shape) if self.mc_shape else None)
-        self._ratio_cache: dict[str, tuple[bytes, Tensor]] = {}
 
     @property
     def names(self) -> list[str]:
@@ -89,7 +88,7 @@ class UnbinnedModel:
         a_norm, a_shape = alpha[: len(self.norm)], alpha[len(self.norm):]
         nu0 = torch.as_tensor(self.expected(theta), dtype=torch.float64)
         log_kappa = sum((torch.log(s.factor(a)) for s, a in zip(self.norm, a_norm)), torch.zeros((), dtype=torch.float64))
-        log_r = self._cached("data", self.log_ratio, theta)
+        log_r = self.log_ratio(theta).to(torch.float64)
         data_term = (self.weights * log_r).sum() + self.weights.sum() * (log_kappa + torch.log(nu0))
         z = torch.ones((), dtype=torch.float64)
         if self._shape_table is not None:
@@ -99,25 +98,13 @@ class UnbinnedModel:
             if self._mc_is_data:
                 r_mc, g_mc = self.mc_weights * torch.exp(log_r), g
             else:
-                r_mc = self.mc_weights * torch.exp(self._cached("mc", self.mc_log_ratio, theta))
+                r_mc = self.mc_weights * torch.exp(self.mc_log_ratio(theta).to(torch.float64))
                 g_mc = self._mc_table.factor(a_shape)
             z = (r_mc * g_mc).sum() / r_mc.sum()
         nu = nu0 * torch.exp(log_kappa) * z
         if not torch.isfinite(nu) or nu <= 0:
             raise InferenceError(f"expected number of events is {float(nu)} at {params.tolist()}")
         return nu - data_term + gaussian_constraint(alpha)
-
-    def _cached(self, key: str, fn: PerEvent, theta: Tensor) -> Tensor:
-        """fn(θ), recomputed only when θ changes (profile fits vary only α at fixed θ). Gradients still flow
-        when θ requires them, because then the value is recomputed in the graph."""
-        if theta.requires_grad:
-            return fn(theta).to(torch.float64)
-        tag = theta.detach().numpy().tobytes()
-        hit = self._ratio_cache.get(key)
-        if hit is None or hit[0] != tag:
-            hit = (tag, fn(theta).to(torch.float64).detach())
-            self._ratio_cache[key] = hit
-        return hit[1]
 
 
 class _ShapeTable:

@@ -17,8 +17,7 @@ from scipy import stats
 from hepsbi.physics import kinematics as kin
 from hepsbi.physics.drell_yan import DrellYanContact
 from hepsbi.physics.matrix_elements import eta_lambda_to_theta
-from hepsbi.physics.morphing import QuadraticMorphing
-from hepsbi.physics.pythia import PythiaRun
+from hepsbi.physics.pythia import PythiaRun, hard_leptons
 
 __all__ = ["ClosureResult", "closure"]
 
@@ -84,13 +83,12 @@ def closure(
 
     sim = DrellYanContact(lepton=lepton, m_min=m_min, energy=energy, n_slices=n_slices)
     theta = eta_lambda_to_theta(lambda_tev, **{f"eta_{k}": v for k, v in eta.items()})
-    morph = QuadraticMorphing(4, scale=0.5)
     process = [f"ContactInteractions:{_PROCESS[sim.run.lepton_id]} = on", f"ContactInteractions:Lambda = {1000 * lambda_tev}"]
     process += [f"ContactInteractions:eta{k} = {int(v)}" for k, v in eta.items()]
     direct_run = PythiaRun(lepton=lepton, energy=energy, process=process)
 
     def shapes(latent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lm, lp = latent[:, [9, 6, 7, 8]], latent[:, [13, 10, 11, 12]]
+        lm, lp = hard_leptons(latent)
         return kin.mass(lm + lp), kin.cos_theta_star(lm, lp, latent[:, 2], latent[:, 3], latent[:, 0])
 
     rw, dr = {"m": [], "c": [], "w": []}, {"m": [], "c": [], "w": []}
@@ -98,7 +96,7 @@ def closure(
     for i, mass_slice in enumerate(sim.mass_slices(n_events)):
         sm = sim.run.generate(mass_slice, seed=seed + i)
         z = sim.latent_from_parton_level(sm.latent)
-        r = morph.evaluate(torch.from_numpy(z[:, -morph.n_components:]), theta).numpy()
+        r = sim.weight_ratio(torch.from_numpy(z), theta).numpy()
         w = sm.weights * r
         s_i = float(w.sum())
         # σ_i = σ_SM,i · ⟨r⟩_i: relative errors of Pythia's σ_SM,i and of the mean add in quadrature.

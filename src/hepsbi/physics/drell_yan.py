@@ -30,7 +30,7 @@ from hepsbi.physics.detector import FastDetector
 from hepsbi.physics.matrix_elements import HELICITIES, me_weight
 from hepsbi.physics.morphing import QuadraticMorphing
 from hepsbi.physics.observables import compute_observables
-from hepsbi.physics.pythia import LATENT_COLUMNS, MassSlice, PythiaRun, pythia_version
+from hepsbi.physics.pythia import LATENT_COLUMNS, MassSlice, PythiaRun, hard_leptons, pythia_version
 from hepsbi.physics.standard_model import SMInputs
 from hepsbi.simulators.gold import as_rows
 from hepsbi.space import Parameter, ParameterSpace
@@ -116,7 +116,7 @@ class DrellYanContact:
 
     def latent_from_parton_level(self, latent: np.ndarray) -> np.ndarray:
         """Append cos θ* and the normalised morphing coefficients to the Pythia record: (n, 14) → (n, 30)."""
-        lm, lp = latent[:, [9, 6, 7, 8]], latent[:, [13, 10, 11, 12]]
+        lm, lp = hard_leptons(latent)
         cos_star = kin.cos_theta_star(lm, lp, latent[:, 2], latent[:, 3], latent[:, 0])
         t = torch.from_numpy
         quark = t(np.abs(np.where(latent[:, 0] > 0, latent[:, 0], latent[:, 1]))).long()
@@ -145,7 +145,7 @@ class DrellYanContact:
             parton = self.run.generate(mass_slice, seed=seed + i)
             settings = parton.settings
             z = self.latent_from_parton_level(parton.latent)
-            leptons = np.stack([parton.latent[:, [9, 6, 7, 8]], parton.latent[:, [13, 10, 11, 12]]], axis=1)
+            leptons = np.stack(hard_leptons(parton.latent), axis=1)
             reco = self.detector.reconstruct(leptons, rng, parton.final_state, self.run.lepton_id)
             parts_x.append(compute_observables(reco, self.observable_names))
             parts_z.append(z[reco.passed])

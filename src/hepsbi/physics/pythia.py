@@ -19,7 +19,7 @@ import numpy as np
 
 from hepsbi.errors import SimulatorError
 
-__all__ = ["MassSlice", "PartonLevel", "PythiaRun", "LATENT_COLUMNS", "MB_TO_PB", "pythia_version"]
+__all__ = ["MassSlice", "PartonLevel", "PythiaRun", "LATENT_COLUMNS", "MB_TO_PB", "hard_leptons", "pythia_version"]
 
 MB_TO_PB = 1e9
 #: Columns of the parton-level record of each event.
@@ -29,6 +29,11 @@ LATENT_COLUMNS = (
 )
 _LEPTON_IDS = {"e": 11, "mu": 13, "tau": 15}
 _CI_PROCESS = {11: "QCffbar2eebar", 13: "QCffbar2mumubar", 15: "QCffbar2tautaubar"}
+
+
+def hard_leptons(latent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The hard ℓ⁻ and ℓ⁺ four-momenta, each (n, 4) as (E, px, py, pz), from records with :data:`LATENT_COLUMNS`."""
+    return latent[:, [9, 6, 7, 8]], latent[:, [13, 10, 11, 12]]
 
 
 def pythia_version() -> str:
