@@ -49,6 +49,19 @@ def test_morphing_in_latent_matches_direct_matrix_element(sim):
     np.testing.assert_allclose(sim.weight_ratio(torch.from_numpy(z), theta).numpy(), direct.numpy(), rtol=1e-9)
 
 
+def test_reduced_morphing_basis_of_a_parameter_subset(sim):
+    """For (c_LL, c_RR) free, the 6 monomials in them reproduce the weight ratios and the cross section."""
+    sub = DrellYanContact(parameters=["c_LL", "c_RR"], seed=7)
+    sub.use_events(sim.events)
+    z = torch.from_numpy(sim.events.z[:500])
+    theta = torch.tensor([0.3, -0.5], dtype=torch.float64)
+    basis = sub.morphing_basis(theta)
+    assert basis.shape == (6,)
+    full = torch.tensor([0.3, 0.0, 0.0, -0.5], dtype=torch.float64)
+    np.testing.assert_allclose((sub.morphing_coefficients(z) @ basis).numpy(), sim.weight_ratio(z, full).numpy(), rtol=1e-12)
+    assert float(sub.sigma_coefficients @ basis) == pytest.approx(sim.cross_section(full)[0] / sim.cross_section(torch.zeros(4))[0], rel=1e-12)
+
+
 def test_resampling_reproduces_reweighted_means(sim):
     theta = eta_lambda_to_theta(5, eta_LL=-1)
     gen = torch.Generator().manual_seed(1)

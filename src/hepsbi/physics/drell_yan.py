@@ -237,6 +237,30 @@ class DrellYanContact:
         m = _MORPHING.monomials(self.full_theta(theta))  # (n, K)
         return torch.log(m @ self._sigma_coefficients) - torch.log(self._sigma_coefficients[0])
 
+    @property
+    def _free_monomials(self) -> list[int]:
+        """Monomials of the 4-parameter morphing that involve only the free parameters (the others vanish)."""
+        free = set(self.free)
+        pairs = [5 + k for k, (i, j) in enumerate(_MORPHING.pairs) if i in free and j in free]
+        return [0, *(1 + i for i in self.free), *pairs]
+
+    def morphing_basis(self, theta: Tensor) -> Tensor:
+        """m(θ), (K,), the quadratic monomials of θ (p,) of the free parameters, K = 1 + p + p(p+1)/2: an
+        event's weight ratio to the SM is a · m(θ) with a = :meth:`morphing_coefficients`, and
+        σ(θ)/σ(SM) = :attr:`sigma_coefficients` · m(θ)."""
+        return _MORPHING.monomials(self.full_theta(theta))[0, self._free_monomials]
+
+    def morphing_coefficients(self, z: Tensor | np.ndarray) -> Tensor:
+        """The per-event morphing coefficients stored in z, for the free parameters' monomials: (n, K)."""
+        return torch.as_tensor(z, dtype=torch.float64)[:, -_MORPHING.n_components:][:, self._free_monomials]
+
+    @property
+    def sigma_coefficients(self) -> Tensor:
+        """ā, (K,): the fiducial cross section relative to the SM is ā · m(θ) (from the event pool)."""
+        _ = self.events
+        assert self._sigma_coefficients is not None
+        return (self._sigma_coefficients / self._sigma_coefficients[0])[self._free_monomials]
+
     def weight_ratio(self, z: Tensor, theta: Tensor) -> Tensor:
         """|M(θ)|²/|M(0)|² per event from the morphing coefficients in z: (n,)."""
         coefficients = torch.as_tensor(z, dtype=torch.float64)[:, -_MORPHING.n_components:]
