@@ -37,7 +37,7 @@ def build(sim: DrellYanContact, n: int, opaque: bool = False) -> UnbinnedModel:
     x = torch.from_numpy(events.x[keep])
     coef = sim.morphing_coefficients(events.z[keep])
     mc_w = torch.from_numpy(events.weights[keep]) * (events.weights.sum() / events.weights[keep].sum())
-    ratio = LinearRatio(sim.morphing_basis, coef, sim.sigma_coefficients)
+    ratio = LinearRatio(sim.morphing_basis, coef, (mc_w @ coef) / mc_w.sum())  # normalised on these events
     truth = torch.tensor(TRUTH, dtype=torch.float64)
     data_w = LUMINOSITY_PB * mc_w * (coef @ sim.morphing_basis(truth))  # Asimov: expected events per event
     sigma_sm = float(mc_w.sum())

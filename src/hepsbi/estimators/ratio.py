@@ -3,7 +3,7 @@ r"""Parametrised likelihood-ratio estimator r̂(x | θ, θ_ref), trained by any 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,18 @@ class RatioEstimator:
         with torch.no_grad():
             out = torch.cat([model(xb, tb) for xb, tb in zip(xt.split(_EVAL_BATCH), th.split(_EVAL_BATCH))])
         return give_back(out, as_numpy)
+
+    def log_ratio_of_theta(self, x: Any) -> Callable[[Tensor], Tensor]:
+        """For fixed events x (n, d_x): the function θ (p,) → log r̂(x_i | θ, θ_ref) (n,), float64 and
+        differentiable in θ (twice), e.g. the ``log_ratio`` of :class:`hepsbi.inference.UnbinnedModel`."""
+        model = self._require_model()
+        xt, _ = to_tensor(x, "x", len(self.features))
+
+        def log_ratio(theta: Tensor) -> Tensor:
+            th = torch.as_tensor(theta).to(torch.float32).reshape(1, -1).expand(xt.shape[0], -1)
+            return torch.cat([model(xb, tb) for xb, tb in zip(xt.split(_EVAL_BATCH), th.split(_EVAL_BATCH))]).to(torch.float64)
+
+        return log_ratio
 
     def score(self, x: Any, theta: Any) -> Any:
         """t̂(x | θ) = ∇_θ log r̂(x | θ, θ_ref), (n, p)."""

@@ -1,0 +1,123 @@
+r"""Fisher information: how much an analysis can learn about θ, before any fit.
+
+For the extended likelihood with differential rate f(x | θ) = ν(θ) p(x | θ), the expected information is
+
+.. math:: I_{ab}(θ) = \int f\, ∂_a \log f\, ∂_b \log f\, dx \approx \sum_j ν_j\, u_{ja} u_{jb},
+          \qquad u_j = ∇_θ \log ν(θ) + ∇_θ \log p(x_j \mid θ),
+
+over Monte Carlo events j carrying ν_j expected events at θ. The per-event score ∇ log p is the parton-level
+joint score for the *truth* (the ceiling, as in MadMiner's "truth" information), the score of a learned,
+normalised likelihood ratio or SALLY's score estimate for the *ML* information, and absent for the
+*rate-only* information. A histogram with expected counts ν_b(θ) carries Σ_b ∂ν_b ∂ν_b^T / ν_b.
+
+The covariance of an efficient estimator is I⁻¹ (Cramér–Rao); with nuisance parameters the information on
+the parameters of interest is the Schur complement I_θθ − I_θα I_αα⁻¹ I_αθ (:func:`profiled_information`),
+and for an :class:`~hepsbi.inference.unbinned.UnbinnedModel` the full matrix, constraints included, is the
+Hessian of its NLL on its own Asimov dataset (:func:`model_information`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hepsbi.errors import InferenceError
+from hepsbi.inference.profile import hessian
+
+__all__ = [
+    "binned_information",
+    "information_from_scores",
+    "information_summary",
+    "model_information",
+    "per_event_scores",
+    "profiled_information",
+    "rate_information",
+]
+
+
+def per_event_scores(log_density: Callable[[Tensor], Tensor], theta: Tensor) -> Tensor:
+    """∇_θ of a per-event function θ (p,) → (n,) (e.g. a log-likelihood ratio on fixed events): (n, p), by
+    forward-mode differentiation (p passes, whatever n)."""
+    theta = torch.as_tensor(theta, dtype=torch.float64)
+    with torch.enable_grad():
+        jac = torch.autograd.functional.jacobian(lambda t: log_density(t).to(torch.float64), theta,
+                                                 vectorize=True, strategy="forward-mode")
+    return jac.reshape(-1, theta.numel()).detach()
+
+
+def rate_score(expected: Callable[[Tensor], float | Tensor], theta: Tensor, step: float = 1e-4) -> np.ndarray:
+    """∇_θ log ν(θ) by central differences (exact for a quadratic ν, as with morphing, up to rounding): (p,)."""
+    theta = np.asarray(torch.as_tensor(theta, dtype=torch.float64), dtype=float)
+    nu = float(expected(torch.from_numpy(theta)))
+    grad = np.empty(len(theta))
+    for a in range(len(theta)):
+        e = np.zeros(len(theta))
+        e[a] = step
+        grad[a] = (float(expected(torch.from_numpy(theta + e))) - float(expected(torch.from_numpy(theta - e)))) / (2 * step)
+    return grad / nu
+
+
+def information_from_scores(scores: Tensor | np.ndarray, expected: Tensor | np.ndarray,
+                            rate: np.ndarray | None = None) -> np.ndarray:
+    """Σ_j ν_j u_j u_jᵀ with u_j = ``rate`` + ``scores``_j: scores (n, p), expected ν_j (n,), rate ∇ log ν (p,).
+    With ``rate`` the per-event scores must be those of a normalised density (E[score] = 0)."""
+    s = np.asarray(scores, dtype=float)
+    w = np.asarray(expected, dtype=float)
+    if s.ndim != 2 or w.shape != (s.shape[0],):
+        raise InferenceError(f"scores (n, p) and expected events (n,) do not match: {s.shape}, {w.shape}")
+    if rate is not None:
+        s = s + np.asarray(rate, dtype=float)[None, :]
+    return (w[:, None] * s).T @ s
+
+
+def rate_information(expected: Callable[[Tensor], float | Tensor], theta: Tensor) -> np.ndarray:
+    """The information in the total number of events alone: ν ∇log ν ∇log νᵀ, (p, p)."""
+    g = rate_score(expected, theta)
+    return float(expected(torch.as_tensor(theta, dtype=torch.float64))) * np.outer(g, g)
+
+
+def binned_information(counts: Callable[[Tensor], np.ndarray | Tensor], theta: Tensor, step: float = 1e-4) -> np.ndarray:
+    """Σ_b ∂ν_b ∂ν_bᵀ / ν_b of a histogram with expected counts ``counts(θ)`` (B,), derivatives by central
+    differences (exact for counts quadratic in θ); empty bins carry nothing."""
+    theta = np.asarray(torch.as_tensor(theta, dtype=torch.float64), dtype=float)
+    nu = np.asarray(counts(torch.from_numpy(theta)), dtype=float)
+    jac = np.empty((len(nu), len(theta)))
+    for a in range(len(theta)):
+        e = np.zeros(len(theta))
+        e[a] = step
+        up = np.asarray(counts(torch.from_numpy(theta + e)), dtype=float)
+        down = np.asarray(counts(torch.from_numpy(theta - e)), dtype=float)
+        jac[:, a] = (up - down) / (2 * step)
+    keep = nu > 0
+    return (jac[keep] / nu[keep, None]).T @ jac[keep]
+
+
+def profiled_information(information: np.ndarray, n_poi: int) -> np.ndarray:
+    """The information on the first ``n_poi`` parameters with the others (nuisance parameters) profiled:
+    I_θθ − I_θα I_αα⁻¹ I_αθ, (n_poi, n_poi)."""
+    info = np.asarray(information, dtype=float)
+    a, b = info[:n_poi, :n_poi], info[:n_poi, n_poi:]
+    if b.shape[1] == 0:
+        return a.copy()
+    return a - b @ np.linalg.solve(info[n_poi:, n_poi:], b.T)
+
+
+def model_information(model: object, params: Sequence[float] | Tensor) -> np.ndarray:
+    """Expected information of an :class:`~hepsbi.inference.unbinned.UnbinnedModel` at (θ, α), constraints
+    included: the Hessian of the NLL of its Asimov dataset at that point, (P, P) in ``model.names`` order."""
+    asimov = model.asimov(params)  # type: ignore[attr-defined]
+    return hessian(asimov.nll, torch.as_tensor(params, dtype=torch.float64).tolist())
+
+
+def information_summary(information: np.ndarray, names: Sequence[str]) -> dict[str, object]:
+    """A JSON-ready summary: the matrix, the Cramér–Rao errors √(I⁻¹)_aa, det I and the correlation."""
+    info = np.asarray(information, dtype=float)
+    try:
+        cov = np.linalg.inv(info)
+        errors = {n: float(np.sqrt(cov[i, i])) if cov[i, i] > 0 else None for i, n in enumerate(names)}
+    except np.linalg.LinAlgError:
+        errors = {n: None for n in names}
+    return {"matrix": info.tolist(), "errors": errors, "determinant": float(np.linalg.det(info))}
