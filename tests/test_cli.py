@@ -51,6 +51,11 @@ def test_run_end_to_end(tmp_path, simulator, truth, estimators):
     assert list(results["estimators"]) == labels and results["estimator"] == labels[0]
     assert all(results["estimators"][label]["log_ratio_mse"] >= 0 for label in labels)
     assert "exact" in results and results["provenance"]["spec_hash"]
+    # Fisher information of the exact likelihood on the Asimov dataset: n/σ² per parameter (σ² = 1.25)
+    info = results["fisher_information"]
+    assert set(info) == {*labels, "exact"}
+    if simulator == "gaussian":
+        assert info["exact"]["errors"]["theta"] == pytest.approx((1.25 / 200) ** 0.5, rel=0.1)
     assert set(results["provenance"]["timings_s"]) == {"simulate", "train", "evaluate", "infer", "report"}
     for plot in ("likelihood_scan.png", "log_ratio.png", "training.png"):
         assert (out / "plots" / plot).stat().st_size > 1000
@@ -102,6 +107,13 @@ def test_drell_yan_run_compares_histogram_ml_and_truth(tmp_path):
         assert abs(results["comparisons"]["truth"]["mle"][name]) < 1e-3
         assert abs(results["comparisons"]["histogram"]["mle"][name]) < 1e-3
     assert results["dataset"]["luminosity_fb"] == 139.0
+    # Fisher information: the truth beats the histogram, which beats the rate alone (rank 1: det ≈ 0)
+    info = results["fisher_information"]
+    assert set(info) == {"alices", "truth", "rate", "histogram", "sally_score"}
+    assert info["truth"]["determinant"] > info["histogram"]["determinant"] > 1e3 * abs(info["rate"]["determinant"])
+    for name in ("c_LL", "c_LR"):
+        assert info["truth"]["errors"][name] < info["histogram"]["errors"][name]
+    assert (out / "plots" / "fisher_information.png").stat().st_size > 1000
     assert results["provenance"]["generator"]["pythia_version"] == "8.317.2"
     assert (out / "data" / "events.h5").is_file() and (out / "models" / "sally" / "estimator.json").is_file()
 

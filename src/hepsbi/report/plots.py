@@ -1,5 +1,6 @@
 r"""Plots a physicist wants to see after a run: learned vs exact log r, likelihood scans with the truth,
-and the training curves. Every function writes one PNG (atomically) and returns its path."""
+training curves, nuisance-parameter pulls, CLs with its Brazil band, and Fisher-information ellipses.
+Every function writes one PNG (atomically) and returns its path."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from hepsbi.estimators.training import TrainingHistory  # noqa: E402
 from hepsbi.files import atomic_path  # noqa: E402
 from hepsbi.inference.scan import ScanResult, wilks_threshold  # noqa: E402
 
-__all__ = ["plot_log_ratio", "plot_scans", "plot_training"]
+__all__ = ["plot_brazil", "plot_information_ellipses", "plot_log_ratio", "plot_pulls", "plot_scans", "plot_training"]
 
 #: Legend names of the reference likelihoods.
-_LABELS = {"truth": "parton-level truth", "exact": "exact", "histogram": "histogram", "sally": "SALLY (binned)"}
+_LABELS = {"truth": "parton-level truth", "exact": "exact", "histogram": "histogram", "sally": "SALLY (binned)",
+           "rate": "rate only", "sally_score": "SALLY (score)"}
 
 
 def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> Path:
@@ -120,4 +122,71 @@ def plot_training(histories: Mapping[str, TrainingHistory], path: str | os.PathL
         ax.set_ylabel("loss")
         ax.set_title(label)
         ax.legend(frameon=False)
+    return _save(fig, path)
+
+
+def plot_pulls(pulls: Mapping[str, tuple[float, float]], path: str | os.PathLike[str]) -> Path:
+    """Nuisance-parameter pulls: fitted α̂ with its post-fit error per parameter, against the ±1σ and ±2σ
+    bands of the pre-fit constraint N(0, 1).
+
+    Arguments:
+        pulls: name → (α̂, σ(α̂)).
+    """
+    names = list(pulls)
+    y = np.arange(len(names))[::-1]
+    fig, ax = plt.subplots(figsize=(5.5, 0.35 * len(names) + 1.2))
+    ax.axvspan(-2, 2, color="gold", alpha=0.5, lw=0)
+    ax.axvspan(-1, 1, color="limegreen", alpha=0.5, lw=0)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.errorbar([pulls[n][0] for n in names], y, xerr=[pulls[n][1] for n in names], fmt="o", color="k", capsize=2)
+    ax.set_yticks(y, names)
+    ax.set_xlim(-3, 3)
+    ax.set_xlabel(r"$(\hat\alpha - \alpha_0) / \Delta\alpha$")
+    ax.set_title("nuisance-parameter pulls")
+    return _save(fig, path)
+
+
+def plot_brazil(mu: np.ndarray, cls_obs: np.ndarray, cls_exp: np.ndarray, path: str | os.PathLike[str],
+                poi: str = "mu", level: float = 0.05) -> Path:
+    """CLs against the tested value with the expected median and its ±1σ/±2σ bands.
+
+    Arguments:
+        mu: tested values (k,).  cls_obs: observed CLs (k,).  cls_exp: (k, 5) expected CLs at −2σ … +2σ in the
+            order hepsbi and pyhf report them (most excluding first).
+    """
+    mu, cls_exp = np.asarray(mu), np.asarray(cls_exp)
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.fill_between(mu, cls_exp[:, 0], cls_exp[:, 4], color="gold", label=r"expected $\pm 2\sigma$")
+    ax.fill_between(mu, cls_exp[:, 1], cls_exp[:, 3], color="limegreen", label=r"expected $\pm 1\sigma$")
+    ax.plot(mu, cls_exp[:, 2], "k--", label="expected")
+    ax.plot(mu, cls_obs, "k-", marker=".", label="observed")
+    ax.axhline(level, color="red", lw=1, label=f"CLs = {level}")
+    ax.set_xlabel(poi)
+    ax.set_ylabel("CLs")
+    ax.set_ylim(0, 1.02)
+    ax.legend(frameon=False)
+    return _save(fig, path)
+
+
+def plot_information_ellipses(informations: Mapping[str, np.ndarray], center: Mapping[str, float],
+                              path: str | os.PathLike[str], units: Mapping[str, str] | None = None,
+                              level: str = "68") -> Path:
+    """The ``level`` confidence ellipse Δθᵀ I Δθ = χ²₂ of each 2×2 Fisher information around ``center`` —
+    smaller ellipses mean more information (the Cramér–Rao bound of each analysis)."""
+    names = list(center)
+    threshold = wilks_threshold(level, 2)
+    angle = np.linspace(0, 2 * np.pi, 200)
+    circle = np.stack([np.cos(angle), np.sin(angle)])
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for label, info in informations.items():
+        values, vectors = np.linalg.eigh(np.asarray(info, dtype=float))
+        if np.any(values <= 0):
+            continue  # no information in some direction: an unbounded ellipse
+        ellipse = vectors @ (np.sqrt(threshold / values)[:, None] * circle)
+        ax.plot(center[names[0]] + ellipse[0], center[names[1]] + ellipse[1], label=_LABELS.get(label, label))
+    ax.plot(center[names[0]], center[names[1]], "k*", ms=9)
+    ax.set_xlabel(_axis_label(names[0], units))
+    ax.set_ylabel(_axis_label(names[1], units))
+    ax.set_title(f"Fisher information, {level} % CL ellipses")
+    ax.legend(frameon=False, fontsize=8)
     return _save(fig, path)

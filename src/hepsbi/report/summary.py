@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["summary_table", "print_summary"]
+__all__ = ["fisher_table", "summary_table", "print_summary"]
 
 
 def _number(value: float, scale: float) -> str:
@@ -47,5 +47,25 @@ def summary_table(results: Mapping[str, Any]) -> Table:
     return table
 
 
+def fisher_table(results: Mapping[str, Any]) -> Table | None:
+    """One row per likelihood: the Cramér–Rao error √(I⁻¹) of each parameter at the truth and det I."""
+    infos = results.get("fisher_information")
+    if not infos:
+        return None
+    table = Table(title="Fisher information at the truth")
+    table.add_column("likelihood", no_wrap=True)
+    for name in results["parameters"]:
+        table.add_column(f"σ({name})", no_wrap=True)
+    table.add_column("det I", no_wrap=True)
+    for label, info in infos.items():
+        errors = [info["errors"][n] for n in results["parameters"]]
+        table.add_row(label, *("∞" if e is None else f"{e:.4g}" for e in errors), f"{info['determinant']:.4g}")
+    return table
+
+
 def print_summary(results: Mapping[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(summary_table(results))
+    console = console or Console()
+    console.print(summary_table(results))
+    fisher = fisher_table(results)
+    if fisher is not None:
+        console.print(fisher)

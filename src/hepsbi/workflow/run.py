@@ -38,6 +38,14 @@ from hepsbi.inference.datasets import (
     reference_weights,
     weighted_asimov_dataset,
 )
+from hepsbi.inference.fisher import (
+    binned_information,
+    information_from_scores,
+    information_summary,
+    per_event_scores,
+    rate_information,
+    rate_score,
+)
 from hepsbi.inference.scan import ScanResult, likelihood_scan, scan_log_likelihood
 from hepsbi.inference.templates import bin_index_edges, bin_index_quantiles, template_log_likelihood
 from hepsbi.inference.validation import (
@@ -46,7 +54,7 @@ from hepsbi.inference.validation import (
     log_ratio_comparison,
     normalised_log_ratio,
 )
-from hepsbi.report.plots import plot_log_ratio, plot_scans, plot_training
+from hepsbi.report.plots import plot_information_ellipses, plot_log_ratio, plot_scans, plot_training
 from hepsbi.report.results import build_results, write_results
 from hepsbi.report.summary import print_summary
 from hepsbi.simulators.protocol import Simulator, has_exact_likelihood, is_weighted
@@ -173,6 +181,44 @@ def _comparisons(
     return out
 
 
+def _fisher_information(
+    spec: RunSpec, sim: Simulator, truth: torch.Tensor, dataset: Dataset, estimators: dict[str, RatioEstimator],
+    sally: ScoreEstimator | None, expected_events: Callable[[torch.Tensor], float] | None,
+) -> dict[str, Any]:
+    """Fisher information at θ_true of every likelihood the run compares (see hepsbi.inference.fisher), on the
+    dataset's events: learned ratios, exact (toys), parton-level truth, rate only, histogram, SALLY score."""
+    d = dataset.weights.to(torch.float64)
+    rate = rate_score(expected_events, truth) if expected_events is not None else None
+    infos: dict[str, Any] = {}
+    w_ref = reference_weights(sim, dataset) if expected_events is not None else None
+    for label, est in estimators.items():
+        lr = est.log_ratio_of_theta(dataset.x)
+        if w_ref is not None:
+            norm = w_ref / w_ref.sum()
+            log_p = lambda t, lr=lr, norm=norm: lr(t) - torch.logsumexp(lr(t) + torch.log(norm), 0)  # noqa: E731
+        else:
+            log_p = lr
+        infos[label] = information_from_scores(per_event_scores(log_p, truth), d, rate)
+    if has_exact_likelihood(sim):
+        x = dataset.x.to(torch.float64)
+        infos["exact"] = information_from_scores(per_event_scores(lambda t: sim.log_prob(x, t), truth), d, rate)  # type: ignore[attr-defined]
+    if spec.inference.truth and dataset.z is not None and callable(getattr(sim, "joint_log_prob", None)):
+        z = dataset.z
+        infos["truth"] = information_from_scores(per_event_scores(lambda t: sim.joint_log_prob(z, t), truth), d, rate)  # type: ignore[attr-defined]
+    if expected_events is not None:
+        infos["rate"] = rate_information(expected_events, truth)
+        luminosity_pb = (spec.inference.luminosity or 0.0) * PB_PER_FB
+        pool = getattr(sim, "events", None)
+        hist = spec.inference.histogram
+        if hist is not None and pool is not None:
+            column = list(sim.observable_names).index(hist.observable)  # type: ignore[attr-defined]
+            index, n_bins = bin_index_edges(pool.x[:, column], hist.bins)
+            infos["histogram"] = binned_information(sim.expected_counts(index, n_bins, luminosity_pb), truth)  # type: ignore[attr-defined]
+        if sally is not None and torch.allclose(truth, sim.space.reference):  # SALLY's score is local to θ_ref
+            infos["sally_score"] = information_from_scores(sally.score(dataset.x), d, rate)
+    return infos
+
+
 def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, console: Console | None = None) -> dict[str, Any]:
     """Execute ``spec`` into directory ``out``; returns the results document (also in ``results.json``)."""
     # Off a terminal (logs, CI) rich would assume 80 columns and squeeze the summary table.
@@ -236,6 +282,7 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
 
         scans = {label: scan(fn, dataset) for label, fn in learned.items()}
         comparisons = _comparisons(spec, sim, truth, dataset, sally, scan, normalise)
+        informations = _fisher_information(spec, sim, truth, dataset, estimators, sally, expected_events)
 
     truth_dict = sim.space.as_dict(truth)
     with _stage("report", timings, console):
@@ -247,6 +294,8 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
             if sally is not None:
                 histories["sally"] = sally.history
             plot_training(histories, plots / "training.png")
+            if sim.space.dim == 2 and informations:
+                plot_information_ellipses(informations, truth_dict, plots / "fisher_information.png", units)
             if comparison is not None:
                 _, exact_lr, learned = comparison
                 plot_log_ratio(exact_lr.numpy(), {k: v.numpy() for k, v in learned.items()}, plots / "log_ratio.png")
@@ -267,6 +316,8 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
         dataset_info["luminosity_fb"] = inf.luminosity
     primary = next(iter(estimators))
     results = build_results(primary, scans, truth_dict, provenance, extra, comparisons, dataset_info)
+    names = list(sim.space.names)
+    results["fisher_information"] = {label: information_summary(info, names) for label, info in informations.items()}
     write_results(out / "results.json", results)
     print_summary(results, console)
     return results
