@@ -42,6 +42,27 @@ def run(
 
 
 @app.command()
+def coverage(
+    spec: Annotated[Path, typer.Argument(help="YAML run specification")],
+    toys: Annotated[int, typer.Option("--toys", "-n", help="number of pseudo-experiments")] = 300,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run directory (default: runs/<spec name>-coverage)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or table")] = False,
+) -> None:
+    """Coverage of the spec's 68%/95% intervals over toys at θ_true: writes coverage.json and plots/coverage.png."""
+    from hepsbi.workflow import load_spec
+    from hepsbi.workflow.coverage import run_coverage
+
+    try:
+        parsed = load_spec(spec)
+        directory = out or Path("runs") / f"{spec.stem}-coverage"
+        run_coverage(parsed, directory, n_toys=toys, progress=not quiet)
+    except HepsbiError as exc:
+        _fail(exc)
+    if not quiet:
+        Console().print(f"coverage: [bold]{directory / 'coverage.json'}[/]")
+
+
+@app.command()
 def check(spec: Annotated[Path, typer.Argument(help="YAML run specification")]) -> None:
     """Validate a spec (keys, types, θ inside its ranges) without running it."""
     from hepsbi.workflow import load_spec
@@ -94,6 +115,7 @@ def limits(
     poi: Annotated[Optional[str], typer.Option("--poi", help="parameter of interest (default: the workspace's)")] = None,
     upper_limit: Annotated[bool, typer.Option("--upper-limit", help="also compute 95% CL upper limits on the POI")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the result as JSON")] = None,
+    brazil: Annotated[Optional[Path], typer.Option("--brazil", help="plot CLs against the POI with the expected bands (PNG; implies --upper-limit)")] = None,
 ) -> None:
     """CLs (observed and expected band) of a pyhf workspace, optionally patched; upper limits on request."""
     from rich.table import Table
@@ -104,7 +126,7 @@ def limits(
     try:
         ws = load_workspace(workspace, patch=patch, patchset=patchset, name=name)
         label = str(patch) if patch is not None else (f"{patchset}:{name}" if patchset is not None else None)
-        result = hypotest(ws, mu=mu, test_stat=test_stat, poi=poi, upper_limit=upper_limit,
+        result = hypotest(ws, mu=mu, test_stat=test_stat, poi=poi, upper_limit=upper_limit or brazil is not None,
                           labels=(str(workspace), label))
     except HepsbiError as exc:
         _fail(exc)
@@ -117,6 +139,10 @@ def limits(
     Console().print(table)
     if json_out is not None:
         write_json(json_out, result.to_dict())
+    if brazil is not None:
+        from hepsbi.report.plots import plot_brazil
+
+        plot_brazil(result.scan_mu, result.scan_cls_obs, result.scan_cls_exp, brazil, poi=result.poi)
 
 
 @app.command()

@@ -50,11 +50,12 @@ def test_limits_cli_fits_a_built_workspace(tmp_path):
     background, signal = samples()
     observed = np.histogram(background.values, EDGES, weights=background.weights)[0]  # background only
     path = write_workspace(histogram_workspace(EDGES, [background, signal], observed=np.round(observed)), tmp_path / "ws.json")
-    result = CliRunner().invoke(app, ["limits", str(path), "--upper-limit", "--json", str(tmp_path / "out.json")])
+    result = CliRunner().invoke(app, ["limits", str(path), "--brazil", str(tmp_path / "cls.png"), "--json", str(tmp_path / "out.json")])
     assert result.exit_code == 0, result.output
     out = json.loads((tmp_path / "out.json").read_text())
     assert 0 < out["cls_obs"] < 0.05  # 50 signal events on ~200 background: μ = 1 is excluded
     assert 0 < out["upper_limit_obs"] < 1
+    assert len(out["scan_mu"]) == len(out["scan_cls_exp"]) == 41 and (tmp_path / "cls.png").stat().st_size > 1000
 
 
 def test_bad_inputs_are_named():

@@ -99,7 +99,8 @@ def minimize(
 
     The covariance is the inverse of the exact Hessian (torch, second derivatives), not Minuit's numerical
     HESSE: exact, and a few gradient evaluations instead of ~p² function calls. MIGRAD runs with strategy 0
-    by default, as is usual when the gradient is analytic (pyhf does the same).
+    by default, as is usual when the gradient is analytic (pyhf does the same), and once more with the next
+    strategy if that minimum is not valid.
 
     Arguments:
         nll: negative log-likelihood of the full parameter vector, differentiable by torch (twice, for the
@@ -127,6 +128,9 @@ def minimize(
     for name in fixed or {}:
         m.fixed[name] = True
     m.migrad()
+    if not m.valid and strategy < 2:  # one retry, more careful (numerical second derivatives along the way)
+        m.strategy = strategy + 1
+        m.migrad()
     if not m.valid:
         fmin = m.fmin
         reasons = [k for k in ("is_above_max_edm", "has_reached_call_limit", "has_posdef_covar", "hesse_failed")

@@ -29,6 +29,7 @@ class LimitResult:
         workspace, patch: what was fitted.  poi: the parameter of interest.  mu: the tested value.
         cls_obs: observed CLs.  cls_exp: expected CLs at −2σ, −1σ, median, +1σ, +2σ.
         upper_limit_obs, upper_limit_exp: 95 % CL upper limits on the POI (observed; expected band).
+        scan_mu, scan_cls_obs, scan_cls_exp: the CLs scan behind the limits (for a Brazil-band plot).
     """
 
     workspace: str
@@ -40,6 +41,9 @@ class LimitResult:
     cls_exp: list[float]
     upper_limit_obs: float | None = None
     upper_limit_exp: list[float] = field(default_factory=list)
+    scan_mu: list[float] = field(default_factory=list)
+    scan_cls_obs: list[float] = field(default_factory=list)
+    scan_cls_exp: list[list[float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,9 +144,12 @@ def hypotest(
     )
     if upper_limit:
         low, high, points = scan
-        obs, exp = pyhf.infer.intervals.upper_limits.upper_limit(
-            data, model, scan=np.linspace(low, high, int(points)), test_stat=test_stat
+        obs, exp, (tested, results) = pyhf.infer.intervals.upper_limits.upper_limit(
+            data, model, scan=np.linspace(low, high, int(points)), test_stat=test_stat, return_results=True
         )
+        result.scan_mu = [float(v) for v in tested]
+        result.scan_cls_obs = [float(r[0]) for r in results]
+        result.scan_cls_exp = [[float(c) for c in np.asarray(r[1]).ravel()] for r in results]
         result.upper_limit_obs = float(obs)
         result.upper_limit_exp = [float(e) for e in np.asarray(exp).ravel()]
         if not np.isfinite(result.upper_limit_obs) or result.upper_limit_obs >= high:

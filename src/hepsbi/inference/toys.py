@@ -68,7 +68,8 @@ def profile_statistic(nll: NLL, names: Sequence[str], values: Mapping[str, float
     (the POIs) at the tested point, every other one is minimised in both fits."""
     best = minimize(nll, names, start, limits, hesse=False)
     if len(values) == len(names):
-        at = float(nll(torch.tensor([values[n] for n in names], dtype=torch.float64)))
+        with torch.no_grad():
+            at = float(nll(torch.tensor([values[n] for n in names], dtype=torch.float64)))
     else:
         at = minimize(nll, names, [best.values[n] for n in names], limits, fixed=dict(values), hesse=False).nll
     return max(0.0, 2.0 * (at - best.nll)), best.values

@@ -18,7 +18,7 @@ from hepsbi.estimators.training import TrainingHistory  # noqa: E402
 from hepsbi.files import atomic_path  # noqa: E402
 from hepsbi.inference.scan import ScanResult, wilks_threshold  # noqa: E402
 
-__all__ = ["plot_brazil", "plot_information_ellipses", "plot_log_ratio", "plot_pulls", "plot_scans", "plot_training"]
+__all__ = ["plot_brazil", "plot_coverage", "plot_information_ellipses", "plot_log_ratio", "plot_pulls", "plot_scans", "plot_training"]
 
 #: Legend names of the reference likelihoods.
 _LABELS = {"truth": "parton-level truth", "exact": "exact", "histogram": "histogram", "sally": "SALLY (binned)",
@@ -188,5 +188,27 @@ def plot_information_ellipses(informations: Mapping[str, np.ndarray], center: Ma
     ax.set_xlabel(_axis_label(names[0], units))
     ax.set_ylabel(_axis_label(names[1], units))
     ax.set_title(f"Fisher information, {level} % CL ellipses")
+    ax.legend(frameon=False, fontsize=8)
+    return _save(fig, path)
+
+
+def plot_coverage(statistics: Mapping[str, np.ndarray], dof: int, path: str | os.PathLike[str]) -> Path:
+    """Distribution of the test statistic at the truth over toys, per likelihood, against Wilks' χ²(dof):
+    where a histogram lies above the curve at large t, the intervals undercover."""
+    from scipy import stats
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    top = max(8.0, max(float(np.quantile(t, 0.99)) for t in statistics.values()))
+    bins = np.linspace(0, top, 31)
+    for label, t in statistics.items():
+        ax.hist(np.clip(t, 0, top), bins=bins, density=True, histtype="step", lw=1.5,
+                label=f"{_LABELS.get(label, label)} ({len(t)} toys)")
+    grid = np.linspace(bins[1] / 4, top, 300)
+    ax.plot(grid, stats.chi2.pdf(grid, dof), "k--", label=rf"$\chi^2_{{{dof}}}$")
+    for level in ("68", "95"):
+        ax.axvline(wilks_threshold(level, dof), color="grey", lw=0.8, ls=":")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$t(\theta_\mathrm{true}) = -2\Delta\log L$")
+    ax.set_ylabel("density")
     ax.legend(frameon=False, fontsize=8)
     return _save(fig, path)

@@ -62,7 +62,7 @@ from hepsbi.simulators.registry import build_simulator
 from hepsbi.space import BenchmarkSampler, GridSampler, PriorSampler, ThetaSampler
 from hepsbi.workflow.spec import RunSpec, spec_hash
 
-__all__ = ["prepare", "run"]
+__all__ = ["prepare", "run", "simulate_and_train"]
 
 PB_PER_FB = 1000.0
 
@@ -154,6 +154,23 @@ def _train(spec: RunSpec, sim: Simulator, data: TrainingData, out: Path, progres
     return estimators, sally
 
 
+def simulate_and_train(
+    spec: RunSpec, sim: Simulator, out: Path, timings: dict[str, float], console: Console, progress: bool
+) -> tuple[Any, dict[str, RatioEstimator], ScoreEstimator | None]:
+    """The simulate and train stages: (event pool of a weighted simulator or None, estimators, SALLY)."""
+    with _stage("simulate", timings, console):
+        pool = getattr(sim, "events", None) if is_weighted(sim) else None
+        if pool is not None:
+            pool.save(out / "data" / "events.h5")
+        data = TrainingData.from_simulator(sim, spec.data.n_samples, _sampler(spec, sim), seed=spec.data.seed)
+        if spec.data.balance is not None:
+            data = data.balanced(spec.data.balance, spec.data.balance_bins)
+        data.save(out / "data" / "training.h5")
+    with _stage("train", timings, console):
+        estimators, sally = _train(spec, sim, data, out, progress)
+    return pool, estimators, sally
+
+
 def _comparisons(
     spec: RunSpec, sim: Simulator, truth: torch.Tensor, dataset: Dataset, sally: ScoreEstimator | None,
     scan: Callable[..., ScanResult],
@@ -231,17 +248,7 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
     timings: dict[str, float] = {}
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
 
-    with _stage("simulate", timings, console):
-        pool = getattr(sim, "events", None) if is_weighted(sim) else None
-        if pool is not None:
-            pool.save(out / "data" / "events.h5")
-        data = TrainingData.from_simulator(sim, spec.data.n_samples, _sampler(spec, sim), seed=spec.data.seed)
-        if spec.data.balance is not None:
-            data = data.balanced(spec.data.balance, spec.data.balance_bins)
-        data.save(out / "data" / "training.h5")
-
-    with _stage("train", timings, console):
-        estimators, sally = _train(spec, sim, data, out, progress)
+    pool, estimators, sally = simulate_and_train(spec, sim, out, timings, console, progress)
 
     extra: dict[str, dict[str, Any]] = {
         label: {"method": est.method, "training": {
