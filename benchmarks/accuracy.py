@@ -16,13 +16,12 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
+from _table import report  # noqa: E402
 
 from hepsbi import RatioEstimator, TrainingData  # noqa: E402
 from hepsbi.estimators import METHODS  # noqa: E402
 from hepsbi.inference import log_ratio_mse  # noqa: E402
 from hepsbi.simulators import GaltonBoard, GaussianLatent  # noqa: E402
-
-from _table import report  # noqa: E402
 
 TOYS = {"galton": GaltonBoard, "gaussian": GaussianLatent}
 

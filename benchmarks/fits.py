@@ -19,13 +19,12 @@ import time
 
 import numpy as np
 import torch
+from _table import report
 
 from hepsbi.inference.nuisance import NormSys, ShapeSys
 from hepsbi.inference.profile import minimize, profile_scan
 from hepsbi.inference.unbinned import LinearRatio, UnbinnedModel
 from hepsbi.physics import DrellYanContact
-
-from _table import report
 
 TRUTH = (0.02, -0.01)
 LUMINOSITY_PB = 139e3

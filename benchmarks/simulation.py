@@ -23,7 +23,6 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
-
 from _table import report  # noqa: E402
 
 MEMORY_PROBE = """

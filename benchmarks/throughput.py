@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 
 import torch
+from _table import report
 
 from hepsbi import RatioEstimator, ScoreEstimator, TrainingData
 from hepsbi.estimators import METHODS
 from hepsbi.simulators import MultiParameterGaussian
-
-from _table import report
 
 
 def main() -> None:

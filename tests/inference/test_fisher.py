@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from test_toys import NU, gaussian_model
 
 from hepsbi.inference.fisher import (
     binned_information,
@@ -17,8 +18,6 @@ from hepsbi.inference.fisher import (
 )
 from hepsbi.inference.nuisance import gaussian_constraint
 from hepsbi.inference.profile import hessian
-
-from test_toys import NU, gaussian_model
 
 
 def test_unbinned_binned_and_rate_information_of_a_gaussian_mean():

@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from hepsbi import Parameter, ParameterSpace
-from hepsbi.inference import Dataset, asimov_dataset, exact_log_ratio, likelihood_scan, observed_dataset, wilks_threshold
+from hepsbi.inference import (
+    Dataset,
+    asimov_dataset,
+    exact_log_ratio,
+    likelihood_scan,
+    observed_dataset,
+    wilks_threshold,
+)
 from hepsbi.simulators import GaussianLatent
 
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import assert_joint_score_matches_finite_differences
 import torch
+from conftest import assert_joint_score_matches_finite_differences
 
 from hepsbi import RatioEstimator, TrainingData
 from hepsbi.data import Events, EventStore, inspect_events

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from hepsbi.physics import QuadraticMorphing, SMInputs, dsigma_dt, eta_lambda_to_theta, me_weight, wilson_from_eta
+from hepsbi.physics import (
+    QuadraticMorphing,
+    SMInputs,
+    dsigma_dt,
+    eta_lambda_to_theta,
+    me_weight,
+    wilson_from_eta,
+)
 from hepsbi.physics.matrix_elements import helicity_amplitudes
 
 

@@ -4,11 +4,17 @@ import math
 
 import numpy as np
 import pytest
-from conftest import assert_joint_score_matches_finite_differences
 import torch
+from conftest import assert_joint_score_matches_finite_differences
 from scipy import stats
 
-from hepsbi.simulators import GaltonBoard, GaussianLatent, MultiParameterGaussian, joint_log_ratio, joint_score
+from hepsbi.simulators import (
+    GaltonBoard,
+    GaussianLatent,
+    MultiParameterGaussian,
+    joint_log_ratio,
+    joint_score,
+)
 
 
 @pytest.mark.parametrize("theta", [-0.5, 0.0, 0.3, 0.5])

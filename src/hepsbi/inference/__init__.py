@@ -1,6 +1,7 @@
 """Inference: datasets, likelihoods (unbinned, binned, templates), scans, profile fits with nuisance
 parameters (iminuit), pyhf limits, and validation against exact likelihoods."""
 
+from hepsbi.inference.asymptotics import asymptotic_cls, likelihood_test_statistic
 from hepsbi.inference.datasets import (
     Dataset,
     asimov_dataset,
@@ -9,10 +10,8 @@ from hepsbi.inference.datasets import (
     reference_weights,
     weighted_asimov_dataset,
 )
-from hepsbi.inference.asymptotics import asymptotic_cls, likelihood_test_statistic
 from hepsbi.inference.nuisance import NormSys, ShapeSys, code4, gaussian_constraint
 from hepsbi.inference.profile import FitResult, minimize, profile_scan
-from hepsbi.inference.unbinned import UnbinnedModel
 from hepsbi.inference.scan import (
     CONFIDENCE_LEVELS,
     ScanResult,
@@ -23,6 +22,7 @@ from hepsbi.inference.scan import (
     wilks_threshold,
 )
 from hepsbi.inference.templates import bin_index_edges, bin_index_quantiles, template_log_likelihood
+from hepsbi.inference.unbinned import UnbinnedModel
 from hepsbi.inference.validation import (
     exact_log_ratio,
     joint_log_ratio_on_latent,

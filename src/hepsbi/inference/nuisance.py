@@ -88,6 +88,22 @@ class ShapeSys:
         """Per-event weight factors at α, (n,)."""
         return code4(alpha, self.up, self.down, self._coef)
 
+    @classmethod
+    def tilt(cls, name: str, values: np.ndarray | Tensor, size: float, weights: np.ndarray | Tensor | None = None) -> ShapeSys:
+        """A tilt of the distribution of ``values`` (n,): factors 1 ± size (2F(x) − 1) at α = ±1, with F the
+        cumulative distribution of the events (weighted by ``weights``, e.g. at the reference point), so the
+        lowest values lose and the highest gain ``size`` (and the reverse at α = −1)."""
+        if not 0 < size < 1:
+            raise ValueError(f"shape systematic {name}: tilt size must lie in (0, 1) (got {size})")
+        x = np.asarray(values, dtype=float)
+        w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
+        order = np.argsort(x, kind="stable")
+        cumulative = np.cumsum(w[order])
+        cdf = np.empty_like(x)
+        cdf[order] = (cumulative - 0.5 * w[order]) / cumulative[-1]  # mid-point of each event's step
+        slope = size * (2.0 * np.clip(cdf, 0.0, 1.0) - 1.0)
+        return cls(name, torch.from_numpy(1.0 + slope), torch.from_numpy(1.0 - slope))
+
 
 def gaussian_constraint(alpha: Tensor) -> Tensor:
     """−log of the unit Gaussian constraints, ½ Σ α², up to a constant."""

@@ -155,7 +155,7 @@ class UnbinnedModel:
             data_term = data_term + self._data_shape(a_shape)
         return nu - data_term + gaussian_constraint(alpha - self.aux)
 
-    def with_data(self, weights: Tensor, aux: Tensor | None = None) -> "UnbinnedModel":
+    def with_data(self, weights: Tensor, aux: Tensor | None = None) -> UnbinnedModel:
         """The same model on the Monte Carlo events with new per-event data weights (counts for a toy, expected
         events for an Asimov dataset) and auxiliary data."""
         if self.mc_log_ratio is None or self.mc_weights is None:
@@ -177,7 +177,7 @@ class UnbinnedModel:
                 u = u * self._yield.table.kappa(a_shape).prod(dim=1)
             return u / u.sum() * self.expected_events(params)
 
-    def asimov(self, params: Sequence[float] | Tensor) -> "UnbinnedModel":
+    def asimov(self, params: Sequence[float] | Tensor) -> UnbinnedModel:
         """The model on the Asimov dataset of (θ, α): Monte Carlo events weighted to their expected events, and
         auxiliary data α (so the constraints are centred on the fitted values, arXiv:1007.1727 sec. 5)."""
         params = torch.as_tensor(params, dtype=torch.float64)

@@ -28,13 +28,12 @@ from torch import Tensor
 
 from hepsbi.errors import SpecError
 from hepsbi.files import write_json
-from hepsbi.inference.datasets import observed_dataset, reference_weights, weighted_asimov_dataset
+from hepsbi.inference.datasets import observed_dataset, weighted_asimov_dataset
 from hepsbi.inference.profile import NLL
 from hepsbi.inference.toys import CoverageResult, coverage, poisson_counts
-from hepsbi.inference.unbinned import UnbinnedModel
 from hepsbi.report.plots import plot_coverage
 from hepsbi.simulators.protocol import has_exact_likelihood, is_weighted
-from hepsbi.workflow.run import PB_PER_FB, prepare, simulate_and_train
+from hepsbi.workflow.run import PB_PER_FB, prepare, simulate_and_train, unbinned_models
 from hepsbi.workflow.spec import RunSpec
 
 __all__ = ["run_coverage"]
@@ -73,13 +72,19 @@ def run_coverage(spec: RunSpec, out: str | os.PathLike[str], n_toys: int = 300, 
     results: dict[str, CoverageResult] = {}
 
     if is_weighted(sim):
-        models = _weighted_models(spec, sim, truth, estimators)
-        expected = next(iter(models.values())).weights
-        gen = torch.Generator().manual_seed(spec.inference.seed + 1)
-        counts = [poisson_counts(expected, gen) for _ in range(n_toys)]
+        inf = spec.inference
+        assert inf.luminosity is not None
+        dataset = weighted_asimov_dataset(sim, truth, inf.luminosity * PB_PER_FB, inf.n_mc, inf.seed)
+        models = unbinned_models(spec, sim, dataset, estimators)
+        first = next(iter(models.values()))
+        gen = torch.Generator().manual_seed(inf.seed + 1)
+        # the same pseudo-experiments (counts, auxiliary data) for every likelihood
+        toys = [(poisson_counts(first.weights, gen), torch.randn(len(first.nuisance), generator=gen, dtype=torch.float64))
+                for _ in range(n_toys)]
+        start = start + [0.0] * len(first.nuisance)
         for label, model in models.items():
-            toys: Iterator[NLL] = (model.with_data(c).nll for c in counts)
-            results[label] = coverage(toys, names, truth_dict, start, limits, n_toys, progress, f"toys: {label}")
+            nlls: Iterator[NLL] = (model.with_data(c, aux).nll for c, aux in toys)
+            results[label] = coverage(nlls, first.names, truth_dict, start, None, n_toys, progress, f"toys: {label}")
     else:
         ref = sim.space.reference
 
@@ -99,29 +104,6 @@ def run_coverage(spec: RunSpec, out: str | os.PathLike[str], n_toys: int = 300, 
     plot_coverage({label: r.t for label, r in results.items()}, len(names), out / "plots" / "coverage.png")
     console.print(coverage_table(document))
     return document
-
-
-def _weighted_models(spec: RunSpec, sim: Any, truth: Tensor, estimators: dict[str, Any]) -> dict[str, UnbinnedModel]:
-    """Extended unbinned models on the Asimov Monte Carlo events of a weighted simulator: learned ratios
-    normalised on those events, and the parton-level truth."""
-    inf = spec.inference
-    assert inf.luminosity is not None
-    dataset = weighted_asimov_dataset(sim, truth, inf.luminosity * PB_PER_FB, inf.n_mc, inf.seed)
-    w_ref = reference_weights(sim, dataset)
-    log_norm = torch.log(w_ref / w_ref.sum())
-
-    def nu(theta: Tensor) -> Tensor:
-        return (w_ref * sim.weight_ratio(dataset.z, theta)).sum()
-
-    models: dict[str, UnbinnedModel] = {}
-    for label, est in estimators.items():
-        lr = est.log_ratio_of_theta(dataset.x)
-        normalised = lambda th, lr=lr: lr(th) - torch.logsumexp(lr(th) + log_norm, 0)  # noqa: E731
-        models[label] = UnbinnedModel(list(sim.space.names), normalised, dataset.weights, nu)
-    if inf.truth and dataset.z is not None:
-        z = dataset.z
-        models["truth"] = UnbinnedModel(list(sim.space.names), lambda th: sim.joint_log_prob(z, th), dataset.weights, nu)
-    return models
 
 
 def coverage_table(document: dict[str, Any]) -> Table:

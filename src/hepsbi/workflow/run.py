@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from rich.console import Console
@@ -46,23 +47,32 @@ from hepsbi.inference.fisher import (
     rate_information,
     rate_score,
 )
+from hepsbi.inference.nuisance import NormSys, ShapeSys
+from hepsbi.inference.profile import minimize, profile_scan
 from hepsbi.inference.scan import ScanResult, likelihood_scan, scan_log_likelihood
 from hepsbi.inference.templates import bin_index_edges, bin_index_quantiles, template_log_likelihood
+from hepsbi.inference.unbinned import LinearRatio, UnbinnedModel
 from hepsbi.inference.validation import (
     exact_log_ratio,
     joint_log_ratio_on_latent,
     log_ratio_comparison,
     normalised_log_ratio,
 )
-from hepsbi.report.plots import plot_information_ellipses, plot_log_ratio, plot_scans, plot_training
+from hepsbi.report.plots import (
+    plot_information_ellipses,
+    plot_log_ratio,
+    plot_pulls,
+    plot_scans,
+    plot_training,
+)
 from hepsbi.report.results import build_results, write_results
 from hepsbi.report.summary import print_summary
 from hepsbi.simulators.protocol import Simulator, has_exact_likelihood, is_weighted
 from hepsbi.simulators.registry import build_simulator
 from hepsbi.space import BenchmarkSampler, GridSampler, PriorSampler, ThetaSampler
-from hepsbi.workflow.spec import RunSpec, spec_hash
+from hepsbi.workflow.spec import ProfileSpec, RunSpec, spec_hash
 
-__all__ = ["prepare", "run", "simulate_and_train"]
+__all__ = ["prepare", "run", "simulate_and_train", "unbinned_models"]
 
 PB_PER_FB = 1000.0
 
@@ -105,6 +115,17 @@ def prepare(spec: RunSpec) -> tuple[Simulator, torch.Tensor]:
     names = list(getattr(sim, "observable_names", []))
     if spec.data.balance is not None and spec.data.balance not in names:
         raise SpecError(f"data.balance: {spec.data.balance!r} is not an observable of the simulator ({names})")
+    systematics = spec.inference.systematics
+    if systematics and not weighted:
+        raise SpecError("inference.systematics: nuisance parameters need a weighted simulator (e.g. drell_yan)")
+    seen = [s.name for s in systematics]
+    for i, syst in enumerate(systematics):
+        if syst.name in seen[:i] or syst.name in sim.space.names:
+            raise SpecError(f"inference.systematics.{i}.name: {syst.name!r} is used twice (names must be unique and "
+                            f"differ from the parameters {list(sim.space.names)})")
+        if syst.kind == "shape" and syst.observable not in names:
+            raise SpecError(f"inference.systematics.{i}.observable: {syst.observable!r} is not an observable of the "
+                            f"simulator ({names})")
     if spec.inference.histogram is not None:
         if spec.inference.histogram.observable not in names:
             raise SpecError(
@@ -196,6 +217,64 @@ def _comparisons(
         likelihood = template_log_likelihood(sim, index, n_bins, truth, luminosity_pb)
         out["sally"] = scan_log_likelihood(likelihood, sim.space, points=inf.grid_points, zoom=inf.zoom)
     return out
+
+
+def unbinned_models(spec: RunSpec, sim: Simulator, dataset: Dataset, estimators: dict[str, RatioEstimator]) -> dict[str, UnbinnedModel]:
+    """Extended unbinned models (:class:`~hepsbi.inference.UnbinnedModel`) on the Monte Carlo events of a
+    weighted Asimov dataset, with the spec's systematics: each learned ratio and the parton-level truth (a
+    :class:`~hepsbi.inference.unbinned.LinearRatio` with morphing), normalised on those events. ν(θ)
+    reweights the same events; they are also the Monte Carlo of the yield corrections (weights at θ_ref)."""
+    assert dataset.z is not None
+    z = dataset.z
+    w_ref = reference_weights(sim, dataset)
+    log_norm = torch.log(w_ref / w_ref.sum())
+    columns = list(getattr(sim, "observable_names", []))
+    norm = [NormSys(s.name, s.up, s.down) for s in spec.inference.systematics if s.kind == "norm"]  # type: ignore[arg-type]
+    shape = [ShapeSys.tilt(s.name, dataset.x[:, columns.index(s.observable)].numpy(), s.size, w_ref.numpy())  # type: ignore[arg-type]
+             for s in spec.inference.systematics if s.kind == "shape"]
+
+    def nu(theta: torch.Tensor) -> torch.Tensor:
+        return (w_ref * sim.weight_ratio(z, theta)).sum()  # type: ignore[attr-defined]
+
+    def normalised(lr: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda th: lr(th) - torch.logsumexp(lr(th) + log_norm, 0)
+
+    ratios: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        label: normalised(est.log_ratio_of_theta(dataset.x)) for label, est in estimators.items()
+    }
+    if spec.inference.truth and callable(getattr(sim, "morphing_coefficients", None)):
+        coef = sim.morphing_coefficients(z)  # type: ignore[attr-defined]
+        ratios["truth"] = LinearRatio(sim.morphing_basis, coef, (w_ref @ coef) / w_ref.sum())  # type: ignore[attr-defined]
+    elif spec.inference.truth and callable(getattr(sim, "joint_log_prob", None)):
+        ratios["truth"] = normalised(lambda th: sim.joint_log_prob(z, th))  # type: ignore[attr-defined]
+    names = list(sim.space.names)
+    return {label: UnbinnedModel(names, fn, dataset.weights, nu, norm=norm, shape=shape, mc_log_ratio=fn,
+                                 mc_weights=w_ref, mc_shape=shape) for label, fn in ratios.items()}
+
+
+def _profile(spec: RunSpec, sim: Simulator, truth: torch.Tensor, dataset: Dataset, estimators: dict[str, RatioEstimator],
+             plain: dict[str, ScanResult]) -> tuple[dict[str, ScanResult], dict[str, dict[str, dict[str, float]]]]:
+    """Profile scans of every unbinned model over the plain scan's 95 % region widened ×1.5, and the
+    nuisance parameters' post-fit values and errors (pulls) of the global fit."""
+    scans: dict[str, ScanResult] = {}
+    pulls: dict[str, dict[str, dict[str, float]]] = {}
+    points = (spec.inference.profile or ProfileSpec()).grid_points
+    limits = {p.name: (p.low, p.high) for p in sim.space.parameters}
+    for label, model in unbinned_models(spec, sim, dataset, estimators).items():
+        reference = plain.get(label)
+        axes = {}
+        for p in sim.space.parameters:
+            if reference is not None:
+                lo, hi = reference.intervals[p.name]["95"]
+                centre, half = reference.mle[p.name], 0.75 * (hi - lo)
+                axes[p.name] = np.linspace(max(p.low, centre - half), min(p.high, centre + half), points)
+            else:
+                axes[p.name] = np.linspace(p.low, p.high, points)
+        start = truth.tolist() + [0.0] * len(model.nuisance)
+        best = minimize(model.nll, model.names, start, limits)
+        pulls[label] = {n: {"value": best.values[n], "error": best.errors[n]} for n in model.nuisance}
+        scans[label] = profile_scan(model.nll, model.names, [best.values[n] for n in model.names], axes, limits)
+    return scans, pulls
 
 
 def _fisher_information(
@@ -290,13 +369,21 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
         scans = {label: scan(fn, dataset) for label, fn in learned.items()}
         comparisons = _comparisons(spec, sim, truth, dataset, sally, scan, normalise)
         informations = _fisher_information(spec, sim, truth, dataset, estimators, sally, expected_events)
+        profiled: dict[str, ScanResult] = {}
+        pulls: dict[str, dict[str, dict[str, float]]] = {}
+        if inf.profile is not None or inf.systematics:
+            profiled, pulls = _profile(spec, sim, truth, dataset, estimators, {**scans, **comparisons})
 
     truth_dict = sim.space.as_dict(truth)
     with _stage("report", timings, console):
         if spec.report.plots:
             plots = out / "plots"
             units = {p.name: p.unit for p in sim.space.parameters}
-            plot_scans({**scans, **comparisons}, truth_dict, plots / "likelihood_scan.png", units)
+            plot_scans({**scans, **comparisons, **{f"{k} (profiled)": v for k, v in profiled.items()}}, truth_dict,
+                       plots / "likelihood_scan.png", units)
+            if pulls:
+                first = next(iter(pulls))
+                plot_pulls({n: (v["value"], v["error"]) for n, v in pulls[first].items()}, plots / "pulls.png")
             histories = {label: est.history for label, est in estimators.items()}
             if sally is not None:
                 histories["sally"] = sally.history
@@ -325,6 +412,10 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
     results = build_results(primary, scans, truth_dict, provenance, extra, comparisons, dataset_info)
     names = list(sim.space.names)
     results["fisher_information"] = {label: information_summary(info, names) for label, info in informations.items()}
+    if profiled:
+        results["profiled"] = {label: {**scan.to_dict(), "nuisance_parameters": pulls[label]} for label, scan in profiled.items()}
+        if sim.space.dim == 2:
+            results["expected_contour_area_profiled"] = {label: scan.contour_area["68"] for label, scan in profiled.items()}
     write_results(out / "results.json", results)
     print_summary(results, console)
     return results

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hepsbi.errors import SpecError
 from hepsbi.estimators.ratio import METHODS
@@ -103,6 +103,36 @@ class HistogramSpec(_Strict):
     bins: list[float] = Field(min_length=2, description="increasing bin edges")
 
 
+class SystematicSpec(_Strict):
+    """A nuisance parameter α ~ N(0, 1), profiled in the ``profile`` scans.
+
+    ``norm``: the expected yield scales by ``up`` at α = +1 and ``down`` at α = −1 (e.g. luminosity 1.017/0.983).
+    ``shape``: every event's weight is multiplied by 1 ± ``size`` (2F(x) − 1) at α = ±1, with F the cumulative
+    distribution of ``observable`` at the reference: the distribution tilts by ±``size`` at its two ends.
+    """
+
+    name: str
+    kind: Literal["norm", "shape"]
+    up: float | None = Field(None, gt=0, description="norm: yield factor at α = +1")
+    down: float | None = Field(None, gt=0, description="norm: yield factor at α = −1")
+    observable: str | None = Field(None, description="shape: the tilted observable")
+    size: float | None = Field(None, gt=0, lt=1, description="shape: relative tilt at the ends of the distribution")
+
+    @model_validator(mode="after")
+    def _complete(self) -> SystematicSpec:
+        needed = ("up", "down") if self.kind == "norm" else ("observable", "size")
+        missing = [k for k in needed if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"systematic {self.name!r} ({self.kind}) needs {', '.join(missing)}")
+        return self
+
+
+class ProfileSpec(_Strict):
+    """Profile-likelihood scans with the systematics' nuisance parameters minimised at every node."""
+
+    grid_points: int = Field(15, ge=3, description="nodes per parameter, over the 95 % region of the plain scan")
+
+
 class InferenceSpec(_Strict):
     """What to infer on and how finely to scan."""
 
@@ -115,6 +145,8 @@ class InferenceSpec(_Strict):
     luminosity: float | None = Field(None, gt=0, description="fb^-1; weighted simulators: extended likelihood")
     histogram: HistogramSpec | None = None
     truth: bool = Field(True, description="parton-level likelihood when the dataset keeps z")
+    systematics: list[SystematicSpec] = Field(default_factory=list, description="nuisance parameters (weighted simulators)")
+    profile: ProfileSpec | None = Field(None, description="profile scans over the systematics (default on when there are any)")
     seed: int = Field(1, ge=0)
 
 
