@@ -1,5 +1,6 @@
 """Inference: datasets, likelihoods (unbinned, binned, templates), scans, profile fits with nuisance
-parameters (iminuit), pyhf limits, and validation against exact likelihoods."""
+parameters (iminuit), hypothesis tests, toys and coverage, Fisher information, pyhf workspaces and limits,
+and validation against exact likelihoods."""
 
 from hepsbi.inference.asymptotics import asymptotic_cls, likelihood_test_statistic
 from hepsbi.inference.datasets import (
@@ -10,8 +11,17 @@ from hepsbi.inference.datasets import (
     reference_weights,
     weighted_asimov_dataset,
 )
+from hepsbi.inference.fisher import (
+    binned_information,
+    information_from_scores,
+    model_information,
+    per_event_scores,
+    profiled_information,
+    rate_information,
+)
+from hepsbi.inference.hypotest import HypotestResult, upper_limit
 from hepsbi.inference.nuisance import NormSys, ShapeSys, code4, gaussian_constraint
-from hepsbi.inference.profile import FitResult, minimize, profile_scan
+from hepsbi.inference.profile import FitResult, hessian, minimize, profile_scan
 from hepsbi.inference.scan import (
     CONFIDENCE_LEVELS,
     ScanResult,
@@ -22,7 +32,8 @@ from hepsbi.inference.scan import (
     wilks_threshold,
 )
 from hepsbi.inference.templates import bin_index_edges, bin_index_quantiles, template_log_likelihood
-from hepsbi.inference.unbinned import UnbinnedModel
+from hepsbi.inference.toys import CoverageResult, neyman_interval, unbinned_coverage, unbinned_toys
+from hepsbi.inference.unbinned import LinearRatio, UnbinnedModel
 from hepsbi.inference.validation import (
     exact_log_ratio,
     joint_log_ratio_on_latent,
@@ -30,9 +41,27 @@ from hepsbi.inference.validation import (
     log_ratio_mse,
     normalised_log_ratio,
 )
+from hepsbi.inference.workspace import Sample, histogram_workspace, write_workspace
 
 __all__ = [
     "CONFIDENCE_LEVELS",
+    "CoverageResult",
+    "HypotestResult",
+    "LinearRatio",
+    "Sample",
+    "binned_information",
+    "hessian",
+    "histogram_workspace",
+    "information_from_scores",
+    "model_information",
+    "neyman_interval",
+    "per_event_scores",
+    "profiled_information",
+    "rate_information",
+    "unbinned_coverage",
+    "unbinned_toys",
+    "upper_limit",
+    "write_workspace",
     "FitResult",
     "NormSys",
     "ShapeSys",

@@ -35,6 +35,7 @@ __all__ = [
     "per_event_scores",
     "profiled_information",
     "rate_information",
+    "rate_score",
 ]
 
 
@@ -48,16 +49,19 @@ def per_event_scores(log_density: Callable[[Tensor], Tensor], theta: Tensor) -> 
     return jac.reshape(-1, theta.numel()).detach()
 
 
-def rate_score(expected: Callable[[Tensor], float | Tensor], theta: Tensor, step: float = 1e-4) -> np.ndarray:
-    """∇_θ log ν(θ) by central differences (exact for a quadratic ν, as with morphing, up to rounding): (p,)."""
+def _central_differences(fn: Callable[[Tensor], object], theta: Tensor, step: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """fn(θ) as an array (B,) and its Jacobian (B, p) by central differences — exact, up to rounding, for a
+    function quadratic in θ (morphing)."""
     theta = np.asarray(torch.as_tensor(theta, dtype=torch.float64), dtype=float)
-    nu = float(expected(torch.from_numpy(theta)))
-    grad = np.empty(len(theta))
-    for a in range(len(theta)):
-        e = np.zeros(len(theta))
-        e[a] = step
-        grad[a] = (float(expected(torch.from_numpy(theta + e))) - float(expected(torch.from_numpy(theta - e)))) / (2 * step)
-    return grad / nu
+    at = lambda t: np.atleast_1d(np.asarray(torch.as_tensor(fn(torch.from_numpy(t))), dtype=float))  # noqa: E731
+    jac = np.stack([(at(theta + step * e) - at(theta - step * e)) / (2 * step) for e in np.eye(len(theta))], axis=-1)
+    return at(theta), jac
+
+
+def rate_score(expected: Callable[[Tensor], float | Tensor], theta: Tensor) -> np.ndarray:
+    """∇_θ log ν(θ) by central differences (exact for a quadratic ν, as with morphing, up to rounding): (p,)."""
+    nu, jac = _central_differences(expected, theta)
+    return jac[0] / nu[0]
 
 
 def information_from_scores(scores: Tensor | np.ndarray, expected: Tensor | np.ndarray,
@@ -79,18 +83,10 @@ def rate_information(expected: Callable[[Tensor], float | Tensor], theta: Tensor
     return float(expected(torch.as_tensor(theta, dtype=torch.float64))) * np.outer(g, g)
 
 
-def binned_information(counts: Callable[[Tensor], np.ndarray | Tensor], theta: Tensor, step: float = 1e-4) -> np.ndarray:
+def binned_information(counts: Callable[[Tensor], np.ndarray | Tensor], theta: Tensor) -> np.ndarray:
     """Σ_b ∂ν_b ∂ν_bᵀ / ν_b of a histogram with expected counts ``counts(θ)`` (B,), derivatives by central
     differences (exact for counts quadratic in θ); empty bins carry nothing."""
-    theta = np.asarray(torch.as_tensor(theta, dtype=torch.float64), dtype=float)
-    nu = np.asarray(counts(torch.from_numpy(theta)), dtype=float)
-    jac = np.empty((len(nu), len(theta)))
-    for a in range(len(theta)):
-        e = np.zeros(len(theta))
-        e[a] = step
-        up = np.asarray(counts(torch.from_numpy(theta + e)), dtype=float)
-        down = np.asarray(counts(torch.from_numpy(theta - e)), dtype=float)
-        jac[:, a] = (up - down) / (2 * step)
+    nu, jac = _central_differences(counts, theta)
     keep = nu > 0
     return (jac[keep] / nu[keep, None]).T @ jac[keep]
 

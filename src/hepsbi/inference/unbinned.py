@@ -112,6 +112,7 @@ class UnbinnedModel:
         self.aux = torch.zeros(len(self.nuisance), dtype=torch.float64) if aux is None else torch.as_tensor(aux, dtype=torch.float64)
         if self.aux.shape != (len(self.nuisance),):
             raise InferenceError(f"aux must hold one value per nuisance parameter {self.nuisance} (got shape {tuple(self.aux.shape)})")
+        self._cache: tuple[bytes, Tensor] = (b"", torch.zeros(0))
         self._data_shape = _DataShapeTerm(self.shape, self.weights) if self.shape else None
         self._yield: _YieldCorrection | None = None
         if self.shape:
@@ -145,7 +146,7 @@ class UnbinnedModel:
     def nll(self, params: Tensor) -> Tensor:
         """−log L(θ, α) up to a constant (scalar tensor)."""
         theta, alpha, a_norm, a_shape = self._split(params)
-        log_r = self.log_ratio(theta).to(torch.float64)
+        log_r = self._log_ratio(theta)
         log_nu, log_rate = self._log_nu(theta, a_norm, a_shape, log_r if self.mc_log_ratio is self.log_ratio else None)
         nu = torch.exp(log_nu)
         if not torch.isfinite(nu) or nu <= 0:
@@ -154,6 +155,16 @@ class UnbinnedModel:
         if self._data_shape is not None:
             data_term = data_term + self._data_shape(a_shape)
         return nu - data_term + gaussian_constraint(alpha - self.aux)
+
+    def _log_ratio(self, theta: Tensor) -> Tensor:
+        """log r(x_i | θ) of the data, (n,). Value-only evaluations (no autograd, as in MIGRAD's line searches)
+        at the θ of the previous evaluation reuse it: in a profile scan θ is fixed and only α moves."""
+        key = theta.detach().numpy().tobytes()
+        if not torch.is_grad_enabled() and self._cache[0] == key:
+            return self._cache[1]
+        log_r = self.log_ratio(theta).to(torch.float64)
+        self._cache = (key, log_r.detach())
+        return log_r
 
     def with_data(self, weights: Tensor, aux: Tensor | None = None) -> UnbinnedModel:
         """The same model on the Monte Carlo events with new per-event data weights (counts for a toy, expected
