@@ -178,12 +178,19 @@ def plot_information_ellipses(informations: Mapping[str, np.ndarray], center: Ma
     angle = np.linspace(0, 2 * np.pi, 200)
     circle = np.stack([np.cos(angle), np.sin(angle)])
     fig, ax = plt.subplots(figsize=(5.5, 5))
+    extent = []
     for label, info in informations.items():
         values, vectors = np.linalg.eigh(np.asarray(info, dtype=float))
         if np.any(values <= 0):
             continue  # no information in some direction: an unbounded ellipse
         ellipse = vectors @ (np.sqrt(threshold / values)[:, None] * circle)
         ax.plot(center[names[0]] + ellipse[0], center[names[1]] + ellipse[1], label=_LABELS.get(label, label))
+        if values.max() < 1e4 * values.min():  # nearly degenerate ones (the rate alone) would set the scale
+            extent.append(np.abs(ellipse).max(axis=1))
+    if extent:
+        half = 1.15 * np.max(extent, axis=0)
+        ax.set_xlim(center[names[0]] - half[0], center[names[0]] + half[0])
+        ax.set_ylim(center[names[1]] - half[1], center[names[1]] + half[1])
     ax.plot(center[names[0]], center[names[1]], "k*", ms=9)
     ax.set_xlabel(_axis_label(names[0], units))
     ax.set_ylabel(_axis_label(names[1], units))

@@ -32,6 +32,7 @@ def summary_table(results: Mapping[str, Any]) -> Table:
     rows |= results.get("comparisons", {})
     if "exact" in results:
         rows["exact"] = results["exact"]
+    rows |= {f"{label} (profiled)": block for label, block in results.get("profiled", {}).items()}
     for label, block in rows.items():
         for name in results["parameters"]:
             mse = block.get("log_ratio_mse")
