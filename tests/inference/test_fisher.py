@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-from test_toys import NU, gaussian_model
+from test_pseudo_experiments import NU, gaussian_model
 
 from hepsbi.inference.fisher import (
     binned_information,
