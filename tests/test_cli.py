@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -134,6 +135,10 @@ def test_drell_yan_run_compares_histogram_ml_and_truth(tmp_path):
         width = lambda block: block["intervals"][name]["68"][1] - block["intervals"][name]["68"][0]  # noqa: E731
         assert width(profiled["truth"]) > width(results["comparisons"]["truth"])
     assert (out / "plots" / "pulls.png").stat().st_size > 1000
+    # profiling can only lose information: the profiled truth information is below the plain one
+    profiled_info = np.array(results["fisher_information_profiled"]["truth"]["matrix"])
+    assert np.all(np.linalg.eigvalsh(np.array(info["truth"]["matrix"]) - profiled_info) > -1e-6 * profiled_info.max())
+    assert results["fisher_information_profiled"]["truth"]["errors"]["c_LL"] > info["truth"]["errors"]["c_LL"]
     assert results["provenance"]["generator"]["pythia_version"] == "8.317.2"
     assert (out / "data" / "events.h5").is_file() and (out / "models" / "sally" / "estimator.json").is_file()
 

@@ -55,3 +55,21 @@ def test_yaml_files(tmp_path):
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(SpecError, match="top level must be a mapping"):
         load_spec(listy)
+
+
+def test_histogram_one_or_more_observables_and_systematics():
+    two = parse_spec({"inference": {"histogram": {"observable": ["m_ll", "cos_theta_cs"],
+                                                   "bins": [[200, 500, 13000], [-1, 0, 1]]}}})
+    assert two.inference.histogram.observables == ["m_ll", "cos_theta_cs"]
+    assert two.inference.histogram.edges == [[200, 500, 13000], [-1, 0, 1]]
+    one = parse_spec({"inference": {"histogram": {"bins": [200, 500, 13000]}}})
+    assert one.inference.histogram.observables == ["m_ll"] and one.inference.histogram.edges == [[200, 500, 13000]]
+    with pytest.raises(SpecError, match="inference.histogram: .*one observable with a list of edges"):
+        parse_spec({"inference": {"histogram": {"observable": "m_ll", "bins": [[1, 2], [3, 4]]}}})
+    with pytest.raises(SpecError, match=r"inference.systematics.0: .*'lumi' \(norm\) needs down"):
+        parse_spec({"inference": {"systematics": [{"name": "lumi", "kind": "norm", "up": 1.02}]}})
+    with pytest.raises(SpecError, match=r"inference.systematics.0.size"):
+        parse_spec({"inference": {"systematics": [{"name": "t", "kind": "shape", "observable": "m_ll", "size": 2}]}})
+    lumi = {"name": "lumi", "kind": "norm", "up": 1.02, "down": 0.98}
+    with pytest.raises(SpecError, match="inference.systematics: nuisance parameters need a weighted simulator"):
+        prepare(parse_spec({"inference": {"systematics": [lumi]}}))

@@ -17,8 +17,19 @@ from hepsbi.simulators.protocol import Simulator
 __all__ = ["bin_index_edges", "bin_index_quantiles", "template_log_likelihood"]
 
 
-def bin_index_edges(values: np.ndarray, edges: Sequence[float]) -> tuple[np.ndarray, int]:
-    """Bin of each value (n,) for bin ``edges``; −1 outside. Returns (index (n,), number of bins)."""
+def bin_index_edges(values: np.ndarray, edges: Sequence[float] | Sequence[Sequence[float]]) -> tuple[np.ndarray, int]:
+    """Bin of each value for bin ``edges``; −1 outside. 1-D: values (n,) and one edge list; k-D: values (n, k)
+    and k edge lists, bins combined row-major. Returns (index (n,), number of bins)."""
+    if len(edges) and np.ndim(edges[0]) == 1:  # one edge list per dimension
+        values = np.asarray(values, dtype=float).reshape(len(values), -1)
+        if values.shape[1] != len(edges):
+            raise InferenceError(f"{len(edges)} edge lists for {values.shape[1]}-dimensional values")
+        index, total = np.zeros(len(values), dtype=np.int64), 1
+        for j, e in enumerate(edges):
+            sub, n_bins = bin_index_edges(values[:, j], e)
+            index = np.where((index < 0) | (sub < 0), -1, index * n_bins + sub)
+            total *= n_bins
+        return index, total
     edges = np.asarray(edges, dtype=float)
     if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
         raise InferenceError(f"histogram bins must be increasing edges, at least two (got {edges.tolist()})")

@@ -43,7 +43,9 @@ from hepsbi.inference.fisher import (
     binned_information,
     information_from_scores,
     information_summary,
+    model_information,
     per_event_scores,
+    profiled_information,
     rate_information,
     rate_score,
 )
@@ -70,7 +72,7 @@ from hepsbi.report.summary import print_summary
 from hepsbi.simulators.protocol import Simulator, has_exact_likelihood, is_weighted
 from hepsbi.simulators.registry import build_simulator
 from hepsbi.space import BenchmarkSampler, GridSampler, PriorSampler, ThetaSampler
-from hepsbi.workflow.spec import ProfileSpec, RunSpec, spec_hash
+from hepsbi.workflow.spec import HistogramSpec, ProfileSpec, RunSpec, spec_hash
 
 __all__ = ["prepare", "run", "simulate_and_train", "unbinned_models"]
 
@@ -127,11 +129,9 @@ def prepare(spec: RunSpec) -> tuple[Simulator, torch.Tensor]:
             raise SpecError(f"inference.systematics.{i}.observable: {syst.observable!r} is not an observable of the "
                             f"simulator ({names})")
     if spec.inference.histogram is not None:
-        if spec.inference.histogram.observable not in names:
-            raise SpecError(
-                f"inference.histogram.observable: {spec.inference.histogram.observable!r} is not an observable "
-                f"of the simulator ({names})"
-            )
+        missing = [o for o in spec.inference.histogram.observables if o not in names]
+        if missing:
+            raise SpecError(f"inference.histogram.observable: {missing[0]!r} is not an observable of the simulator ({names})")
     return sim, truth
 
 
@@ -192,6 +192,11 @@ def simulate_and_train(
     return pool, estimators, sally
 
 
+def _histogram_bins(sim: Simulator, x: np.ndarray, hist: HistogramSpec) -> tuple[np.ndarray, int]:
+    columns = [list(sim.observable_names).index(o) for o in hist.observables]  # type: ignore[attr-defined]
+    return bin_index_edges(x[:, columns], hist.edges)
+
+
 def _comparisons(
     spec: RunSpec, sim: Simulator, truth: torch.Tensor, dataset: Dataset, sally: ScoreEstimator | None,
     scan: Callable[..., ScanResult],
@@ -208,8 +213,7 @@ def _comparisons(
     luminosity_pb = (inf.luminosity or 0.0) * PB_PER_FB
     pool = getattr(sim, "events", None)
     if inf.histogram is not None and pool is not None:
-        column = list(sim.observable_names).index(inf.histogram.observable)  # type: ignore[attr-defined]
-        index, n_bins = bin_index_edges(pool.x[:, column], inf.histogram.bins)
+        index, n_bins = _histogram_bins(sim, pool.x, inf.histogram)
         likelihood = template_log_likelihood(sim, index, n_bins, truth, luminosity_pb)
         out["histogram"] = scan_log_likelihood(likelihood, sim.space, points=inf.grid_points, zoom=inf.zoom)
     if sally is not None and pool is not None and spec.training.sally is not None:
@@ -253,11 +257,13 @@ def unbinned_models(spec: RunSpec, sim: Simulator, dataset: Dataset, estimators:
 
 
 def _profile(spec: RunSpec, sim: Simulator, truth: torch.Tensor, dataset: Dataset, estimators: dict[str, RatioEstimator],
-             plain: dict[str, ScanResult]) -> tuple[dict[str, ScanResult], dict[str, dict[str, dict[str, float]]]]:
-    """Profile scans of every unbinned model over the plain scan's 95 % region widened ×1.5, and the
-    nuisance parameters' post-fit values and errors (pulls) of the global fit."""
+             plain: dict[str, ScanResult]) -> tuple[dict[str, ScanResult], dict[str, dict[str, dict[str, float]]], dict[str, np.ndarray]]:
+    """Profile scans of every unbinned model over the plain scan's 95 % region widened ×1.5, the nuisance
+    parameters' post-fit values and errors (pulls) of the global fit, and the Fisher information on θ with
+    the nuisance parameters profiled (at θ_true, α = 0)."""
     scans: dict[str, ScanResult] = {}
     pulls: dict[str, dict[str, dict[str, float]]] = {}
+    informations: dict[str, np.ndarray] = {}
     points = (spec.inference.profile or ProfileSpec()).grid_points
     limits = {p.name: (p.low, p.high) for p in sim.space.parameters}
     for label, model in unbinned_models(spec, sim, dataset, estimators).items():
@@ -274,7 +280,8 @@ def _profile(spec: RunSpec, sim: Simulator, truth: torch.Tensor, dataset: Datase
         best = minimize(model.nll, model.names, start, limits)
         pulls[label] = {n: {"value": best.values[n], "error": best.errors[n]} for n in model.nuisance}
         scans[label] = profile_scan(model.nll, model.names, [best.values[n] for n in model.names], axes, limits)
-    return scans, pulls
+        informations[label] = profiled_information(model_information(model, start), len(model.poi))
+    return scans, pulls, informations
 
 
 def _fisher_information(
@@ -307,8 +314,7 @@ def _fisher_information(
         pool = getattr(sim, "events", None)
         hist = spec.inference.histogram
         if hist is not None and pool is not None:
-            column = list(sim.observable_names).index(hist.observable)  # type: ignore[attr-defined]
-            index, n_bins = bin_index_edges(pool.x[:, column], hist.bins)
+            index, n_bins = _histogram_bins(sim, pool.x, hist)
             infos["histogram"] = binned_information(sim.expected_counts(index, n_bins, luminosity_pb), truth)  # type: ignore[attr-defined]
         if sally is not None and torch.allclose(truth, sim.space.reference):  # SALLY's score is local to θ_ref
             infos["sally_score"] = information_from_scores(sally.score(dataset.x), d, rate)
@@ -371,8 +377,9 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
         informations = _fisher_information(spec, sim, truth, dataset, estimators, sally, expected_events)
         profiled: dict[str, ScanResult] = {}
         pulls: dict[str, dict[str, dict[str, float]]] = {}
+        profiled_informations: dict[str, np.ndarray] = {}
         if inf.profile is not None or inf.systematics:
-            profiled, pulls = _profile(spec, sim, truth, dataset, estimators, {**scans, **comparisons})
+            profiled, pulls, profiled_informations = _profile(spec, sim, truth, dataset, estimators, {**scans, **comparisons})
 
     truth_dict = sim.space.as_dict(truth)
     with _stage("report", timings, console):
@@ -414,6 +421,8 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
     results["fisher_information"] = {label: information_summary(info, names) for label, info in informations.items()}
     if profiled:
         results["profiled"] = {label: {**scan.to_dict(), "nuisance_parameters": pulls[label]} for label, scan in profiled.items()}
+        results["fisher_information_profiled"] = {label: information_summary(info, names)
+                                                  for label, info in profiled_informations.items()}
         if sim.space.dim == 2:
             results["expected_contour_area_profiled"] = {label: scan.contour_area["68"] for label, scan in profiled.items()}
     write_results(out / "results.json", results)

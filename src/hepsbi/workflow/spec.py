@@ -97,10 +97,28 @@ class TrainingSpec(_Strict):
 
 
 class HistogramSpec(_Strict):
-    """The binned baseline: one observable, explicit bin edges."""
+    """The binned baseline: one observable and its bin edges, or a list of observables (a k-D histogram) with
+    one list of edges each."""
 
-    observable: str = "m_ll"
-    bins: list[float] = Field(min_length=2, description="increasing bin edges")
+    observable: str | list[str] = "m_ll"
+    bins: list[float] | list[list[float]] = Field(min_length=1, description="increasing bin edges (one list per observable)")
+
+    @property
+    def observables(self) -> list[str]:
+        return [self.observable] if isinstance(self.observable, str) else list(self.observable)
+
+    @property
+    def edges(self) -> list[list[float]]:
+        return [list(self.bins)] if isinstance(self.observable, str) else [list(b) for b in self.bins]  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HistogramSpec:
+        nested = all(isinstance(b, list) for b in self.bins)
+        if isinstance(self.observable, str) == nested or (nested and len(self.bins) != len(self.observable)):
+            raise ValueError("give one observable with a list of edges, or k observables with k lists of edges")
+        if any(len(e) < 2 for e in self.edges):
+            raise ValueError("every list of bin edges needs at least two edges")
+        return self
 
 
 class SystematicSpec(_Strict):
