@@ -15,7 +15,7 @@ def test_defaults_and_round_trip():
     again = RunSpec.model_validate(json.loads(json.dumps(spec.model_dump(mode="json"))))
     assert again == spec and spec_hash(again) == spec_hash(spec)
     schema = RunSpec.model_json_schema()
-    assert set(schema["properties"]) == {"name", "simulator", "data", "training", "inference", "report"}
+    assert set(schema["properties"]) == {"name", "simulator", "data", "training", "inference", "report", "execution"}
 
 
 @pytest.mark.parametrize(

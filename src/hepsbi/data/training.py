@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,6 +183,20 @@ class TrainingData:
         )
 
     # -- views ---------------------------------------------------------------------------------------------
+    @classmethod
+    def concatenate(cls, parts: Sequence[TrainingData]) -> TrainingData:
+        """Rows of several data sets in order (chunks of one run); they must share space and observables.
+        The provenance is the first part's, with ``n_samples`` the total and ``chunks`` their number."""
+        if not parts:
+            raise DataError("nothing to concatenate")
+        first = parts[0]
+        for i, p in enumerate(parts[1:], 1):
+            if p.space.to_dict() != first.space.to_dict() or p.observable_names != first.observable_names:
+                raise DataError(f"part {i} has another parameter space or other observables than part 0")
+        cols = {name: torch.cat([getattr(p, name) for p in parts]) for name in _COLUMNS}
+        provenance = dict(first.provenance) | {"n_samples": int(cols["x"].shape[0]), "chunks": len(parts)}
+        return cls(**cols, space=first.space, observable_names=list(first.observable_names), provenance=provenance)
+
     def subset(self, index: Tensor) -> TrainingData:
         """Rows ``index`` (a 1-D long or bool tensor) as new TrainingData."""
         cols = {name: getattr(self, name)[index] for name in _COLUMNS}

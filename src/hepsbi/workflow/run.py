@@ -7,7 +7,9 @@ Layout of the run directory::
       data/training.h5        training data (hepsbi.TrainingData)
       data/events.h5          weighted simulators: the generated event pool (hepsbi.Events)
       models/<label>/         each trained estimator (weights.pt + estimator.json)
-      results.json            MLE, intervals, scans, truth, comparisons, provenance
+      results.json            MLE, intervals, scans, truth, comparisons (deterministic: same spec, same bytes)
+      provenance.json         versions, host, seeds, spec hash, wall times per stage, every stage's state
+      stages/<stage>-<key>/   cached stage outputs with checksummed manifests (resume, see workflow.cache)
       plots/*.png             likelihood scans, log r learned vs exact (toys), training curves
 """
 
@@ -26,11 +28,11 @@ import torch
 import yaml
 from rich.console import Console
 
-from hepsbi.data.training import TrainingData
+from hepsbi.data.events import Events
 from hepsbi.errors import ParameterError, SimulatorError, SpecError
 from hepsbi.estimators.ratio import RatioEstimator
 from hepsbi.estimators.score import ScoreEstimator
-from hepsbi.files import atomic_path
+from hepsbi.files import atomic_path, write_json
 from hepsbi.inference.datasets import (
     Dataset,
     asimov_dataset,
@@ -67,11 +69,13 @@ from hepsbi.report.plots import (
     plot_scans,
     plot_training,
 )
-from hepsbi.report.results import build_results, write_results
+from hepsbi.report.results import build_results, environment, write_results
 from hepsbi.report.summary import print_summary
 from hepsbi.simulators.protocol import Simulator, has_exact_likelihood, is_weighted
 from hepsbi.simulators.registry import build_simulator
 from hepsbi.space import BenchmarkSampler, GridSampler, PriorSampler, ThetaSampler
+from hepsbi.workflow.cache import stage_records
+from hepsbi.workflow.graph import build_and_run
 from hepsbi.workflow.spec import HistogramSpec, ProfileSpec, RunSpec, spec_hash
 
 __all__ = ["prepare", "run", "simulate_and_train", "unbinned_models"]
@@ -153,42 +157,20 @@ def _dataset(spec: RunSpec, sim: Simulator, truth: torch.Tensor) -> Dataset:
     return observed_dataset(sim, truth, int(round(inf.n_events)), inf.seed)
 
 
-def _train(spec: RunSpec, sim: Simulator, data: TrainingData, out: Path, progress: bool) -> tuple[dict[str, RatioEstimator], ScoreEstimator | None]:
-    estimators: dict[str, RatioEstimator] = {}
-    for e in spec.training.estimators:
-        label = e.label or e.method
-        est = RatioEstimator(
-            e.method, alpha=e.alpha, hidden=e.hidden, log_r_clip=e.log_r_clip, progress=progress,
-            **e.training_options(),
-        )
-        estimators[label] = est.fit(data)
-        est.save(out / "models" / label)
-    sally = None
-    if spec.training.sally is not None:
-        cfg = spec.training.sally
-        local = TrainingData.local(sim, cfg.n_samples, seed=spec.data.seed + 7)
-        if spec.data.balance is not None:
-            local = local.balanced(spec.data.balance, spec.data.balance_bins)
-        options = {"seed": cfg.seed, "progress": progress} | ({"epochs": cfg.epochs} if cfg.epochs else {})
-        sally = ScoreEstimator(hidden=cfg.hidden, **options).fit(local)
-        sally.save(out / "models" / "sally")
-    return estimators, sally
-
-
 def simulate_and_train(
     spec: RunSpec, sim: Simulator, out: Path, timings: dict[str, float], console: Console, progress: bool
 ) -> tuple[Any, dict[str, RatioEstimator], ScoreEstimator | None]:
-    """The simulate and train stages: (event pool of a weighted simulator or None, estimators, SALLY)."""
-    with _stage("simulate", timings, console):
-        pool = getattr(sim, "events", None) if is_weighted(sim) else None
-        if pool is not None:
-            pool.save(out / "data" / "events.h5")
-        data = TrainingData.from_simulator(sim, spec.data.n_samples, _sampler(spec, sim), seed=spec.data.seed)
-        if spec.data.balance is not None:
-            data = data.balanced(spec.data.balance, spec.data.balance_bins)
-        data.save(out / "data" / "training.h5")
-    with _stage("train", timings, console):
-        estimators, sally = _train(spec, sim, data, out, progress)
+    """The simulate, merge, training-data and train stages (a cached Dask graph, see
+    :mod:`hepsbi.workflow.graph`): returns the event pool of a weighted simulator (now the simulator's pool)
+    or None, the estimators and SALLY."""
+    with _stage("simulate + train", timings, console):
+        stages = build_and_run(spec, out, progress)
+    pool = None
+    if is_weighted(sim):
+        pool = Events.load(Path(stages["merged"]) / "events.h5")
+        sim.use_events(pool)  # type: ignore[attr-defined]
+    estimators = {label: RatioEstimator.load(directory) for label, directory in stages["estimators"].items()}
+    sally = ScoreEstimator.load(stages["sally"]) if stages.get("sally") else None
     return pool, estimators, sally
 
 
@@ -339,8 +321,6 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
         label: {"method": est.method, "training": {
             "epochs": len(est.history.train_loss),
             "best_epoch": est.history.best_epoch,
-            "seconds": round(est.history.seconds, 3),
-            "samples_per_second": round(est.history.samples_per_second, 1),
         }} for label, est in estimators.items()
     }
     comparison = None
@@ -408,7 +388,6 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
             "inference": spec.inference.seed,
             "estimators": {label: est.config.seed for label, est in estimators.items()},
         },
-        "timings_s": timings,
     }
     if pool is not None:
         provenance["generator"] = {k: pool.provenance.get(k) for k in ("generator", "pythia_version", "seed", "shower")}
@@ -426,5 +405,14 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
         if sim.space.dim == 2:
             results["expected_contour_area_profiled"] = {label: scan.contour_area["68"] for label, scan in profiled.items()}
     write_results(out / "results.json", results)
+    write_json(out / "provenance.json", {
+        **environment(), **provenance,
+        "execution": {k: getattr(spec.execution, k) for k in ("chunks", "workers", "scheduler", "cluster")},
+        "timings_s": timings,
+        "training": {label: {"seconds": round(est.history.seconds, 3),
+                             "samples_per_second": round(est.history.samples_per_second, 1)}
+                     for label, est in estimators.items()},
+        "stages": stage_records(out),
+    })
     print_summary(results, console)
     return results

@@ -175,6 +175,20 @@ class ReportSpec(_Strict):
     validation_events: int = Field(2000, ge=10, description="held-out events per θ for the log r MSE")
 
 
+class ExecutionSpec(_Strict):
+    """Where and in how many pieces the stages run. Only ``chunks`` changes results (each chunk has its own
+    seed); the rest says where tasks run, and the command line (``--workers``, ``--scheduler``, ``--cluster``)
+    overrides it."""
+
+    chunks: int = Field(1, ge=1, description="simulation tasks (chunk k uses seed + 100 k); merged in order")
+    workers: int | None = Field(None, ge=1, description="local Dask workers (processes); none: in-process")
+    scheduler: str | None = Field(None, description="address of a running Dask scheduler, e.g. tcp://host:8786")
+    cluster: Literal["htcondor", "slurm"] | None = Field(None, description="start a batch cluster with dask-jobqueue")
+    jobs: int = Field(2, ge=1, description="batch jobs (one worker each) for cluster")
+    jobqueue: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of dask_jobqueue's "
+                                     "HTCondorCluster / SLURMCluster, e.g. {cores: 1, memory: 4GB, disk: 4GB}")
+
+
 class RunSpec(_Strict):
     """A complete run: simulate → train → infer → report."""
 
@@ -184,6 +198,7 @@ class RunSpec(_Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     inference: InferenceSpec = Field(default_factory=InferenceSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
 
 
 def _describe(error: Any) -> str:
@@ -218,7 +233,15 @@ def load_spec(path: str | os.PathLike[str]) -> RunSpec:
     return parse_spec(data, source=str(path))
 
 
+#: Execution settings that say where tasks run, not what they compute: left out of the spec hash.
+PLACEMENT_KEYS = ("workers", "scheduler", "cluster", "jobs", "jobqueue")
+
+
 def spec_hash(spec: RunSpec) -> str:
-    """SHA-256 of the canonical JSON of the validated spec (defaults filled in)."""
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """SHA-256 of the canonical JSON of the validated spec (defaults filled in), without the placement
+    settings of ``execution`` (the same analysis run elsewhere has the same hash)."""
+    document = spec.model_dump(mode="json")
+    for key in PLACEMENT_KEYS:
+        document["execution"].pop(key, None)
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,119 @@
+r"""Cached, verified stage outputs: what makes a run resumable.
+
+Every stage writes into its own directory ``RUN_DIR/stages/<stage>-<key>/``, where the key is a hash of the
+stage's configuration, the keys of its inputs and the hepsbi version. The outputs are written into a
+temporary directory that is renamed into place when the stage finishes, and a ``manifest.json`` (SHA-256 of
+every file, configuration, inputs, wall and CPU time, host) is written last. A stage counts as done only
+when its manifest exists and every checksum matches; anything else — a run killed mid-stage, a truncated or
+edited file — is removed and recomputed. A rerun therefore skips what is done and loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from hepsbi import __version__
+from hepsbi.files import write_json
+
+__all__ = ["MANIFEST", "StageRecord", "run_stage", "stage_key", "stage_records", "verify_stage"]
+
+MANIFEST = "manifest.json"
+
+
+def stage_key(name: str, config: Mapping[str, Any], inputs: list[str] = ()) -> str:  # type: ignore[assignment]
+    """16 hex digits of SHA-256 over the stage name, its configuration (canonical JSON), its inputs' keys and
+    the hepsbi version."""
+    payload = json.dumps({"stage": name, "config": config, "inputs": list(inputs), "hepsbi": __version__},
+                         sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): _sha256(p) for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name != MANIFEST}
+
+
+def verify_stage(directory: Path) -> bool:
+    """True when ``directory`` holds a manifest and every file it lists, unchanged (checksums)."""
+    manifest = directory / MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        listed = json.loads(manifest.read_text())["files"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return False
+    return listed == _files(directory)
+
+
+def run_stage(run_dir: str | os.PathLike[str], name: str, key: str, work: Callable[[Path], Any],
+              config: Mapping[str, Any] | None = None, inputs: list[str] = ()) -> Path:  # type: ignore[assignment]
+    """The directory of stage ``name`` with ``key``: reused when verified, else made by ``work(tmp_dir)``
+    (which writes its outputs into ``tmp_dir``), renamed into place and sealed with a manifest."""
+    root = Path(run_dir) / "stages"
+    final = root / f"{name}-{key}"
+    if verify_stage(final):
+        return final
+    if final.exists():  # killed mid-way or corrupted: start it again
+        shutil.rmtree(final)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{key}.", dir=root))
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        work(tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    write_json(final / MANIFEST, {
+        "stage": name, "key": key, "config": dict(config or {}), "inputs": list(inputs),
+        "files": _files(final), "wall_s": round(time.perf_counter() - wall, 3),
+        "cpu_s": round(time.process_time() - cpu, 3), "host": socket.gethostname(), "hepsbi_version": __version__,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    return final
+
+
+class StageRecord(dict):
+    """One stage directory as ``hepsbi status`` shows it: name, key, state (done / corrupt / incomplete), times."""
+
+
+def stage_records(run_dir: str | os.PathLike[str]) -> list[StageRecord]:
+    """Every stage directory of a run with its state, in name order."""
+    root = Path(run_dir) / "stages"
+    records = []
+    for directory in sorted(root.glob("*")) if root.is_dir() else []:
+        if not directory.is_dir():
+            continue
+        hidden = directory.name.startswith(".")
+        base = directory.name.lstrip(".")
+        if hidden:
+            base = base.rsplit(".", 1)[0]  # temporary directory of a stage still running, or killed
+        name, _, key = base.rpartition("-")
+        manifest = directory / MANIFEST
+        info: dict[str, Any] = {}
+        if manifest.is_file():
+            try:
+                info = json.loads(manifest.read_text())
+            except json.JSONDecodeError:
+                info = {}
+        state = "incomplete" if hidden or not manifest.is_file() else ("done" if verify_stage(directory) else "corrupt")
+        records.append(StageRecord(stage=info.get("stage", name), key=key, state=state, wall_s=info.get("wall_s"),
+                                   cpu_s=info.get("cpu_s"), host=info.get("host"), finished=info.get("finished")))
+    return records

@@ -1,0 +1,246 @@
+r"""The run's stages as a Dask task graph: simulate(chunk) → merge → training data → train (each estimator).
+
+Each task is a plain function of the spec (as a dict), the run directory and its inputs' stage directories;
+it runs through :func:`hepsbi.workflow.cache.run_stage`, so a finished stage is reused and a rerun resumes.
+The same graph runs in-process (the default: Dask's synchronous scheduler, no setup), on local worker
+processes (``workers``: a ``distributed.LocalCluster``), on an existing scheduler (``scheduler``) or on a
+batch cluster started with dask-jobqueue (``cluster``). Chunk k draws its own seed, and merges keep chunk
+order, so where a task runs never changes what it computes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hepsbi.errors import SpecError
+from hepsbi.workflow.cache import run_stage, stage_key
+
+__all__ = ["StageOutputs", "build_and_run", "dask_client"]
+
+#: chunk k of a weighted simulator's pool uses Pythia seed + SEED_STRIDE·k (slices add their index)
+SEED_STRIDE = 100
+
+
+def _spec(document: dict[str, Any]) -> Any:
+    from hepsbi.workflow.spec import RunSpec
+
+    return RunSpec.model_validate(document)
+
+
+def _simulator(document: dict[str, Any]) -> Any:
+    from hepsbi.simulators.protocol import is_weighted
+    from hepsbi.simulators.registry import build_simulator
+
+    spec = _spec(document)
+    sim = build_simulator(spec.simulator.name, spec.simulator.options)
+    return spec, sim, is_weighted(sim)
+
+
+def _chunk_sizes(total: int, chunks: int) -> list[int]:
+    sizes = [total // chunks] * chunks
+    for i in range(total % chunks):
+        sizes[i] += 1
+    return sizes
+
+
+# -- tasks (top-level functions: they travel to Dask workers) ----------------------------------------------
+def simulate_chunk(document: dict[str, Any], run_dir: str, k: int, size: int, key: str) -> str:
+    """Chunk k: events of a weighted simulator's pool (Pythia seed + 100 k), or rows of training data."""
+
+    def work(tmp: Path) -> None:
+        from hepsbi.data.training import TrainingData
+        from hepsbi.workflow.run import _sampler
+
+        spec, sim, weighted = _simulator(document)
+        if weighted:
+            seed = int(getattr(sim, "seed", 0)) + SEED_STRIDE * k
+            sim.generate(size, seed=seed).save(tmp / "events.h5")
+        else:
+            data = TrainingData.from_simulator(sim, size, _sampler(spec, sim), seed=spec.data.seed + k)
+            data.save(tmp / "training.h5")
+
+    return str(run_stage(run_dir, f"simulate_{k:04d}", key, work, {"chunk": k, "size": size}))
+
+
+def merge(document: dict[str, Any], run_dir: str, chunks: list[str], key: str) -> str:
+    """Chunks in order: the event pool (weighted) or the training data (unweighted)."""
+
+    def work(tmp: Path) -> None:
+        from hepsbi.data.events import Events
+        from hepsbi.data.training import TrainingData
+
+        paths = [Path(c) for c in chunks]
+        if (paths[0] / "events.h5").is_file():
+            Events.concatenate([Events.load(p / "events.h5") for p in paths]).save(tmp / "events.h5")
+        else:
+            parts = [TrainingData.load(p / "training.h5") for p in paths]
+            TrainingData.concatenate(parts).save(tmp / "training.h5")
+
+    return str(run_stage(run_dir, "merge", key, work, {"chunks": len(chunks)}, [Path(c).name for c in chunks]))
+
+
+def training_data(document: dict[str, Any], run_dir: str, merged: str, key: str) -> str:
+    """Training data, balanced if asked; for a weighted simulator drawn from the merged pool."""
+
+    def work(tmp: Path) -> None:
+        from hepsbi.data.events import Events
+        from hepsbi.data.training import TrainingData
+        from hepsbi.workflow.run import _sampler
+
+        spec, sim, weighted = _simulator(document)
+        if weighted:
+            sim.use_events(Events.load(Path(merged) / "events.h5"))
+            data = TrainingData.from_simulator(sim, spec.data.n_samples, _sampler(spec, sim), seed=spec.data.seed)
+        else:
+            data = TrainingData.load(Path(merged) / "training.h5")
+        if spec.data.balance is not None:
+            data = data.balanced(spec.data.balance, spec.data.balance_bins)
+        data.save(tmp / "training.h5")
+        if weighted and spec.training.sally is not None:
+            cfg = spec.training.sally
+            local = TrainingData.local(sim, cfg.n_samples, seed=spec.data.seed + 7)
+            if spec.data.balance is not None:
+                local = local.balanced(spec.data.balance, spec.data.balance_bins)
+            local.save(tmp / "local.h5")
+
+    return str(run_stage(run_dir, "training", key, work, {}, [Path(merged).name]))
+
+
+def train(document: dict[str, Any], run_dir: str, data_dir: str, index: int, key: str, progress: bool) -> str:
+    """Estimator ``index`` of the spec (index −1: SALLY) on the training data."""
+
+    def work(tmp: Path) -> None:
+        from hepsbi.data.training import TrainingData
+        from hepsbi.estimators.ratio import RatioEstimator
+        from hepsbi.estimators.score import ScoreEstimator
+
+        spec = _spec(document)
+        if index < 0:
+            cfg = spec.training.sally
+            options = {"seed": cfg.seed, "progress": progress} | ({"epochs": cfg.epochs} if cfg.epochs else {})
+            ScoreEstimator(hidden=cfg.hidden, **options).fit(TrainingData.load(Path(data_dir) / "local.h5")).save(tmp)
+            return
+        e = spec.training.estimators[index]
+        est = RatioEstimator(e.method, alpha=e.alpha, hidden=e.hidden, log_r_clip=e.log_r_clip, progress=progress,
+                             **e.training_options())
+        est.fit(TrainingData.load(Path(data_dir) / "training.h5")).save(tmp)
+
+    return str(run_stage(run_dir, f"train_{index if index >= 0 else 'sally'}", key, work, {"index": index}, [Path(data_dir).name]))
+
+
+# -- the graph -----------------------------------------------------------------------------------------------
+class StageOutputs(dict):
+    """Stage directories by role: ``merged``, ``training``, ``estimators`` (label → dir), ``sally``."""
+
+
+def _graph(spec: Any, run_dir: str, weighted: bool, progress: bool) -> dict[str, Any]:
+    """The delayed tasks and their keys (the key of a stage covers its configuration and its inputs' keys)."""
+    from dask import delayed
+
+    document = spec.model_dump(mode="json")
+    chunks = spec.execution.chunks
+    total = int(spec.simulator.options.get("n_events", 20_000)) if weighted else spec.data.n_samples
+    if total < chunks:
+        raise SpecError(f"execution.chunks: {chunks} chunks for {total} events; use at most {total}")
+    base = {"simulator": document["simulator"]} | ({} if weighted else {"data": document["data"]})
+    sizes = _chunk_sizes(total, chunks)
+    chunk_keys = [stage_key("simulate", base | {"chunk": k, "of": chunks, "size": n}) for k, n in enumerate(sizes)]
+    chunk_tasks = [delayed(simulate_chunk, pure=False)(document, run_dir, k, n, key)
+                   for k, (n, key) in enumerate(zip(sizes, chunk_keys))]
+    merge_key = stage_key("merge", {}, chunk_keys)
+    merged = delayed(merge, pure=False)(document, run_dir, chunk_tasks, merge_key)
+    data_key = stage_key("training", {"data": document["data"], "sally": document["training"]["sally"]}, [merge_key])
+    data = delayed(training_data, pure=False)(document, run_dir, merged, data_key)
+    estimators = {}
+    for i, e in enumerate(spec.training.estimators):
+        key = stage_key("train", document["training"]["estimators"][i], [data_key])
+        estimators[e.label or e.method] = delayed(train, pure=False)(document, run_dir, data, i, key, progress)
+    sally = None
+    if weighted and spec.training.sally is not None:
+        sally = delayed(train, pure=False)(document, run_dir, data, -1, stage_key("train", document["training"]["sally"], [data_key]), progress)
+    return {"merged": merged, "training": data, "estimators": estimators, "sally": sally}
+
+
+@contextlib.contextmanager
+def dask_client(spec: Any) -> Iterator[Any]:
+    """A ``distributed.Client`` for the execution settings, or None for the in-process default."""
+    ex = spec.execution
+    if ex.scheduler is None and ex.workers is None and ex.cluster is None:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if ex.scheduler is not None:
+        with Client(ex.scheduler) as client:
+            yield client
+        return
+    if ex.cluster is not None:
+        cluster = batch_cluster(ex.cluster, ex.jobqueue)
+        cluster.scale(jobs=ex.jobs)
+        with cluster, Client(cluster) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=ex.workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                      env={"OMP_NUM_THREADS": "1"}) as cluster, Client(cluster) as client:
+        yield client
+
+
+def batch_cluster(kind: str, options: dict[str, Any]) -> Any:
+    """A dask-jobqueue cluster (``htcondor`` or ``slurm``) configured by ``options`` (cores, memory, …)."""
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise SpecError("execution.cluster: needs dask-jobqueue (pip install 'hepsbi[cluster]')") from None
+    classes = {"htcondor": dask_jobqueue.HTCondorCluster, "slurm": dask_jobqueue.SLURMCluster}
+    settings = {"cores": 1, "memory": "4GB"} | dict(options)
+    if kind == "htcondor":
+        settings.setdefault("disk", "4GB")
+    try:
+        return classes[kind](**settings)
+    except TypeError as exc:
+        raise SpecError(f"execution.jobqueue: {exc}") from None
+
+
+def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = True) -> StageOutputs:
+    """Run (or resume) simulate → merge → training data → train and return the stage directories; copies the
+    training data and models into the run directory's usual places (data/, models/)."""
+    import dask
+
+    from hepsbi.simulators.protocol import is_weighted
+    from hepsbi.simulators.registry import build_simulator
+
+    run_dir = str(Path(run_dir).resolve())
+    weighted = is_weighted(build_simulator(spec.simulator.name, spec.simulator.options))
+    graph = _graph(spec, run_dir, weighted, progress)
+    with dask_client(spec) as client:
+        if client is None:
+            (result,) = dask.compute(graph, scheduler="synchronous")
+        else:
+            (result,) = dask.compute(graph, scheduler=client)
+    out = StageOutputs(result)
+    _publish(Path(run_dir), out)
+    return out
+
+
+def _publish(run_dir: Path, out: StageOutputs) -> None:
+    """Copies of the stage outputs where a run directory has always had them."""
+    from hepsbi.files import atomic_path
+
+    def copy(src: Path, dst: Path) -> None:
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+
+    copy(Path(out["training"]) / "training.h5", run_dir / "data" / "training.h5")
+    events = Path(out["merged"]) / "events.h5"
+    if events.is_file():
+        copy(events, run_dir / "data" / "events.h5")
+    models = dict(out["estimators"]) | ({"sally": out["sally"]} if out.get("sally") else {})
+    for label, directory in models.items():
+        for f in Path(directory).iterdir():
+            if f.name != "manifest.json":
+                copy(f, run_dir / "models" / label / f.name)
