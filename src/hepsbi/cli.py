@@ -26,19 +26,61 @@ def run(
     spec: Annotated[Path, typer.Argument(help="YAML run specification")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run directory (default: runs/<spec name>)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or summary")] = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="run the stages on N local Dask worker processes")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT)")] = None,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="htcondor or slurm: start workers with dask-jobqueue (spec section execution.jobqueue)")] = None,
 ) -> None:
-    """Simulate → train → infer → report: writes results.json, plots and models into the run directory."""
+    """Simulate → train → infer → report: writes results.json, plots and models into the run directory.
+    Rerunning into the same directory resumes: finished stages are reused (see hepsbi status)."""
     from hepsbi.workflow import load_spec
     from hepsbi.workflow import run as run_spec
 
     try:
-        parsed = load_spec(spec)
+        parsed = _with_execution(load_spec(spec), workers, scheduler, cluster)
         directory = out or Path("runs") / spec.stem
         run_spec(parsed, directory, progress=not quiet)
     except HepsbiError as exc:
         _fail(exc)
     if not quiet:
         Console().print(f"results: [bold]{directory / 'results.json'}[/]")
+
+
+def _with_execution(spec, workers: int | None, scheduler: str | None, cluster: str | None):  # noqa: ANN001, ANN202
+    """The spec with command-line placement settings applied (they override execution.*)."""
+    from hepsbi.errors import SpecError
+
+    given = {k: v for k, v in (("workers", workers), ("scheduler", scheduler), ("cluster", cluster)) if v is not None}
+    if len(given) > 1:
+        raise SpecError(f"give at most one of --workers, --scheduler, --cluster (got {sorted(given)})")
+    if cluster is not None and cluster not in ("htcondor", "slurm"):
+        raise SpecError(f"--cluster must be htcondor or slurm (got {cluster!r})")
+    if not given:
+        return spec
+    placement = {"workers": None, "scheduler": None, "cluster": None} | given
+    return spec.model_copy(update={"execution": spec.execution.model_copy(update=placement)})
+
+
+@app.command()
+def status(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> None:
+    """Each stage of a run: done, corrupt (checksum mismatch: recomputed on the next run) or incomplete."""
+    from rich.table import Table
+
+    from hepsbi.workflow.cache import stage_records
+
+    if not run_dir.is_dir():
+        _fail(HepsbiError(f"{run_dir}: no such run directory"))
+    records = stage_records(run_dir)
+    table = Table(title=f"stages of {run_dir}")
+    for column in ("stage", "key", "state", "wall s", "cpu s", "host", "finished"):
+        table.add_column(column, no_wrap=True)
+    colours = {"done": "green", "corrupt": "red", "incomplete": "yellow"}
+    for r in records:
+        table.add_row(r["stage"], r["key"], f"[{colours[r['state']]}]{r['state']}[/]", str(r["wall_s"] or "-"),
+                      str(r["cpu_s"] or "-"), r["host"] or "-", r["finished"] or "-")
+    Console(width=160).print(table)
+    results = run_dir / "results.json"
+    Console(width=160).print(f"results.json: {'written' if results.is_file() else 'not yet'}; "
+                             f"{sum(r['state'] == 'done' for r in records)}/{len(records)} stages done")
 
 
 @app.command()

@@ -70,9 +70,11 @@ def run_stage(run_dir: str | os.PathLike[str], name: str, key: str, work: Callab
     final = root / f"{name}-{key}"
     if verify_stage(final):
         return final
-    if final.exists():  # killed mid-way or corrupted: start it again
+    if final.exists():  # corrupted, or killed between rename and manifest: start it again
         shutil.rmtree(final)
     root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(f".{name}-{key}.*"):  # the temporary directory of an attempt that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{key}.", dir=root))
     wall, cpu = time.perf_counter(), time.process_time()
     try:

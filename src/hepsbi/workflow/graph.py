@@ -202,8 +202,8 @@ def batch_cluster(kind: str, options: dict[str, Any]) -> Any:
         settings.setdefault("disk", "4GB")
     try:
         return classes[kind](**settings)
-    except TypeError as exc:
-        raise SpecError(f"execution.jobqueue: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"execution.jobqueue: {str(exc).splitlines()[0]}") from None
 
 
 def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = True) -> StageOutputs:
