@@ -3,7 +3,8 @@ r"""Cached, verified stage outputs: what makes a run resumable.
 Every stage writes into its own directory ``RUN_DIR/stages/<stage>-<key>/``, where the key is a hash of the
 stage's configuration, the keys of its inputs and the hepsbi version. The outputs are written into a
 temporary directory that is renamed into place when the stage finishes, and a ``manifest.json`` (SHA-256 of
-every file, configuration, inputs, wall and CPU time, host) is written last. A stage counts as done only
+every file, configuration, inputs, wall and CPU time, host) is written last; ``stage.log`` holds the
+stage's log (messages of the ``hepsbi`` logger while it ran). A stage counts as done only
 when its manifest exists and every checksum matches; anything else — a run killed mid-stage, a truncated or
 edited file — is removed and recomputed. A rerun therefore skips what is done and loses nothing.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -77,12 +79,27 @@ def run_stage(run_dir: str | os.PathLike[str], name: str, key: str, work: Callab
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{key}.", dir=root))
     wall, cpu = time.perf_counter(), time.process_time()
+    log = logging.getLogger("hepsbi")
+    handler = logging.FileHandler(tmp / "stage.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    previous = log.level
+    log.setLevel(logging.INFO)
     try:
+        log.info("stage %s (key %s) on %s: config %s, inputs %s", name, key, socket.gethostname(),
+                 json.dumps(dict(config or {}), default=str), list(inputs))
         work(tmp)
-        os.replace(tmp, final)
+        log.info("stage %s done: %s", name, sorted(p.name for p in tmp.iterdir()))
     except BaseException:
+        log.removeHandler(handler)
+        handler.close()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        log.setLevel(previous)
+    log.removeHandler(handler)
+    handler.close()
+    os.replace(tmp, final)
     write_json(final / MANIFEST, {
         "stage": name, "key": key, "config": dict(config or {}), "inputs": list(inputs),
         "files": _files(final), "wall_s": round(time.perf_counter() - wall, 3),

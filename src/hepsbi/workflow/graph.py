@@ -17,6 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dask.callbacks import Callback
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from hepsbi.errors import SpecError
 from hepsbi.workflow.cache import run_stage, stage_key
 
@@ -163,7 +166,7 @@ def _graph(spec: Any, run_dir: str, weighted: bool, progress: bool) -> dict[str,
     sally = None
     if weighted and spec.training.sally is not None:
         sally = delayed(train, pure=False)(document, run_dir, data, -1, stage_key("train", document["training"]["sally"], [data_key]), progress)
-    return {"merged": merged, "training": data, "estimators": estimators, "sally": sally}
+    return {"chunks": chunk_tasks, "merged": merged, "training": data, "estimators": estimators, "sally": sally}
 
 
 @contextlib.contextmanager
@@ -210,6 +213,7 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
     """Run (or resume) simulate → merge → training data → train and return the stage directories; copies the
     training data and models into the run directory's usual places (data/, models/)."""
     import dask
+    from distributed import as_completed
 
     from hepsbi.simulators.protocol import is_weighted
     from hepsbi.simulators.registry import build_simulator
@@ -217,14 +221,44 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
     run_dir = str(Path(run_dir).resolve())
     weighted = is_weighted(build_simulator(spec.simulator.name, spec.simulator.options))
     graph = _graph(spec, run_dir, weighted, progress)
-    with dask_client(spec) as client:
+    # every task in one flat list (chunks first), so progress can count them as they finish
+    roles = [("merged", None), ("training", None)] + [("estimators", k) for k in graph["estimators"]]
+    roles += [("sally", None)] if graph["sally"] is not None else []
+    tasks = list(graph["chunks"]) + [graph[r] if k is None else graph[r][k] for r, k in roles]
+    with dask_client(spec) as client, Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        disable=not progress, transient=False,
+    ) as bar:
+        task_id = bar.add_task(f"stages ({spec.execution.chunks} simulation chunks)", total=len(tasks))
         if client is None:
-            (result,) = dask.compute(graph, scheduler="synchronous")
+            with _Advance(bar, task_id, len(tasks)):
+                values = dask.compute(*tasks, scheduler="synchronous")
         else:
-            (result,) = dask.compute(graph, scheduler=client)
-    out = StageOutputs(result)
+            futures = client.compute(tasks)
+            for _ in as_completed(futures):
+                bar.advance(task_id)
+            values = client.gather(futures)
+    done = dict(zip(range(len(tasks)), values))
+    out = StageOutputs(merged=None, training=None, estimators={}, sally=None, chunks=[done[i] for i in range(len(graph["chunks"]))])
+    for i, (role, label) in enumerate(roles, start=len(graph["chunks"])):
+        if label is None:
+            out[role] = done[i]
+        else:
+            out[role][label] = done[i]
     _publish(Path(run_dir), out)
     return out
+
+
+class _Advance(Callback):
+    """Dask's local-scheduler callback that moves a rich progress bar as tasks of the graph finish."""
+
+    def __init__(self, bar: Progress, task_id: Any, total: int):
+        super().__init__()
+        self.bar, self.task_id, self.total = bar, task_id, total
+
+    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        if isinstance(result, str) and "/stages/" in result:  # a stage finished (not an argument task)
+            self.bar.advance(self.task_id)
 
 
 def _publish(run_dir: Path, out: StageOutputs) -> None:
