@@ -158,18 +158,41 @@ def limits(
     upper_limit: Annotated[bool, typer.Option("--upper-limit", help="also compute 95% CL upper limits on the POI")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the result as JSON")] = None,
     brazil: Annotated[Optional[Path], typer.Option("--brazil", help="plot CLs against the POI with the expected bands (PNG; implies --upper-limit)")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="patchset scans: N local Dask worker processes")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="patchset scans: address of a running Dask scheduler")] = None,
 ) -> None:
-    """CLs (observed and expected band) of a pyhf workspace, optionally patched; upper limits on request."""
+    """CLs (observed and expected band) of a pyhf workspace, optionally patched; upper limits on request.
+    With --patchset and no --name, every patch of the set (one signal hypothesis each), fanned out over Dask
+    workers with --workers N or --scheduler ADDRESS."""
     from rich.table import Table
 
     from hepsbi.files import write_json
-    from hepsbi.inference.pyhf_bridge import hypotest, load_workspace
+    from hepsbi.inference.pyhf_bridge import hypotest, load_workspace, scan_patchset
+    from hepsbi.workflow.graph import local_client
 
+    options = {"mu": mu, "test_stat": test_stat, "poi": poi, "upper_limit": upper_limit or brazil is not None}
+    if patchset is not None and name is None:
+        if patch is not None:
+            _fail(HepsbiError("give either --patch or --patchset, not both"))
+        try:
+            with local_client(workers, scheduler) as client:
+                results = scan_patchset(workspace, patchset, client=client, **options)
+        except HepsbiError as exc:
+            _fail(exc)
+        table = Table(title=f"CLs of {len(results)} signal hypotheses at {results[0].poi} = {mu:g} ({test_stat})")
+        for column in ("patch", "CLs obs", "-2σ", "-1σ", "median", "+1σ", "+2σ", *(["UL obs", "UL exp"] if options["upper_limit"] else [])):
+            table.add_column(column)
+        for r in results:
+            limits = [f"{r.upper_limit_obs:.3g}", f"{r.upper_limit_exp[2]:.3g}"] if r.upper_limit_obs is not None else []
+            table.add_row(str(r.patch).split(":")[-1], f"{r.cls_obs:.4g}", *(f"{c:.3g}" for c in r.cls_exp), *limits)
+        Console(width=160).print(table)
+        if json_out is not None:
+            write_json(json_out, [r.to_dict() for r in results])
+        return
     try:
         ws = load_workspace(workspace, patch=patch, patchset=patchset, name=name)
         label = str(patch) if patch is not None else (f"{patchset}:{name}" if patchset is not None else None)
-        result = hypotest(ws, mu=mu, test_stat=test_stat, poi=poi, upper_limit=upper_limit or brazil is not None,
-                          labels=(str(workspace), label))
+        result = hypotest(ws, labels=(str(workspace), label), **options)
     except HepsbiError as exc:
         _fail(exc)
     table = Table(title=f"CLs at {result.poi} = {result.mu:g} ({result.test_stat})")

@@ -109,3 +109,21 @@ def test_errors_name_the_problem(tmp_path):
         hypotest(ws, upper_limit=True, scan=(0.0, 0.5, 6))
     result = CliRunner().invoke(app, ["limits", str(bad)])
     assert result.exit_code == 2 and "fails pyhf's schema" in result.output
+
+
+@pytest.mark.slow
+def test_every_patch_of_a_patchset_fanned_out_over_dask_workers(region_a, tmp_path):
+    """Many signal hypotheses at once: the same CLs in-process and on two Dask worker processes."""
+    pset = tmp_path / "patchset.json"
+    pset.write_text(json.dumps(patchset_from(region_a, [PATCH, "sbottom_600_280_150"])))
+    outputs = {}
+    for label, extra in (("local", []), ("dask", ["--workers", "2"])):
+        out = tmp_path / f"{label}.json"
+        result = CliRunner().invoke(app, ["limits", str(region_a / "BkgOnly.json"), "--patchset", str(pset),
+                                          "--json", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        assert "CLs of 2 signal hypotheses" in result.output
+        outputs[label] = json.loads(out.read_text())
+    assert [r["patch"].split(":")[-1] for r in outputs["local"]] == [PATCH, "sbottom_600_280_150"]
+    assert outputs["local"][0]["cls_obs"] == pytest.approx(CLS_OBS, rel=1e-5)
+    assert [r["cls_obs"] for r in outputs["dask"]] == pytest.approx([r["cls_obs"] for r in outputs["local"]], rel=1e-9)

@@ -18,7 +18,7 @@ import numpy as np
 
 from hepsbi.errors import InferenceError
 
-__all__ = ["LimitResult", "load_workspace", "hypotest"]
+__all__ = ["LimitResult", "load_workspace", "hypotest", "patch_names", "scan_patchset"]
 
 
 @dataclass
@@ -155,3 +155,34 @@ def hypotest(
         if not np.isfinite(result.upper_limit_obs) or result.upper_limit_obs >= high:
             raise InferenceError(f"the observed upper limit lies beyond the scan's upper end {high}: widen --scan")
     return result
+
+
+def patch_names(patchset: str | os.PathLike[str]) -> list[str]:
+    """Names of the patches in a HEPData patchset file, in file order."""
+    import pyhf
+
+    try:
+        return [p.name for p in pyhf.PatchSet(_read_json(patchset, "patchset")).patches]
+    except pyhf.exceptions.InvalidSpecification as exc:
+        raise InferenceError(f"patchset {patchset}: fails pyhf's schema ({_first_line(exc)})") from None
+
+
+def _one_patch(workspace: str, patchset: str, name: str, options: dict[str, Any]) -> LimitResult:
+    """One signal hypothesis of a patchset (a task that can run on any Dask worker)."""
+    ws = load_workspace(workspace, patchset=patchset, name=name)
+    return hypotest(ws, labels=(str(workspace), f"{patchset}:{name}"), **options)
+
+
+def scan_patchset(workspace: str | os.PathLike[str], patchset: str | os.PathLike[str], names: list[str] | None = None,
+                  client: Any = None, **options: Any) -> list[LimitResult]:
+    """CLs (and limits) of every patch of a patchset — each signal hypothesis a task, fanned out over the
+    workers of a ``distributed.Client`` when given, else run one after the other in this process.
+    ``options`` go to :func:`hypotest` (mu, test_stat, poi, upper_limit, …)."""
+    import dask
+    from dask import delayed
+
+    names = patch_names(patchset) if names is None else list(names)
+    tasks = [delayed(_one_patch, pure=True)(str(workspace), str(patchset), n, options) for n in names]
+    if client is None:
+        return list(dask.compute(*tasks, scheduler="synchronous"))
+    return list(dask.compute(*tasks, scheduler=client))

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from hepsbi.errors import SpecError
 from hepsbi.workflow.cache import run_stage, stage_key
 
-__all__ = ["StageOutputs", "build_and_run", "dask_client"]
+__all__ = ["StageOutputs", "batch_cluster", "build_and_run", "dask_client", "local_client"]
 
 #: chunk k of a weighted simulator's pool uses Pythia seed + SEED_STRIDE·k (slices add their index)
 SEED_STRIDE = 100
@@ -170,26 +170,37 @@ def _graph(spec: Any, run_dir: str, weighted: bool, progress: bool) -> dict[str,
 
 
 @contextlib.contextmanager
-def dask_client(spec: Any) -> Iterator[Any]:
-    """A ``distributed.Client`` for the execution settings, or None for the in-process default."""
-    ex = spec.execution
-    if ex.scheduler is None and ex.workers is None and ex.cluster is None:
+def local_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+    """A client on ``workers`` local processes or on a running ``scheduler``; None (in-process) for neither."""
+    if workers is not None and scheduler is not None:
+        raise SpecError("give at most one of --workers, --scheduler")
+    if workers is None and scheduler is None:
         yield None
         return
     from distributed import Client, LocalCluster
 
-    if ex.scheduler is not None:
-        with Client(ex.scheduler) as client:
+    if scheduler is not None:
+        with Client(scheduler) as client:
             yield client
         return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                      env={"OMP_NUM_THREADS": "1"}) as cluster, Client(cluster) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def dask_client(spec: Any) -> Iterator[Any]:
+    """A ``distributed.Client`` for the execution settings, or None for the in-process default."""
+    ex = spec.execution
     if ex.cluster is not None:
+        from distributed import Client
+
         cluster = batch_cluster(ex.cluster, ex.jobqueue)
         cluster.scale(jobs=ex.jobs)
         with cluster, Client(cluster) as client:
             yield client
         return
-    with LocalCluster(n_workers=ex.workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      env={"OMP_NUM_THREADS": "1"}) as cluster, Client(cluster) as client:
+    with local_client(ex.workers, ex.scheduler) as client:
         yield client
 
 
