@@ -59,7 +59,8 @@ def test_run_end_to_end(tmp_path, simulator, truth, estimators):
         assert info["exact"]["errors"]["theta"] == pytest.approx((1.25 / 200) ** 0.5, rel=0.1)
     provenance = json.loads((out / "provenance.json").read_text())
     assert set(provenance["timings_s"]) == {"simulate + train", "evaluate", "infer", "report"}
-    assert {r["stage"] for r in provenance["stages"]} == {"simulate_0000", "merge", "training", "train_0", *(["train_1"] if len(labels) > 1 else [])}
+    assert {r["stage"] for r in provenance["stages"]} == {"simulate_0000", "merge", "training", "train_0", "infer",
+                                                        *(["train_1"] if len(labels) > 1 else [])}
     assert all(r["state"] == "done" for r in provenance["stages"])
     for plot in ("likelihood_scan.png", "log_ratio.png", "training.png"):
         assert (out / "plots" / plot).stat().st_size > 1000

@@ -63,11 +63,11 @@ def test_killed_run_resumes_to_byte_identical_results(tmp_path):
     result = CliRunner().invoke(app, ["run", str(spec), "--out", str(killed), "--quiet"])
     assert result.exit_code == 0, result.output
     provenance = json.loads((killed / "provenance.json").read_text())
-    assert all(r["state"] == "done" for r in provenance["stages"]) and len(provenance["stages"]) == 8 + 3
+    assert all(r["state"] == "done" for r in provenance["stages"]) and len(provenance["stages"]) == 8 + 4
     assert CliRunner().invoke(app, ["run", str(spec), "--out", str(fresh), "--quiet"]).exit_code == 0
     assert outputs(killed) == outputs(fresh)
     status = CliRunner().invoke(app, ["status", str(killed)])
-    assert status.exit_code == 0 and "11/11 stages done" in status.output
+    assert status.exit_code == 0 and "12/12 stages done" in status.output
 
 
 def test_corrupted_chunk_is_detected_and_recomputed(tmp_path):
@@ -85,6 +85,11 @@ def test_corrupted_chunk_is_detected_and_recomputed(tmp_path):
     assert CliRunner().invoke(app, ["run", str(spec), "--out", str(run), "--quiet"]).exit_code == 0
     assert chunk.stat().st_mtime != stamp and outputs(run) == reference
     assert all(r["state"] == "done" for r in stage_records(run))
+    # a finished run is not redone: every stage, inference included, comes from the cache
+    infer = next((run / "stages").glob("infer-*")) / "manifest.json"
+    sealed = infer.stat().st_mtime
+    assert CliRunner().invoke(app, ["run", str(spec), "--out", str(run), "--quiet"]).exit_code == 0
+    assert infer.stat().st_mtime == sealed and outputs(run) == reference
 
 
 @pytest.mark.slow

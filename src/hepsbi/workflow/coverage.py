@@ -64,7 +64,7 @@ def run_coverage(spec: RunSpec, out: str | os.PathLike[str], n_toys: int = 300, 
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
     timings: dict[str, float] = {}
-    _, estimators, _ = simulate_and_train(spec, sim, out, timings, console, progress)
+    _, estimators, _, _ = simulate_and_train(spec, sim, out, timings, console, progress)
     names = list(sim.space.names)
     truth_dict = sim.space.as_dict(truth)
     limits = {p.name: (p.low, p.high) for p in sim.space.parameters}

@@ -15,7 +15,9 @@ Layout of the run directory::
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -74,7 +76,7 @@ from hepsbi.report.summary import print_summary
 from hepsbi.simulators.protocol import Simulator, has_exact_likelihood, is_weighted
 from hepsbi.simulators.registry import build_simulator
 from hepsbi.space import BenchmarkSampler, GridSampler, PriorSampler, ThetaSampler
-from hepsbi.workflow.cache import stage_records
+from hepsbi.workflow.cache import run_stage, stage_key, stage_records
 from hepsbi.workflow.graph import build_and_run
 from hepsbi.workflow.spec import HistogramSpec, ProfileSpec, RunSpec, spec_hash
 
@@ -159,10 +161,10 @@ def _dataset(spec: RunSpec, sim: Simulator, truth: torch.Tensor) -> Dataset:
 
 def simulate_and_train(
     spec: RunSpec, sim: Simulator, out: Path, timings: dict[str, float], console: Console, progress: bool
-) -> tuple[Any, dict[str, RatioEstimator], ScoreEstimator | None]:
+) -> tuple[Any, dict[str, RatioEstimator], ScoreEstimator | None, list[str]]:
     """The simulate, merge, training-data and train stages (a cached Dask graph, see
     :mod:`hepsbi.workflow.graph`): returns the event pool of a weighted simulator (now the simulator's pool)
-    or None, the estimators and SALLY."""
+    or None, the estimators, SALLY, and the names of the stage directories the later stages depend on."""
     with _stage("simulate + train", timings, console):
         stages = build_and_run(spec, out, progress)
     pool = None
@@ -171,7 +173,8 @@ def simulate_and_train(
         sim.use_events(pool)  # type: ignore[attr-defined]
     estimators = {label: RatioEstimator.load(directory) for label, directory in stages["estimators"].items()}
     sally = ScoreEstimator.load(stages["sally"]) if stages.get("sally") else None
-    return pool, estimators, sally
+    inputs = [Path(d).name for d in [stages["merged"], *stages["estimators"].values(), stages.get("sally")] if d]
+    return pool, estimators, sally, inputs
 
 
 def _histogram_bins(sim: Simulator, x: np.ndarray, hist: HistogramSpec) -> tuple[np.ndarray, int]:
@@ -315,7 +318,36 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
     timings: dict[str, float] = {}
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
 
-    pool, estimators, sally = simulate_and_train(spec, sim, out, timings, console, progress)
+    pool, estimators, sally, inputs = simulate_and_train(spec, sim, out, timings, console, progress)
+    document = spec.model_dump(mode="json")
+    key = stage_key("infer", {k: document[k] for k in ("name", "inference", "report")}, inputs)
+    made: dict[str, Any] = {}
+
+    def work(tmp: Path) -> None:
+        made["results"] = _infer_and_report(spec, sim, truth, pool, estimators, sally, tmp, timings, console)
+
+    directory = run_stage(out, "infer", key, work, {"spec_hash": spec_hash(spec)}, inputs)
+    results = made.get("results") or json.loads((directory / "results.json").read_text())
+    for f in sorted(directory.rglob("*")):
+        if f.is_file() and f.name not in ("manifest.json", "stage.log"):
+            with atomic_path(out / f.relative_to(directory)) as tmp:
+                shutil.copyfile(f, tmp)
+    write_json(out / "provenance.json", {
+        **environment(), **results["provenance"],
+        "execution": {k: getattr(spec.execution, k) for k in ("chunks", "workers", "scheduler", "cluster")},
+        "timings_s": timings,
+        "training": {label: {"seconds": round(est.history.seconds, 3),
+                             "samples_per_second": round(est.history.samples_per_second, 1)}
+                     for label, est in estimators.items()},
+        "stages": stage_records(out),
+    })
+    print_summary(results, console)
+    return results
+
+
+def _infer_and_report(spec: RunSpec, sim: Simulator, truth: torch.Tensor, pool: Any, estimators: dict[str, RatioEstimator],
+                      sally: ScoreEstimator | None, out: Path, timings: dict[str, float], console: Console) -> dict[str, Any]:
+    """Evaluate, infer and report into ``out`` (results.json, plots/): the body of the ``infer`` stage."""
 
     extra: dict[str, dict[str, Any]] = {
         label: {"method": est.method, "training": {
@@ -405,14 +437,4 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
         if sim.space.dim == 2:
             results["expected_contour_area_profiled"] = {label: scan.contour_area["68"] for label, scan in profiled.items()}
     write_results(out / "results.json", results)
-    write_json(out / "provenance.json", {
-        **environment(), **provenance,
-        "execution": {k: getattr(spec.execution, k) for k in ("chunks", "workers", "scheduler", "cluster")},
-        "timings_s": timings,
-        "training": {label: {"seconds": round(est.history.seconds, 3),
-                             "samples_per_second": round(est.history.samples_per_second, 1)}
-                     for label, est in estimators.items()},
-        "stages": stage_records(out),
-    })
-    print_summary(results, console)
     return results
