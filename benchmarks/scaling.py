@@ -90,11 +90,17 @@ def main() -> None:
     costs = {n: stage_costs(n) for n in args.events}
     for stage in ("simulate", "merge", "training", "train_0"):
         cpu = np.array([costs[n].get(stage, np.nan) for n in args.events])
-        slope = float(np.polyfit(np.log(args.events), np.log(cpu), 1)[0]) if len(args.events) > 1 else float("nan")
+        sizes = np.log(args.events)
+        slope = float(np.polyfit(sizes, np.log(cpu), 1)[0]) if len(args.events) > 1 else float("nan")
+        # fixed costs (Pythia initialisation per chunk and mass slice, torch start-up) flatten the small sizes;
+        # the exponent between the two largest sizes is the marginal growth
+        top = float((np.log(cpu[-1]) - np.log(cpu[-2])) / (sizes[-1] - sizes[-2])) if len(args.events) > 1 else float("nan")
         for n, c in zip(args.events, cpu):
             rows.append({"measurement": f"{stage}: CPU per event at {n:.0e} events", "value": round(1e6 * c / n, 2),
                          "unit": "µs/event", "target": "-"})
-        rows.append({"measurement": f"{stage}: exponent b of cpu ∝ events^b", "value": round(slope, 3), "unit": "-",
+        rows.append({"measurement": f"{stage}: exponent b of cpu ∝ events^b, all sizes", "value": round(slope, 3),
+                     "unit": "-", "target": "<= 1"})
+        rows.append({"measurement": f"{stage}: exponent b, two largest sizes", "value": round(top, 3), "unit": "-",
                      "target": "≈ 1 (linear)"})
     report("scaling", "staged workflow scaling (Drell-Yan)", ["measurement", "value", "unit", "target"], rows,
            extra={"rates": {str(k): v for k, v in rates.items()}, "stage_cpu_s": {str(k): v for k, v in costs.items()}})

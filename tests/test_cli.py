@@ -31,7 +31,7 @@ def tiny_spec(tmp_path: Path, simulator: str, truth: dict, estimators: list[dict
     ("simulator", "truth", "estimators"),
     [
         ("gaussian", {"theta": 0.3}, [{"method": "alices"}, {"method": "carl", "label": "plain-carl"}]),
-        ("multi_gaussian", {"theta1": 0.3, "theta2": -0.2}, [{"method": "alice"}]),
+        ("multi_gaussian", {"theta1": 0.3, "theta2": -0.2}, [{"method": "alice", "ensemble": 3}]),
     ],
 )
 def test_run_end_to_end(tmp_path, simulator, truth, estimators):
@@ -59,13 +59,19 @@ def test_run_end_to_end(tmp_path, simulator, truth, estimators):
         assert info["exact"]["errors"]["theta"] == pytest.approx((1.25 / 200) ** 0.5, rel=0.1)
     provenance = json.loads((out / "provenance.json").read_text())
     assert set(provenance["timings_s"]) == {"simulate + train", "evaluate", "infer", "report"}
+    members = [f"train_0_member{m}" for m in range(1, estimators[0].get("ensemble", 1))]
     assert {r["stage"] for r in provenance["stages"]} == {"simulate_0000", "merge", "training", "train_0", "infer",
-                                                        *(["train_1"] if len(labels) > 1 else [])}
+                                                        *(["train_1"] if len(labels) > 1 else []), *members}
     assert all(r["state"] == "done" for r in provenance["stages"])
     for plot in ("likelihood_scan.png", "log_ratio.png", "training.png"):
         assert (out / "plots" / plot).stat().st_size > 1000
     for label in labels:
         assert (out / "models" / label / "estimator.json").is_file()
+    for e in estimators:  # ensembles: every member saved, the size recorded
+        label = e.get("label", e["method"])
+        if e.get("ensemble", 1) > 1:
+            assert results["estimators"][label]["ensemble"] == e["ensemble"]
+            assert all((out / "models" / label / f"member{m}" / "weights.pt").is_file() for m in range(1, e["ensemble"]))
     assert (out / "data" / "training.h5").is_file()
 
 

@@ -114,8 +114,9 @@ def training_data(document: dict[str, Any], run_dir: str, merged: str, key: str)
     return str(run_stage(run_dir, "training", key, work, {}, [Path(merged).name]))
 
 
-def train(document: dict[str, Any], run_dir: str, data_dir: str, index: int, key: str, progress: bool) -> str:
-    """Estimator ``index`` of the spec (index −1: SALLY) on the training data."""
+def train(document: dict[str, Any], run_dir: str, data_dir: str, index: int, key: str, progress: bool, member: int = 0) -> str:
+    """Estimator ``index`` of the spec (index −1: SALLY) on the training data; ensemble ``member`` m trains
+    with seed + m."""
 
     def work(tmp: Path) -> None:
         from hepsbi.data.training import TrainingData
@@ -129,16 +130,19 @@ def train(document: dict[str, Any], run_dir: str, data_dir: str, index: int, key
             ScoreEstimator(hidden=cfg.hidden, **options).fit(TrainingData.load(Path(data_dir) / "local.h5")).save(tmp)
             return
         e = spec.training.estimators[index]
+        options = e.training_options()
+        options["seed"] = options.get("seed", 0) + member
         est = RatioEstimator(e.method, alpha=e.alpha, hidden=e.hidden, log_r_clip=e.log_r_clip, progress=progress,
-                             **e.training_options())
+                             **options)
         est.fit(TrainingData.load(Path(data_dir) / "training.h5")).save(tmp)
 
-    return str(run_stage(run_dir, f"train_{index if index >= 0 else 'sally'}", key, work, {"index": index}, [Path(data_dir).name]))
+    name = f"train_{index if index >= 0 else 'sally'}" + (f"_member{member}" if member else "")
+    return str(run_stage(run_dir, name, key, work, {"index": index, "member": member}, [Path(data_dir).name]))
 
 
 # -- the graph -----------------------------------------------------------------------------------------------
 class StageOutputs(dict):
-    """Stage directories by role: ``merged``, ``training``, ``estimators`` (label → dir), ``sally``."""
+    """Stage directories by role: ``merged``, ``training``, ``estimators`` (label → member dirs), ``sally``."""
 
 
 def _graph(spec: Any, run_dir: str, weighted: bool, progress: bool) -> dict[str, Any]:
@@ -161,8 +165,12 @@ def _graph(spec: Any, run_dir: str, weighted: bool, progress: bool) -> dict[str,
     data = delayed(training_data, pure=False)(document, run_dir, merged, data_key)
     estimators = {}
     for i, e in enumerate(spec.training.estimators):
-        key = stage_key("train", document["training"]["estimators"][i], [data_key])
-        estimators[e.label or e.method] = delayed(train, pure=False)(document, run_dir, data, i, key, progress)
+        config = {k: v for k, v in document["training"]["estimators"][i].items() if k != "ensemble"}
+        members = []
+        for m in range(e.ensemble):
+            key = stage_key("train", config | ({"member": m} if m else {}), [data_key])
+            members.append(delayed(train, pure=False)(document, run_dir, data, i, key, progress, m))
+        estimators[e.label or e.method] = members
     sally = None
     if weighted and spec.training.sally is not None:
         sally = delayed(train, pure=False)(document, run_dir, data, -1, stage_key("train", document["training"]["sally"], [data_key]), progress)
@@ -233,9 +241,10 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
     weighted = is_weighted(build_simulator(spec.simulator.name, spec.simulator.options))
     graph = _graph(spec, run_dir, weighted, progress)
     # every task in one flat list (chunks first), so progress can count them as they finish
-    roles = [("merged", None), ("training", None)] + [("estimators", k) for k in graph["estimators"]]
+    roles = [("merged", None), ("training", None)]
+    roles += [("estimators", (label, m)) for label, members in graph["estimators"].items() for m in range(len(members))]
     roles += [("sally", None)] if graph["sally"] is not None else []
-    tasks = list(graph["chunks"]) + [graph[r] if k is None else graph[r][k] for r, k in roles]
+    tasks = list(graph["chunks"]) + [graph[r] if k is None else graph[r][k[0]][k[1]] for r, k in roles]
     with dask_client(spec) as client, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         disable=not progress, transient=False,
@@ -251,11 +260,11 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
             values = client.gather(futures)
     done = dict(zip(range(len(tasks)), values))
     out = StageOutputs(merged=None, training=None, estimators={}, sally=None, chunks=[done[i] for i in range(len(graph["chunks"]))])
-    for i, (role, label) in enumerate(roles, start=len(graph["chunks"])):
-        if label is None:
+    for i, (role, where) in enumerate(roles, start=len(graph["chunks"])):
+        if where is None:
             out[role] = done[i]
         else:
-            out[role][label] = done[i]
+            out[role].setdefault(where[0], []).append(done[i])  # an estimator's ensemble members, in order
     _publish(Path(run_dir), out)
     return out
 
@@ -284,8 +293,10 @@ def _publish(run_dir: Path, out: StageOutputs) -> None:
     events = Path(out["merged"]) / "events.h5"
     if events.is_file():
         copy(events, run_dir / "data" / "events.h5")
-    models = dict(out["estimators"]) | ({"sally": out["sally"]} if out.get("sally") else {})
+    models = {label: dirs[0] for label, dirs in out["estimators"].items()}
+    models |= {f"{label}/member{m}": d for label, dirs in out["estimators"].items() for m, d in enumerate(dirs) if m}
+    models |= {"sally": out["sally"]} if out.get("sally") else {}
     for label, directory in models.items():
         for f in Path(directory).iterdir():
-            if f.name != "manifest.json":
+            if f.name not in ("manifest.json", "stage.log"):
                 copy(f, run_dir / "models" / label / f.name)

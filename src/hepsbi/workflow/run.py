@@ -32,6 +32,7 @@ from rich.console import Console
 
 from hepsbi.data.events import Events
 from hepsbi.errors import ParameterError, SimulatorError, SpecError
+from hepsbi.estimators.ensemble import RatioEnsemble
 from hepsbi.estimators.ratio import RatioEstimator
 from hepsbi.estimators.score import ScoreEstimator
 from hepsbi.files import atomic_path, write_json
@@ -171,9 +172,12 @@ def simulate_and_train(
     if is_weighted(sim):
         pool = Events.load(Path(stages["merged"]) / "events.h5")
         sim.use_events(pool)  # type: ignore[attr-defined]
-    estimators = {label: RatioEstimator.load(directory) for label, directory in stages["estimators"].items()}
+    estimators: dict[str, Any] = {}
+    for label, directories in stages["estimators"].items():
+        members = [RatioEstimator.load(d) for d in directories]
+        estimators[label] = members[0] if len(members) == 1 else RatioEnsemble(members)
     sally = ScoreEstimator.load(stages["sally"]) if stages.get("sally") else None
-    inputs = [Path(d).name for d in [stages["merged"], *stages["estimators"].values(), stages.get("sally")] if d]
+    inputs = [Path(d).name for d in [stages["merged"], *sum(stages["estimators"].values(), []), stages.get("sally")] if d]
     return pool, estimators, sally, inputs
 
 
@@ -355,6 +359,9 @@ def _infer_and_report(spec: RunSpec, sim: Simulator, truth: torch.Tensor, pool: 
             "best_epoch": est.history.best_epoch,
         }} for label, est in estimators.items()
     }
+    for label, est in estimators.items():
+        if isinstance(est, RatioEnsemble):
+            extra[label]["ensemble"] = len(est)
     comparison = None
     if has_exact_likelihood(sim):
         with _stage("evaluate", timings, console):

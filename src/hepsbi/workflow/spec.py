@@ -73,6 +73,7 @@ class EstimatorSpec(_Strict):
     patience: int | None = Field(None, ge=1)
     validation_fraction: float | None = Field(None, ge=0, lt=1)
     seed: int | None = Field(None, ge=0)
+    ensemble: int = Field(1, ge=1, le=50, description="members trained with seeds seed, seed + 1, …; log r̂ is their mean")
 
     def training_options(self) -> dict[str, Any]:
         keys = ("epochs", "batch_size", "learning_rate", "patience", "validation_fraction", "seed")
