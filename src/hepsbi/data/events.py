@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from hepsbi import __version__
-from hepsbi.data.hdf5 import open_checked
+from hepsbi.data.hdf5 import COMPRESSION, open_checked
 from hepsbi.errors import DataError
 from hepsbi.files import atomic_path
 
@@ -74,7 +74,7 @@ class Events:
             with h5py.File(tmp, "w") as f:
                 _write_header(f, self.observable_names, self.latent_names, self.provenance)
                 for name in _COLUMNS:
-                    f.create_dataset(name, data=getattr(self, name), compression="gzip", compression_opts=4)
+                    f.create_dataset(name, data=getattr(self, name), **COMPRESSION)
         return Path(path)
 
     @classmethod
@@ -141,9 +141,9 @@ class EventStore:
             with h5py.File(tmp, "w") as out:
                 _write_header(out, obs, latent, merged_prov)
                 dsets = {
-                    "x": out.create_dataset("x", (0, d_x), dtype="f8", maxshape=(None, d_x), chunks=True, compression="gzip"),
-                    "z": out.create_dataset("z", (0, d_z), dtype="f8", maxshape=(None, d_z), chunks=True, compression="gzip"),
-                    "weights": out.create_dataset("weights", (0,), dtype="f8", maxshape=(None,), chunks=True, compression="gzip"),
+                    "x": out.create_dataset("x", (0, d_x), dtype="f8", maxshape=(None, d_x), chunks=True, **COMPRESSION),
+                    "z": out.create_dataset("z", (0, d_z), dtype="f8", maxshape=(None, d_z), chunks=True, **COMPRESSION),
+                    "weights": out.create_dataset("weights", (0,), dtype="f8", maxshape=(None,), chunks=True, **COMPRESSION),
                 }
                 for chunk in chunks:
                     with _open(chunk) as f:

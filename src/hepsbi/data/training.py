@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from hepsbi import __version__
-from hepsbi.data.hdf5 import open_checked
+from hepsbi.data.hdf5 import COMPRESSION, open_checked
 from hepsbi.errors import DataError
 from hepsbi.files import atomic_path
 from hepsbi.simulators.gold import joint_log_ratio, joint_score
@@ -252,7 +252,7 @@ class TrainingData:
                 f.attrs["observable_names"] = json.dumps(list(self.observable_names))
                 f.attrs["provenance"] = json.dumps(self.provenance)
                 for name in _COLUMNS:
-                    f.create_dataset(name, data=getattr(self, name).numpy(), compression="gzip", compression_opts=4)
+                    f.create_dataset(name, data=getattr(self, name).numpy(), **COMPRESSION)
         return Path(path)
 
     @classmethod
