@@ -92,7 +92,7 @@ def plot_scans(
                 hi = np.maximum(hi, [xs[ix.max()], ys[iy.max()]])
         if truth:
             ax.plot(truth[first.names[0]], truth[first.names[1]], "*", color="black", ms=12, label="true θ")
-        if np.all(np.isfinite(lo)):
+        if np.all(np.isfinite(lo)) and np.all(hi > lo):  # (a region one node wide keeps the full axes)
             pad = 0.1 * (hi - lo)
             ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
             ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
