@@ -58,7 +58,7 @@ def test_run_end_to_end(tmp_path, simulator, truth, estimators):
     if simulator == "gaussian":
         assert info["exact"]["errors"]["theta"] == pytest.approx((1.25 / 200) ** 0.5, rel=0.1)
     provenance = json.loads((out / "provenance.json").read_text())
-    assert set(provenance["timings_s"]) == {"simulate + train", "evaluate", "infer", "report"}
+    assert set(provenance["timings_s"]) == {"stages", "evaluate", "infer", "report"}
     members = [f"train_0_member{m}" for m in range(1, estimators[0].get("ensemble", 1))]
     assert {r["stage"] for r in provenance["stages"]} == {"simulate_0000", "merge", "training", "train_0", "infer",
                                                         *(["train_1"] if len(labels) > 1 else []), *members}

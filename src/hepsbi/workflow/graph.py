@@ -1,4 +1,5 @@
-r"""The run's stages as a Dask task graph: simulate(chunk) → merge → training data → train (each estimator).
+r"""The run's stages as a Dask task graph: simulate(chunk) → merge → training data → train (each estimator and
+ensemble member) → infer (evaluate, infer, report).
 
 Each task is a plain function of the spec (as a dict), the run directory and its inputs' stage directories;
 it runs through :func:`hepsbi.workflow.cache.run_stage`, so a finished stage is reused and a rerun resumes.
@@ -140,9 +141,18 @@ def train(document: dict[str, Any], run_dir: str, data_dir: str, index: int, key
     return str(run_stage(run_dir, name, key, work, {"index": index, "member": member}, [Path(data_dir).name]))
 
 
+def infer(document: dict[str, Any], run_dir: str, merged: str, estimators: dict[str, list[str]], sally: str | None,
+          key: str, progress: bool) -> str:
+    """Evaluate, infer and report (results.json, plots/) from the merged pool and the trained estimators."""
+    from hepsbi.workflow.run import infer_stage
+
+    return str(infer_stage(_spec(document), run_dir, merged, estimators, sally, key, progress))
+
+
 # -- the graph -----------------------------------------------------------------------------------------------
 class StageOutputs(dict):
-    """Stage directories by role: ``merged``, ``training``, ``estimators`` (label → member dirs), ``sally``."""
+    """Stage directories by role: ``chunks``, ``merged``, ``training``, ``estimators`` (label → member dirs),
+    ``sally``, ``infer``."""
 
 
 def _graph(spec: Any, run_dir: str, weighted: bool, progress: bool) -> dict[str, Any]:
@@ -163,18 +173,24 @@ def _graph(spec: Any, run_dir: str, weighted: bool, progress: bool) -> dict[str,
     merged = delayed(merge, pure=False)(document, run_dir, chunk_tasks, merge_key)
     data_key = stage_key("training", {"data": document["data"], "sally": document["training"]["sally"]}, [merge_key])
     data = delayed(training_data, pure=False)(document, run_dir, merged, data_key)
-    estimators = {}
+    estimators, member_keys = {}, []
     for i, e in enumerate(spec.training.estimators):
         config = {k: v for k, v in document["training"]["estimators"][i].items() if k != "ensemble"}
         members = []
         for m in range(e.ensemble):
             key = stage_key("train", config | ({"member": m} if m else {}), [data_key])
+            member_keys.append(key)
             members.append(delayed(train, pure=False)(document, run_dir, data, i, key, progress, m))
         estimators[e.label or e.method] = members
-    sally = None
+    sally, sally_key = None, None
     if weighted and spec.training.sally is not None:
-        sally = delayed(train, pure=False)(document, run_dir, data, -1, stage_key("train", document["training"]["sally"], [data_key]), progress)
-    return {"chunks": chunk_tasks, "merged": merged, "training": data, "estimators": estimators, "sally": sally}
+        sally_key = stage_key("train", document["training"]["sally"], [data_key])
+        sally = delayed(train, pure=False)(document, run_dir, data, -1, sally_key, progress)
+    infer_key = stage_key("infer", {k: document[k] for k in ("name", "inference", "report")},
+                          [merge_key, *member_keys, *([sally_key] if sally_key else [])])
+    inferred = delayed(infer, pure=False)(document, run_dir, merged, estimators, sally, infer_key, progress)
+    return {"chunks": chunk_tasks, "merged": merged, "training": data, "estimators": estimators, "sally": sally,
+            "infer": inferred}
 
 
 @contextlib.contextmanager
@@ -228,9 +244,10 @@ def batch_cluster(kind: str, options: dict[str, Any]) -> Any:
         raise SpecError(f"execution.jobqueue: {str(exc).splitlines()[0]}") from None
 
 
-def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = True) -> StageOutputs:
-    """Run (or resume) simulate → merge → training data → train and return the stage directories; copies the
-    training data and models into the run directory's usual places (data/, models/)."""
+def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = True, infer: bool = True) -> StageOutputs:
+    """Run (or resume) simulate → merge → training data → train (→ infer) and return the stage directories;
+    copies the training data, models and (with ``infer``) results.json and plots into the run directory's
+    usual places."""
     import dask
     from distributed import as_completed
 
@@ -244,6 +261,7 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
     roles = [("merged", None), ("training", None)]
     roles += [("estimators", (label, m)) for label, members in graph["estimators"].items() for m in range(len(members))]
     roles += [("sally", None)] if graph["sally"] is not None else []
+    roles += [("infer", None)] if infer else []
     tasks = list(graph["chunks"]) + [graph[r] if k is None else graph[r][k[0]][k[1]] for r, k in roles]
     with dask_client(spec) as client, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -259,7 +277,8 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
                 bar.advance(task_id)
             values = client.gather(futures)
     done = dict(zip(range(len(tasks)), values))
-    out = StageOutputs(merged=None, training=None, estimators={}, sally=None, chunks=[done[i] for i in range(len(graph["chunks"]))])
+    out = StageOutputs(merged=None, training=None, estimators={}, sally=None, infer=None,
+                       chunks=[done[i] for i in range(len(graph["chunks"]))])
     for i, (role, where) in enumerate(roles, start=len(graph["chunks"])):
         if where is None:
             out[role] = done[i]
@@ -300,3 +319,8 @@ def _publish(run_dir: Path, out: StageOutputs) -> None:
         for f in Path(directory).iterdir():
             if f.name not in ("manifest.json", "stage.log"):
                 copy(f, run_dir / "models" / label / f.name)
+    if out.get("infer"):
+        directory = Path(out["infer"])
+        for f in sorted(directory.rglob("*")):
+            if f.is_file() and f.name not in ("manifest.json", "stage.log", "timings.json"):
+                copy(f, run_dir / f.relative_to(directory))

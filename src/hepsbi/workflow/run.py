@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -77,7 +76,7 @@ from hepsbi.report.summary import print_summary
 from hepsbi.simulators.protocol import Simulator, has_exact_likelihood, is_weighted
 from hepsbi.simulators.registry import build_simulator
 from hepsbi.space import BenchmarkSampler, GridSampler, PriorSampler, ThetaSampler
-from hepsbi.workflow.cache import run_stage, stage_key, stage_records
+from hepsbi.workflow.cache import run_stage, stage_records
 from hepsbi.workflow.graph import build_and_run
 from hepsbi.workflow.spec import HistogramSpec, ProfileSpec, RunSpec, spec_hash
 
@@ -167,7 +166,7 @@ def simulate_and_train(
     :mod:`hepsbi.workflow.graph`): returns the event pool of a weighted simulator (now the simulator's pool)
     or None, the estimators, SALLY, and the names of the stage directories the later stages depend on."""
     with _stage("simulate + train", timings, console):
-        stages = build_and_run(spec, out, progress)
+        stages = build_and_run(spec, out, progress, infer=False)
     pool = None
     if is_weighted(sim):
         pool = Events.load(Path(stages["merged"]) / "events.h5")
@@ -322,31 +321,49 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
     timings: dict[str, float] = {}
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
 
-    pool, estimators, sally, inputs = simulate_and_train(spec, sim, out, timings, console, progress)
-    document = spec.model_dump(mode="json")
-    key = stage_key("infer", {k: document[k] for k in ("name", "inference", "report")}, inputs)
-    made: dict[str, Any] = {}
-
-    def work(tmp: Path) -> None:
-        made["results"] = _infer_and_report(spec, sim, truth, pool, estimators, sally, tmp, timings, console)
-
-    directory = run_stage(out, "infer", key, work, {"spec_hash": spec_hash(spec)}, inputs)
-    results = made.get("results") or json.loads((directory / "results.json").read_text())
-    for f in sorted(directory.rglob("*")):
-        if f.is_file() and f.name not in ("manifest.json", "stage.log"):
-            with atomic_path(out / f.relative_to(directory)) as tmp:
-                shutil.copyfile(f, tmp)
+    with _stage("stages", timings, console):
+        stages = build_and_run(spec, out, progress)
+    results = json.loads((out / "results.json").read_text())
+    timings |= json.loads((Path(stages["infer"]) / "timings.json").read_text())
+    training = {}
+    for label, directories in stages["estimators"].items():
+        history = RatioEstimator.load(directories[0]).history
+        training[label] = {"seconds": round(history.seconds, 3), "samples_per_second": round(history.samples_per_second, 1)}
     write_json(out / "provenance.json", {
         **environment(), **results["provenance"],
         "execution": {k: getattr(spec.execution, k) for k in ("chunks", "workers", "scheduler", "cluster")},
         "timings_s": timings,
-        "training": {label: {"seconds": round(est.history.seconds, 3),
-                             "samples_per_second": round(est.history.samples_per_second, 1)}
-                     for label, est in estimators.items()},
+        "training": training,
         "stages": stage_records(out),
     })
     print_summary(results, console)
     return results
+
+
+def infer_stage(spec: RunSpec, run_dir: str | os.PathLike[str], merged: str, estimators: dict[str, list[str]],
+                sally: str | None, key: str, progress: bool = True) -> Path:
+    """The cached ``infer`` stage (evaluate, infer, report into results.json and plots/) from the merged stage
+    and the trained estimators' stage directories; returns its directory."""
+    console = Console(quiet=not progress, log_path=False, width=None if sys.stdout.isatty() else 120)
+    inputs = [Path(merged).name, *(Path(d).name for dirs in estimators.values() for d in dirs), *([Path(sally).name] if sally else [])]
+
+    def work(tmp: Path) -> None:
+        sim, truth = prepare(spec)
+        pool = None
+        if is_weighted(sim):
+            pool = Events.load(Path(merged) / "events.h5")
+            sim.use_events(pool)  # type: ignore[attr-defined]
+        loaded: dict[str, Any] = {}
+        for label, directories in estimators.items():
+            members = [RatioEstimator.load(d) for d in directories]
+            loaded[label] = members[0] if len(members) == 1 else RatioEnsemble(members)
+        score = ScoreEstimator.load(sally) if sally else None
+        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
+        timings: dict[str, float] = {}
+        _infer_and_report(spec, sim, truth, pool, loaded, score, tmp, timings, console)
+        write_json(tmp / "timings.json", timings)  # kept in the stage (provenance), not published
+
+    return run_stage(run_dir, "infer", key, work, {"spec_hash": spec_hash(spec)}, inputs)
 
 
 def _infer_and_report(spec: RunSpec, sim: Simulator, truth: torch.Tensor, pool: Any, estimators: dict[str, RatioEstimator],
