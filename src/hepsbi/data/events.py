@@ -23,7 +23,7 @@ from hepsbi.data.hdf5 import COMPRESSION, open_checked
 from hepsbi.errors import DataError
 from hepsbi.files import atomic_path
 
-__all__ = ["Events", "EventStore", "EVENTS_FORMAT", "EVENTS_SCHEMA_VERSION", "inspect_events"]
+__all__ = ["Events", "EventStore", "EVENTS_FORMAT", "EVENTS_SCHEMA_VERSION", "inspect_events", "merge_event_files"]
 
 EVENTS_FORMAT = "hepsbi.Events"
 EVENTS_SCHEMA_VERSION = 1
@@ -132,28 +132,7 @@ class EventStore:
         chunks = self.chunks()
         if not chunks:
             raise DataError(f"{self.directory}: no chunks to merge")
-        with _open(chunks[0]) as f:
-            obs, latent = _names(f)
-            d_x, d_z = f["x"].shape[1], f["z"].shape[1]
-            merged_prov = {**json.loads(f.attrs["provenance"]), **(provenance or {})}
-        merged_prov["chunks"] = [c.name for c in chunks]
-        with atomic_path(path) as tmp:
-            with h5py.File(tmp, "w") as out:
-                _write_header(out, obs, latent, merged_prov)
-                dsets = {
-                    "x": out.create_dataset("x", (0, d_x), dtype="f8", maxshape=(None, d_x), chunks=True, **COMPRESSION),
-                    "z": out.create_dataset("z", (0, d_z), dtype="f8", maxshape=(None, d_z), chunks=True, **COMPRESSION),
-                    "weights": out.create_dataset("weights", (0,), dtype="f8", maxshape=(None,), chunks=True, **COMPRESSION),
-                }
-                for chunk in chunks:
-                    with _open(chunk) as f:
-                        if _names(f) != (obs, latent):
-                            raise DataError(f"{chunk}: columns differ from {chunks[0].name}")
-                        n_old, n_new = dsets["weights"].shape[0], f["weights"].shape[0]
-                        for name, dset in dsets.items():
-                            dset.resize(n_old + n_new, axis=0)
-                            dset[n_old:] = f[name][...]
-        return Path(path)
+        return merge_event_files(chunks, path, {"chunks": [c.name for c in chunks], **(provenance or {})})
 
     @staticmethod
     def iterate(path: str | os.PathLike[str], chunk_size: int = 100_000) -> Iterator[Events]:
@@ -165,6 +144,36 @@ class EventStore:
             for start in range(0, n, chunk_size):
                 stop = min(n, start + chunk_size)
                 yield Events(f["x"][start:stop], f["z"][start:stop], f["weights"][start:stop], obs, latent, prov)
+
+
+def merge_event_files(files: Sequence[str | os.PathLike[str]], path: str | os.PathLike[str],
+                      provenance: dict[str, Any] | None = None) -> Path:
+    """Concatenate event files in order into ``path`` (atomically), one file in memory at a time; the
+    provenance is the first file's updated with ``provenance``."""
+    chunks = [Path(f) for f in files]
+    if not chunks:
+        raise DataError("no event files to merge")
+    with _open(chunks[0]) as f:
+        obs, latent = _names(f)
+        d_x, d_z = f["x"].shape[1], f["z"].shape[1]
+        merged_prov = {**json.loads(f.attrs["provenance"]), **(provenance or {})}
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as out:
+            _write_header(out, obs, latent, merged_prov)
+            dsets = {
+                "x": out.create_dataset("x", (0, d_x), dtype="f8", maxshape=(None, d_x), chunks=True, **COMPRESSION),
+                "z": out.create_dataset("z", (0, d_z), dtype="f8", maxshape=(None, d_z), chunks=True, **COMPRESSION),
+                "weights": out.create_dataset("weights", (0,), dtype="f8", maxshape=(None,), chunks=True, **COMPRESSION),
+            }
+            for chunk in chunks:
+                with _open(chunk) as f:
+                    if _names(f) != (obs, latent):
+                        raise DataError(f"{chunk}: columns differ from {chunks[0]}")
+                    n_old, n_new = dsets["weights"].shape[0], f["weights"].shape[0]
+                    for name, dset in dsets.items():
+                        dset.resize(n_old + n_new, axis=0)
+                        dset[n_old:] = f[name][...]
+    return Path(path)
 
 
 def inspect_events(path: str | os.PathLike[str]) -> dict[str, Any]:

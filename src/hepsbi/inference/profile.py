@@ -174,12 +174,14 @@ def profile_scan(
     start: Sequence[float],
     axes: Mapping[str, Sequence[float]],
     limits: Mapping[str, tuple[float | None, float | None]] | None = None,
+    progress: bool | str = False,
 ) -> ScanResult:
     r"""Profile likelihood on a grid of 1 or 2 parameters of interest: at each node the POIs are fixed and
     every other parameter is minimised (warm-started from the previous node), q = 2 [NLL_prof − NLL_min].
 
     Arguments:
         axes: ``{poi: values}`` for one or two POIs.
+        progress: show a progress bar over the nodes (a string is its description).
     """
     pois = list(axes)
     if len(pois) not in (1, 2):
@@ -189,7 +191,12 @@ def profile_scan(
     shape = tuple(len(a) for a in grid_axes)
     profiled = np.empty(shape)
     current = [best.values[n] for n in names]
-    for index in np.ndindex(*shape):
+    nodes = list(np.ndindex(*shape))
+    if progress:
+        from rich.progress import track
+
+        nodes = track(nodes, description=progress if isinstance(progress, str) else "profile scan")
+    for index in nodes:
         fixed = {p: float(grid_axes[k][index[k]]) for k, p in enumerate(pois)}
         fit = minimize(nll, names, current, limits, fixed=fixed, hesse=False)
         profiled[index] = fit.nll

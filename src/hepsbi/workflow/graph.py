@@ -72,15 +72,16 @@ def simulate_chunk(document: dict[str, Any], run_dir: str, k: int, size: int, ke
 
 
 def merge(document: dict[str, Any], run_dir: str, chunks: list[str], key: str) -> str:
-    """Chunks in order: the event pool (weighted) or the training data (unweighted)."""
+    """Chunks in order: the event pool (weighted; streamed, one chunk in memory at a time) or the training
+    data (unweighted)."""
 
     def work(tmp: Path) -> None:
-        from hepsbi.data.events import Events
+        from hepsbi.data.events import merge_event_files
         from hepsbi.data.training import TrainingData
 
         paths = [Path(c) for c in chunks]
         if (paths[0] / "events.h5").is_file():
-            Events.concatenate([Events.load(p / "events.h5") for p in paths]).save(tmp / "events.h5")
+            merge_event_files([p / "events.h5" for p in paths], tmp / "events.h5", {"chunks": [p.name for p in paths]})
         else:
             parts = [TrainingData.load(p / "training.h5") for p in paths]
             TrainingData.concatenate(parts).save(tmp / "training.h5")

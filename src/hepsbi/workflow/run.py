@@ -245,7 +245,7 @@ def unbinned_models(spec: RunSpec, sim: Simulator, dataset: Dataset, estimators:
 
 
 def _profile(spec: RunSpec, sim: Simulator, truth: torch.Tensor, dataset: Dataset, estimators: dict[str, RatioEstimator],
-             plain: dict[str, ScanResult]) -> tuple[dict[str, ScanResult], dict[str, dict[str, dict[str, float]]], dict[str, np.ndarray]]:
+             plain: dict[str, ScanResult], progress: bool = False) -> tuple[dict[str, ScanResult], dict[str, dict[str, dict[str, float]]], dict[str, np.ndarray]]:
     """Profile scans of every unbinned model over the plain scan's 95 % region widened ×1.5, the nuisance
     parameters' post-fit values and errors (pulls) of the global fit, and the Fisher information on θ with
     the nuisance parameters profiled (at θ_true, α = 0)."""
@@ -267,7 +267,8 @@ def _profile(spec: RunSpec, sim: Simulator, truth: torch.Tensor, dataset: Datase
         start = truth.tolist() + [0.0] * len(model.nuisance)
         best = minimize(model.nll, model.names, start, limits)
         pulls[label] = {n: {"value": best.values[n], "error": best.errors[n]} for n in model.nuisance}
-        scans[label] = profile_scan(model.nll, model.names, [best.values[n] for n in model.names], axes, limits)
+        scans[label] = profile_scan(model.nll, model.names, [best.values[n] for n in model.names], axes, limits,
+                                    progress=f"profile scan: {label}" if progress else False)
         informations[label] = profiled_information(model_information(model, start), len(model.poi))
     return scans, pulls, informations
 
@@ -415,7 +416,8 @@ def _infer_and_report(spec: RunSpec, sim: Simulator, truth: torch.Tensor, pool: 
         pulls: dict[str, dict[str, dict[str, float]]] = {}
         profiled_informations: dict[str, np.ndarray] = {}
         if inf.profile is not None or inf.systematics:
-            profiled, pulls, profiled_informations = _profile(spec, sim, truth, dataset, estimators, {**scans, **comparisons})
+            profiled, pulls, profiled_informations = _profile(spec, sim, truth, dataset, estimators, {**scans, **comparisons},
+                                                              progress=not console.quiet)
 
     truth_dict = sim.space.as_dict(truth)
     with _stage("report", timings, console):
