@@ -64,7 +64,7 @@ def simulate_and_merge_rate(events: int, workers: int) -> float:
 def stage_costs(events: int) -> dict[str, float]:
     """CPU seconds of each stage (simulate summed over chunks) for one in-process run."""
     with tempfile.TemporaryDirectory() as run_dir:
-        build_and_run(spec(events, max(1, events // 100_000)), run_dir, progress=False)
+        build_and_run(spec(events, max(1, events // 100_000)), run_dir, progress=False, infer=False)
         costs: dict[str, float] = {}
         for manifest in Path(run_dir, "stages").glob("*/manifest.json"):
             info = json.loads(manifest.read_text())

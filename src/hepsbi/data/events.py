@@ -146,6 +146,9 @@ class EventStore:
                 yield Events(f["x"][start:stop], f["z"][start:stop], f["weights"][start:stop], obs, latent, prov)
 
 
+_MERGE_CHUNK_ROWS = 4096
+
+
 def merge_event_files(files: Sequence[str | os.PathLike[str]], path: str | os.PathLike[str],
                       provenance: dict[str, Any] | None = None) -> Path:
     """Concatenate event files in order into ``path`` (atomically), one file in memory at a time; the
@@ -160,10 +163,11 @@ def merge_event_files(files: Sequence[str | os.PathLike[str]], path: str | os.Pa
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as out:
             _write_header(out, obs, latent, merged_prov)
+            rows = _MERGE_CHUNK_ROWS  # HDF5 chunks of many rows: an extendible dataset's default ones are tiny
             dsets = {
-                "x": out.create_dataset("x", (0, d_x), dtype="f8", maxshape=(None, d_x), chunks=True, **COMPRESSION),
-                "z": out.create_dataset("z", (0, d_z), dtype="f8", maxshape=(None, d_z), chunks=True, **COMPRESSION),
-                "weights": out.create_dataset("weights", (0,), dtype="f8", maxshape=(None,), chunks=True, **COMPRESSION),
+                "x": out.create_dataset("x", (0, d_x), dtype="f8", maxshape=(None, d_x), chunks=(rows, d_x), **COMPRESSION),
+                "z": out.create_dataset("z", (0, d_z), dtype="f8", maxshape=(None, d_z), chunks=(rows, d_z), **COMPRESSION),
+                "weights": out.create_dataset("weights", (0,), dtype="f8", maxshape=(None,), chunks=(rows * 8,), **COMPRESSION),
             }
             for chunk in chunks:
                 with _open(chunk) as f:
