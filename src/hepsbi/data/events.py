@@ -55,18 +55,6 @@ class Events:
         return Events(self.x[index], self.z[index], self.weights[index], list(self.observable_names),
                       list(self.latent_names), dict(self.provenance))
 
-    @staticmethod
-    def concatenate(parts: Sequence[Events]) -> Events:
-        if not parts:
-            raise DataError("nothing to concatenate")
-        first = parts[0]
-        for p in parts[1:]:
-            if p.observable_names != first.observable_names or p.latent_names != first.latent_names:
-                raise DataError("cannot concatenate events with different columns")
-        return Events(np.concatenate([p.x for p in parts]), np.concatenate([p.z for p in parts]),
-                      np.concatenate([p.weights for p in parts]), list(first.observable_names),
-                      list(first.latent_names), dict(first.provenance))
-
     # -- one file ------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write to HDF5 atomically."""

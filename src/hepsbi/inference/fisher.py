@@ -26,6 +26,7 @@ from torch import Tensor
 
 from hepsbi.errors import InferenceError
 from hepsbi.inference.profile import hessian
+from hepsbi.inference.unbinned import UnbinnedModel
 
 __all__ = [
     "binned_information",
@@ -101,10 +102,10 @@ def profiled_information(information: np.ndarray, n_poi: int) -> np.ndarray:
     return a - b @ np.linalg.solve(info[n_poi:, n_poi:], b.T)
 
 
-def model_information(model: object, params: Sequence[float] | Tensor) -> np.ndarray:
+def model_information(model: UnbinnedModel, params: Sequence[float] | Tensor) -> np.ndarray:
     """Expected information of an :class:`~hepsbi.inference.unbinned.UnbinnedModel` at (θ, α), constraints
     included: the Hessian of the NLL of its Asimov dataset at that point, (P, P) in ``model.names`` order."""
-    asimov = model.asimov(params)  # type: ignore[attr-defined]
+    asimov = model.asimov(params)
     return hessian(asimov.nll, torch.as_tensor(params, dtype=torch.float64).tolist())
 
 

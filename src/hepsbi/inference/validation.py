@@ -17,6 +17,7 @@ __all__ = [
     "log_ratio_comparison",
     "log_ratio_mse",
     "normalised_log_ratio",
+    "normalised_log_ratio_of_theta",
 ]
 
 LogRatio = Callable[[Tensor, Tensor], Tensor]
@@ -72,6 +73,19 @@ def normalised_log_ratio(log_ratio: LogRatio, x_ref: Tensor, w_ref: Tensor) -> L
         return torch.as_tensor(log_ratio(x, theta), dtype=torch.float64) - cache[key]
 
     return corrected
+
+
+def normalised_log_ratio_of_theta(log_ratio: Callable[[Tensor], Tensor], w_ref: Tensor) -> Callable[[Tensor], Tensor]:
+    r"""The same normalisation for a ratio on fixed events, θ (p,) → (n,), differentiable in θ (fits, Fisher
+    information): log r̂_i(θ) − log Σ_j w_j r̂_j(θ)/Σ_j w_j, the sum over the same events with their weights at
+    θ_ref. The ratio is evaluated once per call."""
+    log_w = torch.log(torch.as_tensor(w_ref, dtype=torch.float64) / torch.as_tensor(w_ref, dtype=torch.float64).sum())
+
+    def normalised(theta: Tensor) -> Tensor:
+        lr = log_ratio(theta)
+        return lr - torch.logsumexp(lr + log_w, 0)
+
+    return normalised
 
 
 def log_ratio_comparison(

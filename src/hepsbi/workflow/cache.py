@@ -19,7 +19,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ __all__ = ["MANIFEST", "StageRecord", "run_stage", "stage_key", "stage_records",
 MANIFEST = "manifest.json"
 
 
-def stage_key(name: str, config: Mapping[str, Any], inputs: list[str] = ()) -> str:  # type: ignore[assignment]
+def stage_key(name: str, config: Mapping[str, Any], inputs: Sequence[str] = ()) -> str:
     """16 hex digits of SHA-256 over the stage name, its configuration (canonical JSON), its inputs' keys and
     the hepsbi version."""
     payload = json.dumps({"stage": name, "config": config, "inputs": list(inputs), "hepsbi": __version__},
@@ -65,7 +65,7 @@ def verify_stage(directory: Path) -> bool:
 
 
 def run_stage(run_dir: str | os.PathLike[str], name: str, key: str, work: Callable[[Path], Any],
-              config: Mapping[str, Any] | None = None, inputs: list[str] = ()) -> Path:  # type: ignore[assignment]
+              config: Mapping[str, Any] | None = None, inputs: Sequence[str] = ()) -> Path:
     """The directory of stage ``name`` with ``key``: reused when verified, else made by ``work(tmp_dir)``
     (which writes its outputs into ``tmp_dir``), renamed into place and sealed with a manifest."""
     root = Path(run_dir) / "stages"

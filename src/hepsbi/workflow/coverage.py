@@ -28,12 +28,12 @@ from torch import Tensor
 
 from hepsbi.errors import SpecError
 from hepsbi.files import write_json
-from hepsbi.inference.datasets import observed_dataset, weighted_asimov_dataset
+from hepsbi.inference.datasets import observed_dataset
 from hepsbi.inference.profile import NLL
 from hepsbi.inference.toys import CoverageResult, coverage, poisson_counts
 from hepsbi.report.plots import plot_coverage
 from hepsbi.simulators.protocol import has_exact_likelihood, is_weighted
-from hepsbi.workflow.run import PB_PER_FB, prepare, simulate_and_train, unbinned_models
+from hepsbi.workflow.run import _dataset, prepare, simulate_and_train, unbinned_models
 from hepsbi.workflow.spec import RunSpec
 
 __all__ = ["run_coverage"]
@@ -64,7 +64,7 @@ def run_coverage(spec: RunSpec, out: str | os.PathLike[str], n_toys: int = 300, 
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
     timings: dict[str, float] = {}
-    _, estimators, _, _ = simulate_and_train(spec, sim, out, timings, console, progress)
+    _, estimators, _ = simulate_and_train(spec, sim, out, timings, console, progress)
     names = list(sim.space.names)
     truth_dict = sim.space.as_dict(truth)
     limits = {p.name: (p.low, p.high) for p in sim.space.parameters}
@@ -72,12 +72,9 @@ def run_coverage(spec: RunSpec, out: str | os.PathLike[str], n_toys: int = 300, 
     results: dict[str, CoverageResult] = {}
 
     if is_weighted(sim):
-        inf = spec.inference
-        assert inf.luminosity is not None
-        dataset = weighted_asimov_dataset(sim, truth, inf.luminosity * PB_PER_FB, inf.n_mc, inf.seed)
-        models = unbinned_models(spec, sim, dataset, estimators)
+        models = unbinned_models(spec, sim, _dataset(spec, sim, truth), estimators)
         first = next(iter(models.values()))
-        gen = torch.Generator().manual_seed(inf.seed + 1)
+        gen = torch.Generator().manual_seed(spec.inference.seed + 1)
         # the same pseudo-experiments (counts, auxiliary data) for every likelihood
         toys = [(poisson_counts(first.weights, gen), torch.randn(len(first.nuisance), generator=gen, dtype=torch.float64))
                 for _ in range(n_toys)]

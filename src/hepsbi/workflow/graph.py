@@ -156,13 +156,16 @@ class StageOutputs(dict):
     ``sally``, ``infer``."""
 
 
-def _graph(spec: Any, run_dir: str, weighted: bool, progress: bool) -> dict[str, Any]:
+def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
     """The delayed tasks and their keys (the key of a stage covers its configuration and its inputs' keys)."""
     from dask import delayed
 
+    from hepsbi.simulators.protocol import is_weighted
+
     document = spec.model_dump(mode="json")
     chunks = spec.execution.chunks
-    total = int(spec.simulator.options.get("n_events", 20_000)) if weighted else spec.data.n_samples
+    weighted = is_weighted(sim)
+    total = int(sim.n_events) if weighted else spec.data.n_samples  # a weighted simulator's pool size
     if total < chunks:
         raise SpecError(f"execution.chunks: {chunks} chunks for {total} events; use at most {total}")
     base = {"simulator": document["simulator"]} | ({} if weighted else {"data": document["data"]})
@@ -252,12 +255,10 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
     import dask
     from distributed import as_completed
 
-    from hepsbi.simulators.protocol import is_weighted
     from hepsbi.simulators.registry import build_simulator
 
     run_dir = str(Path(run_dir).resolve())
-    weighted = is_weighted(build_simulator(spec.simulator.name, spec.simulator.options))
-    graph = _graph(spec, run_dir, weighted, progress)
+    graph = _graph(spec, run_dir, build_simulator(spec.simulator.name, spec.simulator.options), progress)
     # every task in one flat list (chunks first), so progress can count them as they finish
     roles = [("merged", None), ("training", None)]
     roles += [("estimators", (label, m)) for label, members in graph["estimators"].items() for m in range(len(members))]

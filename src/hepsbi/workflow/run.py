@@ -63,6 +63,7 @@ from hepsbi.inference.validation import (
     joint_log_ratio_on_latent,
     log_ratio_comparison,
     normalised_log_ratio,
+    normalised_log_ratio_of_theta,
 )
 from hepsbi.report.plots import (
     plot_information_ellipses,
@@ -161,23 +162,28 @@ def _dataset(spec: RunSpec, sim: Simulator, truth: torch.Tensor) -> Dataset:
 
 def simulate_and_train(
     spec: RunSpec, sim: Simulator, out: Path, timings: dict[str, float], console: Console, progress: bool
-) -> tuple[Any, dict[str, RatioEstimator], ScoreEstimator | None, list[str]]:
+) -> tuple[Any, dict[str, Any], ScoreEstimator | None]:
     """The simulate, merge, training-data and train stages (a cached Dask graph, see
     :mod:`hepsbi.workflow.graph`): returns the event pool of a weighted simulator (now the simulator's pool)
-    or None, the estimators, SALLY, and the names of the stage directories the later stages depend on."""
+    or None, the estimators and SALLY."""
     with _stage("simulate + train", timings, console):
         stages = build_and_run(spec, out, progress, infer=False)
+    return _load_stages(sim, stages["merged"], stages["estimators"], stages.get("sally"))
+
+
+def _load_stages(sim: Simulator, merged: str, estimators: dict[str, list[str]], sally: str | None
+                 ) -> tuple[Any, dict[str, Any], ScoreEstimator | None]:
+    """The pool (made the simulator's, weighted simulators only), the estimators (an ensemble where there are
+    several members) and SALLY, from their stage directories."""
     pool = None
     if is_weighted(sim):
-        pool = Events.load(Path(stages["merged"]) / "events.h5")
+        pool = Events.load(Path(merged) / "events.h5")
         sim.use_events(pool)  # type: ignore[attr-defined]
-    estimators: dict[str, Any] = {}
-    for label, directories in stages["estimators"].items():
+    loaded: dict[str, Any] = {}
+    for label, directories in estimators.items():
         members = [RatioEstimator.load(d) for d in directories]
-        estimators[label] = members[0] if len(members) == 1 else RatioEnsemble(members)
-    sally = ScoreEstimator.load(stages["sally"]) if stages.get("sally") else None
-    inputs = [Path(d).name for d in [stages["merged"], *sum(stages["estimators"].values(), []), stages.get("sally")] if d]
-    return pool, estimators, sally, inputs
+        loaded[label] = members[0] if len(members) == 1 else RatioEnsemble(members)
+    return pool, loaded, ScoreEstimator.load(sally) if sally else None
 
 
 def _histogram_bins(sim: Simulator, x: np.ndarray, hist: HistogramSpec) -> tuple[np.ndarray, int]:
@@ -219,7 +225,6 @@ def unbinned_models(spec: RunSpec, sim: Simulator, dataset: Dataset, estimators:
     assert dataset.z is not None
     z = dataset.z
     w_ref = reference_weights(sim, dataset)
-    log_norm = torch.log(w_ref / w_ref.sum())
     columns = list(getattr(sim, "observable_names", []))
     norm = [NormSys(s.name, s.up, s.down) for s in spec.inference.systematics if s.kind == "norm"]  # type: ignore[arg-type]
     shape = [ShapeSys.tilt(s.name, dataset.x[:, columns.index(s.observable)].numpy(), s.size, w_ref.numpy())  # type: ignore[arg-type]
@@ -228,17 +233,14 @@ def unbinned_models(spec: RunSpec, sim: Simulator, dataset: Dataset, estimators:
     def nu(theta: torch.Tensor) -> torch.Tensor:
         return (w_ref * sim.weight_ratio(z, theta)).sum()  # type: ignore[attr-defined]
 
-    def normalised(lr: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-        return lambda th: lr(th) - torch.logsumexp(lr(th) + log_norm, 0)
-
     ratios: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-        label: normalised(est.log_ratio_of_theta(dataset.x)) for label, est in estimators.items()
+        label: normalised_log_ratio_of_theta(est.log_ratio_of_theta(dataset.x), w_ref) for label, est in estimators.items()
     }
     if spec.inference.truth and callable(getattr(sim, "morphing_coefficients", None)):
         coef = sim.morphing_coefficients(z)  # type: ignore[attr-defined]
         ratios["truth"] = LinearRatio(sim.morphing_basis, coef, (w_ref @ coef) / w_ref.sum())  # type: ignore[attr-defined]
     elif spec.inference.truth and callable(getattr(sim, "joint_log_prob", None)):
-        ratios["truth"] = normalised(lambda th: sim.joint_log_prob(z, th))  # type: ignore[attr-defined]
+        ratios["truth"] = normalised_log_ratio_of_theta(lambda th: sim.joint_log_prob(z, th), w_ref)  # type: ignore[attr-defined]
     names = list(sim.space.names)
     return {label: UnbinnedModel(names, fn, dataset.weights, nu, norm=norm, shape=shape, mc_log_ratio=fn,
                                  mc_weights=w_ref, mc_shape=shape) for label, fn in ratios.items()}
@@ -284,12 +286,9 @@ def _fisher_information(
     infos: dict[str, Any] = {}
     w_ref = reference_weights(sim, dataset) if expected_events is not None else None
     for label, est in estimators.items():
-        lr = est.log_ratio_of_theta(dataset.x)
+        log_p = est.log_ratio_of_theta(dataset.x)
         if w_ref is not None:
-            norm = w_ref / w_ref.sum()
-            log_p = lambda t, lr=lr, norm=norm: lr(t) - torch.logsumexp(lr(t) + torch.log(norm), 0)  # noqa: E731
-        else:
-            log_p = lr
+            log_p = normalised_log_ratio_of_theta(log_p, w_ref)
         infos[label] = information_from_scores(per_event_scores(log_p, truth), d, rate)
     if has_exact_likelihood(sim):
         x = dataset.x.to(torch.float64)
@@ -350,15 +349,7 @@ def infer_stage(spec: RunSpec, run_dir: str | os.PathLike[str], merged: str, est
 
     def work(tmp: Path) -> None:
         sim, truth = prepare(spec)
-        pool = None
-        if is_weighted(sim):
-            pool = Events.load(Path(merged) / "events.h5")
-            sim.use_events(pool)  # type: ignore[attr-defined]
-        loaded: dict[str, Any] = {}
-        for label, directories in estimators.items():
-            members = [RatioEstimator.load(d) for d in directories]
-            loaded[label] = members[0] if len(members) == 1 else RatioEnsemble(members)
-        score = ScoreEstimator.load(sally) if sally else None
+        pool, loaded, score = _load_stages(sim, merged, estimators, sally)
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
         timings: dict[str, float] = {}
         _infer_and_report(spec, sim, truth, pool, loaded, score, tmp, timings, console)
