@@ -16,13 +16,18 @@ from hepsbi.simulators import GaussianLatent
 S, B, N = 12.0, 50.0, 58
 
 
-def counting_model() -> UnbinnedModel:
-    flat = lambda theta: torch.zeros(N, dtype=torch.float64)  # noqa: E731  (no shape information)
+def counting_model(n_mc: int | None = None) -> UnbinnedModel:
+    """N events, no shape information, ν = S μ + B with two normalisation systematics; with ``n_mc`` flat
+    Monte Carlo events (for Asimov datasets)."""
+    flat = lambda theta: torch.zeros(N, dtype=torch.float64)  # noqa: E731
+    mc = {} if n_mc is None else {"mc_log_ratio": lambda theta: torch.zeros(n_mc, dtype=torch.float64),
+                                  "mc_weights": torch.full((n_mc,), 1.0 / n_mc)}
     return UnbinnedModel(["mu"], flat, torch.ones(N), lambda th: S * th[0] + B,
-                         norm=[NormSys("lumi", 1.05, 0.95), NormSys("xsec", 1.1, 0.85)])
+                         norm=[NormSys("lumi", 1.05, 0.95), NormSys("xsec", 1.1, 0.85)], **mc)
 
 
-def test_profile_likelihood_agrees_with_pyhf_on_a_counting_experiment():
+def pyhf_counting_model():
+    """The same counting experiment as a pyhf model (normsys code 4) and its data."""
     import pyhf
 
     mods = [{"name": "lumi", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}},
@@ -38,7 +43,13 @@ def test_profile_likelihood_agrees_with_pyhf_on_a_counting_experiment():
     }
     ws = pyhf.Workspace(spec)
     model = ws.model(modifier_settings={"normsys": {"interpcode": "code4"}})
-    data = ws.data(model)
+    return model, ws.data(model)
+
+
+def test_profile_likelihood_agrees_with_pyhf_on_a_counting_experiment():
+    import pyhf
+
+    model, data = pyhf_counting_model()
     _, free = pyhf.infer.mle.fit(data, model, return_fitted_val=True)
     ours = counting_model()
     best = minimize(ours.nll, ours.names, [1.0, 0.0, 0.0])
@@ -135,26 +146,23 @@ def test_cls_and_expected_band_agree_with_pyhf_on_a_counting_experiment():
 
     from hepsbi.inference.hypotest import hypotest
 
-    mods = [{"name": "lumi", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}},
-            {"name": "xsec", "type": "normsys", "data": {"hi": 1.1, "lo": 0.85}}]
-    spec = {
-        "channels": [{"name": "sr", "samples": [
-            {"name": "sig", "data": [S], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}, *mods]},
-            {"name": "bkg", "data": [B], "modifiers": mods},
-        ]}],
-        "observations": [{"name": "sr", "data": [float(N)]}],
-        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
-        "version": "1.0.0",
-    }
-    ws = pyhf.Workspace(spec)
-    pmodel = ws.model(modifier_settings={"normsys": {"interpcode": "code4"}})
-    flat = lambda theta: torch.zeros(N, dtype=torch.float64)  # noqa: E731
-    mc_flat = lambda theta: torch.zeros(50, dtype=torch.float64)  # noqa: E731
-    ours = UnbinnedModel(["mu"], flat, torch.ones(N), lambda th: S * th[0] + B,
-                         norm=[NormSys("lumi", 1.05, 0.95), NormSys("xsec", 1.1, 0.85)],
-                         mc_log_ratio=mc_flat, mc_weights=torch.full((50,), 0.02))
+    pmodel, pdata = pyhf_counting_model()
+    ours = counting_model(n_mc=50)
     for mu in (0.5, 1.0, 2.0):
-        cls_obs, cls_exp = pyhf.infer.hypotest(mu, ws.data(pmodel), pmodel, test_stat="qtilde", return_expected_set=True)
+        cls_obs, cls_exp = pyhf.infer.hypotest(mu, pdata, pmodel, test_stat="qtilde", return_expected_set=True)
         result = hypotest(ours, "mu", mu)
         assert result.cls_obs == pytest.approx(float(cls_obs), rel=2e-3)
         np.testing.assert_allclose(result.cls_exp, [float(c) for c in cls_exp], rtol=2e-3)
+
+
+def test_upper_limits_agree_with_pyhf_on_a_counting_experiment():
+    import pyhf
+
+    from hepsbi.inference.hypotest import upper_limit
+
+    pmodel, pdata = pyhf_counting_model()
+    obs_ref, exp_ref = pyhf.infer.intervals.upper_limits.upper_limit(pdata, pmodel, scan=np.linspace(0.0, 8.0, 321))
+    obs, exp = upper_limit(counting_model(n_mc=50), "mu", (0.05, 8.0))  # at μ = 0 the test has no power (q_A = 0)
+    assert obs == pytest.approx(float(obs_ref), rel=5e-3)
+    np.testing.assert_allclose(exp, [float(e) for e in exp_ref], rtol=5e-3)
+    assert exp == sorted(exp)

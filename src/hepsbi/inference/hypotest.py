@@ -68,18 +68,25 @@ def hypotest(model: UnbinnedModel, poi: str, mu: float, test_stat: str = "qtilde
 def upper_limit(model: UnbinnedModel, poi: str, bounds: tuple[float, float], level: float = 0.05,
                 test_stat: str = "qtilde") -> tuple[float, list[float]]:
     """The observed and expected (−2σ … +2σ) upper limits on ``poi`` at CLs = ``level``, found by root finding
-    inside ``bounds`` (an error when CLs does not cross ``level`` there)."""
+    inside ``bounds`` (an error when CLs does not cross ``level`` there). The lower bound must lie above the
+    background-only value 0, where the test has no power (q_A = 0)."""
     lo, hi = bounds
-    ends = [hypotest(model, poi, v, test_stat) for v in (lo, hi)]
+    tested: dict[float, HypotestResult] = {}  # the six root searches share their hypothesis tests
+
+    def test(v: float) -> HypotestResult:
+        if v not in tested:
+            tested[v] = hypotest(model, poi, v, test_stat)
+        return tested[v]
+
     limits = []
     for k in range(6):  # observed, then the five expected quantiles
-        values = [e.cls_obs if k == 0 else e.cls_exp[k - 1] for e in ends]
+        values = [test(v).cls_obs if k == 0 else test(v).cls_exp[k - 1] for v in (lo, hi)]
         if not (values[0] > level > values[1]):
             raise InferenceError(f"CLs does not cross {level} between {poi} = {lo} and {hi} "
                                  f"({'observed' if k == 0 else f'expected {k}'}: {values}); widen bounds")
 
         def f(v: float, k: int = k) -> float:
-            r = hypotest(model, poi, v, test_stat)
+            r = test(v)
             return (r.cls_obs if k == 0 else r.cls_exp[k - 1]) - level
 
         limits.append(float(brentq(f, lo, hi, xtol=1e-4 * (hi - lo))))
