@@ -2,8 +2,8 @@ r"""Weighted events and the HDF5 event store.
 
 :class:`Events` holds observables x (n, d_x), latent variables z (n, d_z) and weights (n,) with column
 names and provenance. The :class:`EventStore` writes one HDF5 file per chunk (atomically) and merges them
-into one file chunk by chunk, so memory stays O(chunk), never O(total). Format ``hepsbi.Events``, schema
-version 1, documented in ``docs/formats.md``.
+into one file by copying their stored datasets (memory O(1), about the cost of a file copy). Format
+``hepsbi.Events``, schema version 1, documented in ``docs/formats.md``.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class EventStore:
         return sorted(self.directory.glob("chunk_*.h5"))
 
     def merge(self, path: str | os.PathLike[str], provenance: dict[str, Any] | None = None) -> Path:
-        """Concatenate every chunk into ``path``, copying one chunk at a time (memory O(chunk))."""
+        """Concatenate every chunk into ``path`` (see :func:`merge_event_files`)."""
         chunks = self.chunks()
         if not chunks:
             raise DataError(f"{self.directory}: no chunks to merge")
@@ -134,37 +134,71 @@ class EventStore:
                 yield Events(f["x"][start:stop], f["z"][start:stop], f["weights"][start:stop], obs, latent, prov)
 
 
-_MERGE_CHUNK_ROWS = 4096
+#: group of a merged file that holds its inputs' datasets, one subgroup per input (``parts/00000``, ...)
+_PARTS = "parts"
+
+
+def _parts(f: h5py.File) -> list[h5py.Group]:
+    """The groups whose ``x``, ``z``, ``weights`` hold a file's rows in order: the root of a plain file, the
+    parts of a merged one."""
+    if _PARTS in f and f["weights"].is_virtual:
+        return [f[_PARTS][name] for name in sorted(f[_PARTS])]
+    return [f]
+
+
+def _join(out: h5py.File, name: str, sources: list[str], sizes: list[int], shape: tuple[int, ...]) -> None:
+    """Dataset ``name`` of ``out``: the float64 datasets ``sources`` (in ``out``, of ``sizes`` rows, each row of
+    ``shape``) one after the other, as a virtual dataset without a modification time (same inputs, same bytes)."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_obj_track_times(False)
+    total = (sum(sizes), *shape)
+    space = h5py.h5s.create_simple(total)
+    start = 0
+    for source, n in zip(sources, sizes):
+        space.select_hyperslab((start,) + (0,) * len(shape), (n, *shape))
+        dcpl.set_virtual(space, b".", source.encode(), h5py.h5s.create_simple((n, *shape)))
+        start += n
+    h5py.h5d.create(out.id, name.encode(), h5py.h5t.IEEE_F64LE, h5py.h5s.create_simple(total), dcpl=dcpl)
 
 
 def merge_event_files(files: Sequence[str | os.PathLike[str]], path: str | os.PathLike[str],
                       provenance: dict[str, Any] | None = None) -> Path:
-    """Concatenate event files in order into ``path`` (atomically), one file in memory at a time; the
-    provenance is the first file's updated with ``provenance``."""
+    """Concatenate event files in order into ``path`` (atomically); the provenance is the first file's updated
+    with ``provenance``.
+
+    The inputs' datasets are copied as they are stored (compressed HDF5 chunks are not decoded and encoded
+    again) into ``/parts/NNNNN``, and ``x``, ``z``, ``weights`` become HDF5 virtual datasets joining the parts
+    in order: a merge costs about a file copy and no memory, and readers (any HDF5 >= 1.10) see plain
+    datasets. The merged file does not refer to its inputs; merged files merge again (their parts are
+    copied)."""
     chunks = [Path(f) for f in files]
     if not chunks:
         raise DataError("no event files to merge")
     with _open(chunks[0]) as f:
         obs, latent = _names(f)
-        d_x, d_z = f["x"].shape[1], f["z"].shape[1]
         merged_prov = {**json.loads(f.attrs["provenance"]), **(provenance or {})}
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as out:
             _write_header(out, obs, latent, merged_prov)
-            rows = _MERGE_CHUNK_ROWS  # HDF5 chunks of many rows: an extendible dataset's default ones are tiny
-            dsets = {
-                "x": out.create_dataset("x", (0, d_x), dtype="f8", maxshape=(None, d_x), chunks=(rows, d_x), **COMPRESSION),
-                "z": out.create_dataset("z", (0, d_z), dtype="f8", maxshape=(None, d_z), chunks=(rows, d_z), **COMPRESSION),
-                "weights": out.create_dataset("weights", (0,), dtype="f8", maxshape=(None,), chunks=(rows * 8,), **COMPRESSION),
-            }
+            parts = out.create_group(_PARTS)
+            sizes: list[int] = []
+            shapes: dict[str, tuple[int, ...]] = {}
             for chunk in chunks:
                 with _open(chunk) as f:
                     if _names(f) != (obs, latent):
                         raise DataError(f"{chunk}: columns differ from {chunks[0]}")
-                    n_old, n_new = dsets["weights"].shape[0], f["weights"].shape[0]
-                    for name, dset in dsets.items():
-                        dset.resize(n_old + n_new, axis=0)
-                        dset[n_old:] = f[name][...]
+                    for source in _parts(f):
+                        n = source["weights"].shape[0]
+                        if n == 0:
+                            continue
+                        target = parts.create_group(f"{len(sizes):05d}")
+                        for name in _COLUMNS:
+                            f.copy(source[name], target, name=name)  # stored bytes, not re-encoded
+                            shapes[name] = source[name].shape[1:]
+                        sizes.append(n)
+            for name in _COLUMNS:
+                shape = shapes.get(name, (len(obs),) if name == "x" else (len(latent),) if name == "z" else ())
+                _join(out, name, [f"{_PARTS}/{i:05d}/{name}" for i in range(len(sizes))], sizes, shape)
     return Path(path)
 
 
