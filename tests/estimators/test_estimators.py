@@ -45,6 +45,29 @@ def test_every_method_trains_and_is_anchored_at_the_reference(method, small_data
     assert est.score(small_data.x[:7], torch.tensor([0.1, 0.2])).shape == (7, 2)
 
 
+def test_reused_reference_term_gives_the_two_network_evaluations(small_data):
+    """log r̂ = g(x, θ) − g(x, θ_ref): the second half is kept for the same (unchanged) x; the result must equal
+    the model's plain forward pass, and a changed x or a retrained network must not reuse it."""
+    est = RatioEstimator("alices", epochs=2, progress=False).fit(small_data)
+    x = small_data.x[:200].float().clone()
+    theta = torch.tensor([0.3, -0.2])
+
+    def plain(x, theta):
+        with torch.no_grad():
+            return est.model(x, theta.reshape(1, -1).expand(len(x), -1))
+
+    first = est.log_ratio(x, theta)
+    torch.testing.assert_close(first, plain(x, theta), rtol=0, atol=1e-6)
+    torch.testing.assert_close(est.log_ratio(x, 2 * theta), plain(x, 2 * theta), rtol=0, atol=1e-6)
+    x.mul_(1.5)  # in place: torch's version counter moves, the cached term must not be used
+    torch.testing.assert_close(est.log_ratio(x, theta), plain(x, theta), rtol=0, atol=1e-6)
+    assert not torch.allclose(est.log_ratio(x, theta), first)
+    est.fit(small_data)  # a new network
+    torch.testing.assert_close(est.log_ratio(x, theta), plain(x, theta), rtol=0, atol=1e-6)
+    of_theta = est.log_ratio_of_theta(x)
+    torch.testing.assert_close(of_theta(theta.double()).float(), plain(x, theta), rtol=0, atol=1e-6)
+
+
 def test_training_is_deterministic_for_a_seed(small_data):
     a = RatioEstimator("alices", epochs=4, seed=7, progress=False).fit(small_data)
     b = RatioEstimator("alices", epochs=4, seed=7, progress=False).fit(small_data)

@@ -78,7 +78,16 @@ class RatioModel(nn.Module):
     def forward(self, x: Tensor, theta: Tensor) -> Tensor:
         """x (n, n_x), θ (n, n_theta) → log r̂ (n,)."""
         x_std = self.x_scale(x)
-        return self.g(x_std, theta) - self.g(x_std, self.reference.expand_as(theta))
+        return self.g(x_std, theta) - self.g(x_std, self.reference.expand(x.shape[0], -1))
+
+    def reference_term(self, x: Tensor) -> Tensor:
+        """g(x, θ_ref), (n,): the half of log r̂ that does not depend on θ (reuse it for fixed events)."""
+        return self.g(self.x_scale(x), self.reference.expand(x.shape[0], -1))
+
+    def anchored(self, x: Tensor, theta: Tensor, reference_term: Tensor) -> Tensor:
+        """log r̂ (n,) from x (n, n_x), θ (n, n_theta) and :meth:`reference_term` of the same x: one network
+        evaluation instead of two."""
+        return self.g(self.x_scale(x), theta) - reference_term
 
     def log_ratio_and_score(self, x: Tensor, theta: Tensor, create_graph: bool) -> tuple[Tensor, Tensor]:
         """log r̂ (n,) and its gradient in θ, t̂(x | θ) (n, n_theta)."""

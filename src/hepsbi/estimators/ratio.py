@@ -84,6 +84,7 @@ class RatioEstimator:
         self.space: ParameterSpace | None = None
         self.features: list[str] = []
         self.history = TrainingHistory()
+        self._reference_cache: tuple[Any, ...] | None = None  # (x, its version, model, g(x, θ_ref))
 
     # -- training -----------------------------------------------------------------------------------------
     def fit(self, data: TrainingData) -> RatioEstimator:
@@ -157,8 +158,22 @@ class RatioEstimator:
         model = self._require_model()
         xt, th, as_numpy = self._inputs(x, theta)
         with torch.no_grad():
-            out = torch.cat([model(xb, tb) for xb, tb in zip(xt.split(_EVAL_BATCH), th.split(_EVAL_BATCH))])
+            reference = self._reference_term(x, xt)
+            out = torch.cat([model.anchored(xb, tb, rb) for xb, tb, rb
+                             in zip(xt.split(_EVAL_BATCH), th.split(_EVAL_BATCH), reference.split(_EVAL_BATCH))])
         return give_back(out, as_numpy)
+
+    def _reference_term(self, x: Any, xt: Tensor) -> Tensor:
+        """g(x, θ_ref) (n,), kept for the last tensor x (and this network) while torch's version counter says x
+        is unchanged: a scan or a fit evaluates the same events at many θ, and this half of log r̂ does not
+        depend on θ."""
+        model = self._require_model()
+        cached = self._reference_cache
+        if cached is not None and cached[0] is x and cached[1] == x._version and cached[2] is model:
+            return cached[3]
+        reference = torch.cat([model.reference_term(xb) for xb in xt.split(_EVAL_BATCH)])
+        self._reference_cache = (x, x._version, model, reference) if isinstance(x, Tensor) else None
+        return reference
 
     def log_ratio_of_theta(self, x: Any) -> Callable[[Tensor], Tensor]:
         """For fixed events x (n, d_x): the function θ (p,) → log r̂(x_i | θ, θ_ref) (n,), float64 and
@@ -166,9 +181,13 @@ class RatioEstimator:
         model = self._require_model()
         xt, _ = to_tensor(x, "x", len(self.features))
 
+        with torch.no_grad():  # g(x, θ_ref) does not depend on θ: once for these events
+            reference = torch.cat([model.reference_term(xb) for xb in xt.split(_EVAL_BATCH)])
+
         def log_ratio(theta: Tensor) -> Tensor:
             th = torch.as_tensor(theta).to(torch.float32).reshape(1, -1).expand(xt.shape[0], -1)
-            return torch.cat([model(xb, tb) for xb, tb in zip(xt.split(_EVAL_BATCH), th.split(_EVAL_BATCH))]).to(torch.float64)
+            return torch.cat([model.anchored(xb, tb, rb) for xb, tb, rb in
+                              zip(xt.split(_EVAL_BATCH), th.split(_EVAL_BATCH), reference.split(_EVAL_BATCH))]).to(torch.float64)
 
         return log_ratio
 

@@ -262,14 +262,16 @@ class DrellYanContact:
         return (self._sigma_coefficients / self._sigma_coefficients[0])[self._free_monomials]
 
     def weight_ratio(self, z: Tensor, theta: Tensor) -> Tensor:
-        """|M(θ)|²/|M(0)|² per event from the morphing coefficients in z: (n,)."""
+        """|M(θ)|²/|M(0)|² per event from the morphing coefficients in z (n, d_z), at one θ (p,) — one
+        matrix-vector product — or at one θ per event (n, p): (n,)."""
         coefficients = torch.as_tensor(z, dtype=torch.float64)[:, -_MORPHING.n_components:]
-        full = self.full_theta(as_rows(theta, coefficients.shape[0]))
-        return (coefficients * _MORPHING.monomials(full)).sum(dim=1)
+        theta = torch.as_tensor(theta, dtype=torch.float64)
+        one_point = theta.dim() == 1 or theta.shape[0] == 1
+        return _MORPHING.evaluate(coefficients, self.full_theta(theta if one_point else as_rows(theta, len(coefficients))))
 
     def joint_log_prob(self, z: Tensor, theta: Tensor) -> Tensor:
-        """log p(z | θ) up to a θ-independent constant, (n,); differentiable in θ."""
-        theta = as_rows(theta, z.shape[0])
+        """log p(z | θ) up to a θ-independent constant, (n,), at one θ (p,) or one per event (n, p);
+        differentiable in θ."""
         return torch.log(self.weight_ratio(z, theta)) - self._log_sigma_ratio(theta)
 
     def expected_counts(self, bin_index: np.ndarray, n_bins: int, luminosity_pb: float) -> Callable[[Tensor], np.ndarray]:

@@ -31,6 +31,8 @@ class QuadraticMorphing:
     def __init__(self, n_params: int, scale: float = 1.0):
         self.n_params = int(n_params)
         self.pairs = list(itertools.combinations_with_replacement(range(self.n_params), 2))
+        self._first = torch.tensor([i for i, _ in self.pairs], dtype=torch.long)
+        self._second = torch.tensor([j for _, j in self.pairs], dtype=torch.long)
         self.scale = float(scale)
         self.basis_points = self._basis_points()
         matrix = self.monomials(self.basis_points)  # (K, K)
@@ -59,8 +61,7 @@ class QuadraticMorphing:
         """m(θ) for θ (n, p) or (p,) → (n, K); differentiable in θ."""
         theta = torch.as_tensor(theta, dtype=torch.float64).reshape(-1, self.n_params)
         ones = torch.ones(theta.shape[0], 1, dtype=theta.dtype)
-        quad = torch.stack([theta[:, i] * theta[:, j] for i, j in self.pairs], dim=1)
-        return torch.cat([ones, theta, quad], dim=1)
+        return torch.cat([ones, theta, theta[:, self._first] * theta[:, self._second]], dim=1)
 
     def fit(self, weight_at: Callable[[Tensor], Tensor]) -> Tensor:
         """Coefficients a (n, K) of events whose weight at one θ (p,) is ``weight_at(θ) -> (n,)``."""
