@@ -58,10 +58,12 @@ def test_run_end_to_end(tmp_path, simulator, truth, estimators):
     if simulator == "gaussian":
         assert info["exact"]["errors"]["theta"] == pytest.approx((1.25 / 200) ** 0.5, rel=0.1)
     provenance = json.loads((out / "provenance.json").read_text())
-    assert set(provenance["timings_s"]) == {"stages", "evaluate", "infer", "report"}
+    assert set(provenance["timings_s"]) == {"stages", "evaluate", "report", "infer: comparisons",
+                                            *(f"infer: {label}" for label in labels)}
     members = [f"train_0_member{m}" for m in range(1, estimators[0].get("ensemble", 1))]
-    assert {r["stage"] for r in provenance["stages"]} == {"simulate_0000", "merge", "training", "train_0", "infer",
-                                                        *(["train_1"] if len(labels) > 1 else []), *members}
+    assert {r["stage"] for r in provenance["stages"]} == {
+        "simulate_0000", "merge", "training", "train_0", *(["train_1"] if len(labels) > 1 else []), *members,
+        *(f"infer_{i}" for i in range(len(labels))), "infer_comparisons", "report"}
     assert all(r["state"] == "done" for r in provenance["stages"])
     for plot in ("likelihood_scan.png", "log_ratio.png", "training.png"):
         assert (out / "plots" / plot).stat().st_size > 1000
@@ -156,7 +158,7 @@ def test_drell_yan_run_compares_histogram_ml_and_truth(tmp_path):
 def test_physics_spec_errors(tmp_path):
     from hepsbi.errors import SpecError
     from hepsbi.workflow import parse_spec
-    from hepsbi.workflow.run import prepare
+    from hepsbi.workflow.inputs import prepare
 
     base = {"simulator": {"name": "drell_yan", "options": {"n_events": 100, "parameters": ["c_LL"]}}}
     with pytest.raises(SpecError, match="inference.luminosity: required for weighted simulators"):

@@ -108,7 +108,7 @@ def coverage(
 def check(spec: Annotated[Path, typer.Argument(help="YAML run specification")]) -> None:
     """Validate a spec (keys, types, θ inside its ranges) without running it."""
     from hepsbi.workflow import load_spec
-    from hepsbi.workflow.run import prepare
+    from hepsbi.workflow.inputs import prepare
 
     try:
         prepare(load_spec(spec))

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from hepsbi.errors import SpecError
-from hepsbi.workflow.run import prepare
+from hepsbi.workflow.inputs import prepare
 from hepsbi.workflow.spec import RunSpec, load_spec, parse_spec, spec_hash
 
 

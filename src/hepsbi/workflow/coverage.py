@@ -33,7 +33,9 @@ from hepsbi.inference.profile import NLL
 from hepsbi.inference.toys import CoverageResult, coverage, poisson_counts
 from hepsbi.report.plots import plot_coverage
 from hepsbi.simulators.protocol import has_exact_likelihood, is_weighted
-from hepsbi.workflow.run import _dataset, prepare, simulate_and_train, unbinned_models
+from hepsbi.workflow.infer import unbinned_models
+from hepsbi.workflow.inputs import inference_dataset, prepare
+from hepsbi.workflow.run import simulate_and_train
 from hepsbi.workflow.spec import RunSpec
 
 __all__ = ["run_coverage"]
@@ -72,7 +74,7 @@ def run_coverage(spec: RunSpec, out: str | os.PathLike[str], n_toys: int = 300, 
     results: dict[str, CoverageResult] = {}
 
     if is_weighted(sim):
-        models = unbinned_models(spec, sim, _dataset(spec, sim, truth), estimators)
+        models = unbinned_models(spec, sim, inference_dataset(spec, sim, truth), estimators)
         first = next(iter(models.values()))
         gen = torch.Generator().manual_seed(spec.inference.seed + 1)
         # the same pseudo-experiments (counts, auxiliary data) for every likelihood

@@ -58,14 +58,14 @@ def simulate_chunk(document: dict[str, Any], run_dir: str, k: int, size: int, ke
 
     def work(tmp: Path) -> None:
         from hepsbi.data.training import TrainingData
-        from hepsbi.workflow.run import _sampler
+        from hepsbi.workflow.inputs import theta_sampler
 
         spec, sim, weighted = _simulator(document)
         if weighted:
             seed = int(getattr(sim, "seed", 0)) + SEED_STRIDE * k
             sim.generate(size, seed=seed).save(tmp / "events.h5")
         else:
-            data = TrainingData.from_simulator(sim, size, _sampler(spec, sim), seed=spec.data.seed + k)
+            data = TrainingData.from_simulator(sim, size, theta_sampler(spec, sim), seed=spec.data.seed + k)
             data.save(tmp / "training.h5")
 
     return str(run_stage(run_dir, f"simulate_{k:04d}", key, work, {"chunk": k, "size": size}))
@@ -95,12 +95,12 @@ def training_data(document: dict[str, Any], run_dir: str, merged: str, key: str)
     def work(tmp: Path) -> None:
         from hepsbi.data.events import Events
         from hepsbi.data.training import TrainingData
-        from hepsbi.workflow.run import _sampler
+        from hepsbi.workflow.inputs import theta_sampler
 
         spec, sim, weighted = _simulator(document)
         if weighted:
             sim.use_events(Events.load(Path(merged) / "events.h5"))
-            data = TrainingData.from_simulator(sim, spec.data.n_samples, _sampler(spec, sim), seed=spec.data.seed)
+            data = TrainingData.from_simulator(sim, spec.data.n_samples, theta_sampler(spec, sim), seed=spec.data.seed)
         else:
             data = TrainingData.load(Path(merged) / "training.h5")
         if spec.data.balance is not None:
@@ -143,17 +143,26 @@ def train(document: dict[str, Any], run_dir: str, data_dir: str, index: int, key
 
 
 def infer(document: dict[str, Any], run_dir: str, merged: str, estimators: dict[str, list[str]], sally: str | None,
-          key: str, progress: bool) -> str:
-    """Evaluate, infer and report (results.json, plots/) from the merged pool and the trained estimators."""
-    from hepsbi.workflow.run import infer_stage
+          group: str, name: str, key: str, progress: bool) -> str:
+    """One group of likelihoods (an estimator, or the comparisons) scanned, profiled and its Fisher information,
+    see :mod:`hepsbi.workflow.infer`."""
+    from hepsbi.workflow.infer import infer_stage
 
-    return str(infer_stage(_spec(document), run_dir, merged, estimators, sally, key, progress))
+    return str(infer_stage(_spec(document), run_dir, merged, estimators, sally, group, name, key, progress))
+
+
+def report(document: dict[str, Any], run_dir: str, merged: str, estimators: dict[str, list[str]], sally: str | None,
+           groups: list[str], key: str, progress: bool) -> str:
+    """Evaluate and report (results.json, plots/) from the inference groups."""
+    from hepsbi.workflow.infer import report_stage
+
+    return str(report_stage(_spec(document), run_dir, merged, estimators, sally, groups, key, progress))
 
 
 # -- the graph -----------------------------------------------------------------------------------------------
 class StageOutputs(dict):
     """Stage directories by role: ``chunks``, ``merged``, ``training``, ``estimators`` (label → member dirs),
-    ``sally``, ``infer``."""
+    ``sally``, ``infer`` (one per estimator, then the comparisons), ``report``."""
 
 
 def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
@@ -177,24 +186,32 @@ def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
     merged = delayed(merge, pure=False)(document, run_dir, chunk_tasks, merge_key)
     data_key = stage_key("training", {"data": document["data"], "sally": document["training"]["sally"]}, [merge_key])
     data = delayed(training_data, pure=False)(document, run_dir, merged, data_key)
-    estimators, member_keys = {}, []
+    estimators, estimator_keys = {}, []
     for i, e in enumerate(spec.training.estimators):
         config = {k: v for k, v in document["training"]["estimators"][i].items() if k != "ensemble"}
-        members = []
-        for m in range(e.ensemble):
-            key = stage_key("train", config | ({"member": m} if m else {}), [data_key])
-            member_keys.append(key)
-            members.append(delayed(train, pure=False)(document, run_dir, data, i, key, progress, m))
-        estimators[e.label or e.method] = members
+        keys = [stage_key("train", config | ({"member": m} if m else {}), [data_key]) for m in range(e.ensemble)]
+        estimator_keys.append(keys)
+        estimators[e.label or e.method] = [delayed(train, pure=False)(document, run_dir, data, i, key, progress, m)
+                                           for m, key in enumerate(keys)]
+    member_keys = [key for keys in estimator_keys for key in keys]
     sally, sally_key = None, None
     if weighted and spec.training.sally is not None:
         sally_key = stage_key("train", document["training"]["sally"], [data_key])
         sally = delayed(train, pure=False)(document, run_dir, data, -1, sally_key, progress)
-    infer_key = stage_key("infer", {k: document[k] for k in ("name", "inference", "report")},
-                          [merge_key, *member_keys, *([sally_key] if sally_key else [])])
-    inferred = delayed(infer, pure=False)(document, run_dir, merged, estimators, sally, infer_key, progress)
+    inference = {k: document[k] for k in ("name", "inference")}
+    groups, group_keys = [], []
+    for i, (label, members) in enumerate(estimators.items()):
+        group_keys.append(stage_key("infer", inference | {"group": i}, [merge_key, *estimator_keys[i]]))
+        groups.append(delayed(infer, pure=False)(document, run_dir, merged, {label: members}, None, label, f"infer_{i}",
+                                                 group_keys[-1], progress))
+    group_keys.append(stage_key("infer", inference | {"group": "comparisons"}, [merge_key, *([sally_key] if sally_key else [])]))
+    groups.append(delayed(infer, pure=False)(document, run_dir, merged, {}, sally, "comparisons", "infer_comparisons",
+                                             group_keys[-1], progress))
+    report_key = stage_key("report", inference | {"report": document["report"]},
+                           [merge_key, *member_keys, *([sally_key] if sally_key else []), *group_keys])
+    reported = delayed(report, pure=False)(document, run_dir, merged, estimators, sally, groups, report_key, progress)
     return {"chunks": chunk_tasks, "merged": merged, "training": data, "estimators": estimators, "sally": sally,
-            "infer": inferred}
+            "infer": groups, "report": reported}
 
 
 @contextlib.contextmanager
@@ -263,8 +280,14 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
     roles = [("merged", None), ("training", None)]
     roles += [("estimators", (label, m)) for label, members in graph["estimators"].items() for m in range(len(members))]
     roles += [("sally", None)] if graph["sally"] is not None else []
-    roles += [("infer", None)] if infer else []
-    tasks = list(graph["chunks"]) + [graph[r] if k is None else graph[r][k[0]][k[1]] for r, k in roles]
+    roles += [("infer", g) for g in range(len(graph["infer"]))] + [("report", None)] if infer else []
+
+    def task(role: str, where: Any) -> Any:
+        if where is None:
+            return graph[role]
+        return graph[role][where] if role == "infer" else graph[role][where[0]][where[1]]
+
+    tasks = list(graph["chunks"]) + [task(r, k) for r, k in roles]
     with dask_client(spec) as client, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         disable=not progress, transient=False,
@@ -279,11 +302,13 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
                 bar.advance(task_id)
             values = client.gather(futures)
     done = dict(zip(range(len(tasks)), values))
-    out = StageOutputs(merged=None, training=None, estimators={}, sally=None, infer=None,
+    out = StageOutputs(merged=None, training=None, estimators={}, sally=None, infer=[], report=None,
                        chunks=[done[i] for i in range(len(graph["chunks"]))])
     for i, (role, where) in enumerate(roles, start=len(graph["chunks"])):
         if where is None:
             out[role] = done[i]
+        elif role == "infer":
+            out[role].append(done[i])
         else:
             out[role].setdefault(where[0], []).append(done[i])  # an estimator's ensemble members, in order
     _publish(Path(run_dir), out)
@@ -321,8 +346,8 @@ def _publish(run_dir: Path, out: StageOutputs) -> None:
         for f in Path(directory).iterdir():
             if f.name not in ("manifest.json", "stage.log"):
                 copy(f, run_dir / "models" / label / f.name)
-    if out.get("infer"):
-        directory = Path(out["infer"])
+    if out.get("report"):
+        directory = Path(out["report"])
         for f in sorted(directory.rglob("*")):
             if f.is_file() and f.name not in ("manifest.json", "stage.log", "timings.json"):
                 copy(f, run_dir / f.relative_to(directory))

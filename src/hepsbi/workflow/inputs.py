@@ -1,0 +1,114 @@
+"""What every stage of a run builds from the spec: the checked simulator and θ_true, the θ sampler, the dataset
+to infer from, the histogram binning, and the outputs of earlier stages loaded from their directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hepsbi.data.events import Events
+from hepsbi.errors import ParameterError, SimulatorError, SpecError
+from hepsbi.estimators.ensemble import RatioEnsemble
+from hepsbi.estimators.ratio import RatioEstimator
+from hepsbi.estimators.score import ScoreEstimator
+from hepsbi.inference.datasets import Dataset, asimov_dataset, observed_dataset, weighted_asimov_dataset
+from hepsbi.inference.templates import bin_index_edges
+from hepsbi.simulators.protocol import Simulator, is_weighted
+from hepsbi.simulators.registry import build_simulator
+from hepsbi.space import BenchmarkSampler, GridSampler, PriorSampler, ThetaSampler
+from hepsbi.workflow.spec import HistogramSpec, RunSpec
+
+__all__ = ["PB_PER_FB", "histogram_bins", "inference_dataset", "load_stages", "prepare", "theta_sampler"]
+
+PB_PER_FB = 1000.0
+
+
+def prepare(spec: RunSpec) -> tuple[Simulator, torch.Tensor]:
+    """Build the simulator and the checked θ_true; errors name the spec key."""
+    try:
+        sim = build_simulator(spec.simulator.name, spec.simulator.options)
+    except SimulatorError as exc:
+        raise SpecError(f"simulator: {exc}") from None
+    try:
+        truth = sim.space.point(spec.inference.theta_true, what="inference.theta_true")
+    except ParameterError as exc:
+        raise SpecError(str(exc)) from None
+    labels = [e.label or e.method for e in spec.training.estimators]
+    for i, label in enumerate(labels):
+        if labels.index(label) != i:
+            raise SpecError(f"training.estimators.{i}.label: duplicate label {label!r}; give each estimator a label")
+    if spec.data.theta_sampler == "benchmarks" and not sim.space.benchmarks:
+        raise SpecError("data.theta_sampler: 'benchmarks' needs a simulator whose parameter space defines benchmarks")
+    if sim.space.dim > 2:
+        raise SpecError(
+            f"simulator: grid scans support 1 or 2 parameters, {spec.simulator.name!r} has {sim.space.dim} "
+            f"{list(sim.space.names)} (choose a subset, e.g. options.parameters for drell_yan)"
+        )
+    weighted = is_weighted(sim)
+    if weighted and spec.inference.luminosity is None:
+        raise SpecError("inference.luminosity: required for weighted simulators (fb^-1), e.g. 139")
+    if not weighted and (spec.inference.histogram is not None or spec.training.sally is not None):
+        raise SpecError("inference.histogram and training.sally need a weighted simulator (e.g. drell_yan)")
+    names = list(getattr(sim, "observable_names", []))
+    if spec.data.balance is not None and spec.data.balance not in names:
+        raise SpecError(f"data.balance: {spec.data.balance!r} is not an observable of the simulator ({names})")
+    systematics = spec.inference.systematics
+    if systematics and not weighted:
+        raise SpecError("inference.systematics: nuisance parameters need a weighted simulator (e.g. drell_yan)")
+    seen = [s.name for s in systematics]
+    for i, syst in enumerate(systematics):
+        if syst.name in seen[:i] or syst.name in sim.space.names:
+            raise SpecError(f"inference.systematics.{i}.name: {syst.name!r} is used twice (names must be unique and "
+                            f"differ from the parameters {list(sim.space.names)})")
+        if syst.kind == "shape" and syst.observable not in names:
+            raise SpecError(f"inference.systematics.{i}.observable: {syst.observable!r} is not an observable of the "
+                            f"simulator ({names})")
+    if spec.inference.histogram is not None:
+        missing = [o for o in spec.inference.histogram.observables if o not in names]
+        if missing:
+            raise SpecError(f"inference.histogram.observable: {missing[0]!r} is not an observable of the simulator ({names})")
+    return sim, truth
+
+
+def theta_sampler(spec: RunSpec, sim: Simulator) -> ThetaSampler:
+    """The spec's θ sampler for training data (``data.theta_sampler``)."""
+    if spec.data.theta_sampler == "grid":
+        return GridSampler(sim.space, spec.data.grid_points)
+    if spec.data.theta_sampler == "benchmarks":
+        return BenchmarkSampler(sim.space)
+    return PriorSampler(sim.space)
+
+
+def inference_dataset(spec: RunSpec, sim: Simulator, truth: torch.Tensor) -> Dataset:
+    """The dataset the run infers from: a weighted Asimov dataset (weighted simulators), else Asimov or observed."""
+    inf = spec.inference
+    if is_weighted(sim):
+        assert inf.luminosity is not None
+        return weighted_asimov_dataset(sim, truth, inf.luminosity * PB_PER_FB, inf.n_mc, inf.seed)
+    if inf.dataset == "asimov":
+        return asimov_dataset(sim, truth, inf.n_events, inf.n_mc, inf.seed)
+    return observed_dataset(sim, truth, int(round(inf.n_events)), inf.seed)
+
+
+def load_stages(sim: Simulator, merged: str, estimators: dict[str, list[str]], sally: str | None
+                ) -> tuple[Any, dict[str, Any], ScoreEstimator | None]:
+    """The pool (made the simulator's, weighted simulators only), the estimators (an ensemble where there are
+    several members) and SALLY, from their stage directories."""
+    pool = None
+    if is_weighted(sim):
+        pool = Events.load(Path(merged) / "events.h5")
+        sim.use_events(pool)  # type: ignore[attr-defined]
+    loaded: dict[str, Any] = {}
+    for label, directories in estimators.items():
+        members = [RatioEstimator.load(d) for d in directories]
+        loaded[label] = members[0] if len(members) == 1 else RatioEnsemble(members)
+    return pool, loaded, ScoreEstimator.load(sally) if sally else None
+
+
+def histogram_bins(sim: Simulator, x: np.ndarray, hist: HistogramSpec) -> tuple[np.ndarray, int]:
+    """Bin index of every event x (n, d_x) in the spec's histogram (−1 outside) and the number of bins."""
+    columns = [list(sim.observable_names).index(o) for o in hist.observables]  # type: ignore[attr-defined]
+    return bin_index_edges(x[:, columns], hist.edges)
