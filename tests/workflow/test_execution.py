@@ -126,6 +126,7 @@ def test_placement_options_and_batch_cluster_configuration():
     try:
         script = cluster.job_script()
         assert "RequestMemory" in script or "request_memory" in script.lower()
+        assert "MALLOC_MMAP_THRESHOLD_=33554432" in script  # workers keep tensors on the heap
     finally:
         cluster.close()
     with pytest.raises(SpecError, match="execution.jobqueue"):

@@ -43,6 +43,15 @@ _N_KIN = len(LATENT_COLUMNS)
 LATENT_NAMES = (*LATENT_COLUMNS, "cos_theta_star", *(f"morph_{k}" for k in range(_MORPHING.n_components)))
 
 
+def _one_point(theta: Tensor | Sequence[float]) -> Tensor:
+    """θ as (p,) when it is one point — given as (p,), as (1, p), or as rows that all share one point's memory
+    (``expand``, e.g. ``as_rows``: stride 0) — else the rows (n, p) unchanged."""
+    theta = torch.as_tensor(theta, dtype=torch.float64)
+    if theta.dim() == 2 and (theta.shape[0] == 1 or theta.stride(0) == 0):
+        return theta[0]
+    return theta
+
+
 class DrellYanContact:
     r"""p p → ℓ⁺ℓ⁻ with contact interactions (the Simulator protocol, plus weighted sampling).
 
@@ -234,7 +243,7 @@ class DrellYanContact:
     def _log_sigma_ratio(self, theta: Tensor) -> Tensor:
         _ = self.events  # ensure the pool exists
         assert self._sigma_coefficients is not None
-        m = _MORPHING.monomials(self.full_theta(theta))  # (n, K)
+        m = _MORPHING.monomials(self.full_theta(_one_point(theta)))  # (n, K), or (1, K) at one point
         return torch.log(m @ self._sigma_coefficients) - torch.log(self._sigma_coefficients[0])
 
     @property
@@ -265,9 +274,8 @@ class DrellYanContact:
         """|M(θ)|²/|M(0)|² per event from the morphing coefficients in z (n, d_z), at one θ (p,) — one
         matrix-vector product — or at one θ per event (n, p): (n,)."""
         coefficients = torch.as_tensor(z, dtype=torch.float64)[:, -_MORPHING.n_components:]
-        theta = torch.as_tensor(theta, dtype=torch.float64)
-        one_point = theta.dim() == 1 or theta.shape[0] == 1
-        return _MORPHING.evaluate(coefficients, self.full_theta(theta if one_point else as_rows(theta, len(coefficients))))
+        theta = _one_point(theta)
+        return _MORPHING.evaluate(coefficients, self.full_theta(theta if theta.dim() == 1 else as_rows(theta, len(coefficients))))
 
     def joint_log_prob(self, z: Tensor, theta: Tensor) -> Tensor:
         """log p(z | θ) up to a θ-independent constant, (n,), at one θ (p,) or one per event (n, p);
