@@ -42,6 +42,8 @@ def test_semantic_errors_name_key_and_value():
         prepare(parse_spec({"simulator": {"name": "galton", "options": {"rowz": 3}}}))
     with pytest.raises(SpecError, match="training.estimators.1.label: duplicate label 'alices'"):
         prepare(parse_spec({"training": {"estimators": [{}, {}]}}))
+    with pytest.raises(SpecError, match="training.estimators.0.label: 'truth' names a likelihood the run compares"):
+        prepare(parse_spec({"training": {"estimators": [{"label": "truth"}]}}))
 
 
 def test_yaml_files(tmp_path):

@@ -63,7 +63,7 @@ from hepsbi.report.plots import (
     plot_training,
 )
 from hepsbi.report.results import build_results, write_results
-from hepsbi.simulators.protocol import Simulator, has_exact_likelihood
+from hepsbi.simulators.protocol import Simulator, has_exact_likelihood, is_weighted
 from hepsbi.workflow.cache import run_stage
 from hepsbi.workflow.inputs import PB_PER_FB, histogram_bins, inference_dataset, load_stages, prepare
 from hepsbi.workflow.spec import ProfileSpec, RunSpec, spec_hash
@@ -73,7 +73,7 @@ __all__ = [
     "unbinned_models", "use_thread_setting",
 ]
 
-#: the group of likelihoods that are not learned (exact, truth, histogram, SALLY, rate)
+#: the group of likelihoods that are not learned (exact, truth, histogram, SALLY, rate); a reserved label
 COMPARISONS = "comparisons"
 _OUTPUT = "inference.pkl"
 
@@ -233,7 +233,7 @@ def infer_group(spec: RunSpec, sim: Simulator, truth: torch.Tensor, estimators: 
     dataset = inference_dataset(spec, sim, truth)
     expected_events = None
     normalise: Callable[[Callable[..., Any], torch.Tensor], Callable[..., Any]] = lambda fn, _: fn
-    if getattr(sim, "events", None) is not None and dataset.z is not None and inf.luminosity is not None:
+    if is_weighted(sim):
         # Weighted Asimov: rate and shape from the same events. ν(θ) reweights them; every per-event ratio is
         # normalised on them at θ_ref, leaving the rate to ν(θ) (see normalised_log_ratio).
         expected_events = asimov_expected_events(sim, dataset)

@@ -21,9 +21,12 @@ from hepsbi.simulators.registry import build_simulator
 from hepsbi.space import BenchmarkSampler, GridSampler, PriorSampler, ThetaSampler
 from hepsbi.workflow.spec import HistogramSpec, RunSpec
 
-__all__ = ["PB_PER_FB", "histogram_bins", "inference_dataset", "load_stages", "prepare", "theta_sampler"]
+__all__ = ["PB_PER_FB", "RESERVED_LABELS", "histogram_bins", "inference_dataset", "load_stages", "prepare", "theta_sampler"]
 
 PB_PER_FB = 1000.0
+
+#: labels of the likelihoods a run compares the learned ones with (and of their inference group)
+RESERVED_LABELS = frozenset({"exact", "truth", "histogram", "sally", "sally_score", "rate", "comparisons"})
 
 
 def prepare(spec: RunSpec) -> tuple[Simulator, torch.Tensor]:
@@ -40,6 +43,9 @@ def prepare(spec: RunSpec) -> tuple[Simulator, torch.Tensor]:
     for i, label in enumerate(labels):
         if labels.index(label) != i:
             raise SpecError(f"training.estimators.{i}.label: duplicate label {label!r}; give each estimator a label")
+        if label in RESERVED_LABELS:
+            raise SpecError(f"training.estimators.{i}.label: {label!r} names a likelihood the run compares with "
+                            f"(reserved: {sorted(RESERVED_LABELS)}); choose another label")
     if spec.data.theta_sampler == "benchmarks" and not sim.space.benchmarks:
         raise SpecError("data.theta_sampler: 'benchmarks' needs a simulator whose parameter space defines benchmarks")
     if sim.space.dim > 2:
