@@ -63,6 +63,8 @@ def _with_execution(spec, workers: int | None, scheduler: str | None, cluster: s
 @app.command()
 def status(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> None:
     """Each stage of a run: done, corrupt (checksum mismatch: recomputed on the next run) or incomplete."""
+    import json
+
     from rich.table import Table
 
     from hepsbi.workflow.cache import stage_records
@@ -81,6 +83,43 @@ def status(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> No
     results = run_dir / "results.json"
     Console(width=160).print(f"results.json: {'written' if results.is_file() else 'not yet'}; "
                              f"{sum(r['state'] == 'done' for r in records)}/{len(records)} stages done")
+    try:
+        used = set(json.loads((run_dir / "provenance.json").read_text())["stages_used"])
+    except (OSError, json.JSONDecodeError, KeyError):
+        return
+    unused = sum(r["directory"] not in used for r in records)
+    if unused:
+        Console(width=160).print(f"{unused} stage directories not used by the last run (hepsbi clean removes them)")
+
+
+@app.command()
+def clean(
+    run_dir: Annotated[Path, typer.Argument(help="run directory")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="list what would be removed, remove nothing")] = False,
+) -> None:
+    """Remove the stage directories the last run did not use (stages of earlier specs, killed attempts).
+
+    Do not clean a run directory while a run is writing into it."""
+    import json
+    import shutil
+
+    from hepsbi.workflow.cache import unused_stages
+
+    provenance = run_dir / "provenance.json"
+    if not provenance.is_file():
+        _fail(HepsbiError(f"{run_dir}: no provenance.json (no finished run), so no stage is known to be unused"))
+    try:
+        used = json.loads(provenance.read_text())["stages_used"]
+    except (json.JSONDecodeError, KeyError):
+        _fail(HepsbiError(f"{provenance}: no 'stages_used' list (written by hepsbi run; run the spec again)"))
+    unused = unused_stages(run_dir, used)
+    size = sum(f.stat().st_size for d in unused for f in d.rglob("*") if f.is_file())
+    for directory in unused:
+        Console().print(f"{'would remove' if dry_run else 'removing'} {directory}")
+        if not dry_run:
+            shutil.rmtree(directory)
+    Console().print(f"{len(unused)} unused stage directories, {size / 1e6:.1f} MB"
+                    f"{' (nothing removed: --dry-run)' if dry_run else ' removed'}; {len(used)} in use kept")
 
 
 @app.command()

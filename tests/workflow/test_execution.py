@@ -131,3 +131,34 @@ def test_placement_options_and_batch_cluster_configuration():
         cluster.close()
     with pytest.raises(SpecError, match="execution.jobqueue"):
         batch_cluster("slurm", {"no_such_option": 1})
+
+
+def test_clean_removes_the_stages_an_earlier_spec_left(tmp_path):
+    spec_path = EXAMPLES / "gaussian.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["data"]["n_samples"] = 1000
+    spec["training"]["estimators"] = [{"method": "alices", "epochs": 2}]
+    spec["inference"]["grid_points"] = 11
+    first = tmp_path / "first.yaml"
+    first.write_text(yaml.safe_dump(spec))
+    spec["inference"]["grid_points"] = 13  # new inference stages; simulation and training are reused
+    second = tmp_path / "second.yaml"
+    second.write_text(yaml.safe_dump(spec))
+    run = tmp_path / "run"
+    missing = CliRunner().invoke(app, ["clean", str(run)])
+    assert missing.exit_code == 2 and "no provenance.json" in missing.output
+    for path in (first, second):
+        assert CliRunner().invoke(app, ["run", str(path), "--out", str(run), "--quiet"]).exit_code == 0
+    used = json.loads((run / "provenance.json").read_text())["stages_used"]
+    stale = sorted(d.name for d in (run / "stages").iterdir() if d.name not in used)
+    assert stale and all(name.startswith(("infer_", "report-")) for name in stale)
+    assert "not used by the last run" in CliRunner().invoke(app, ["status", str(run)]).output
+    dry = CliRunner().invoke(app, ["clean", str(run), "--dry-run"])
+    assert dry.exit_code == 0 and f"{len(stale)} unused stage directories" in dry.output
+    assert all((run / "stages" / name).is_dir() for name in stale)
+    reference = (run / "results.json").read_bytes()
+    assert CliRunner().invoke(app, ["clean", str(run)]).exit_code == 0
+    assert sorted(d.name for d in (run / "stages").iterdir()) == sorted(used)
+    sealed = {m: m.stat().st_mtime for m in (run / "stages").glob("*/manifest.json")}
+    assert CliRunner().invoke(app, ["run", str(second), "--out", str(run), "--quiet"]).exit_code == 0
+    assert {m: m.stat().st_mtime for m in sealed} == sealed and (run / "results.json").read_bytes() == reference

@@ -19,14 +19,14 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from hepsbi import __version__
 from hepsbi.files import write_json
 
-__all__ = ["MANIFEST", "StageRecord", "run_stage", "stage_key", "stage_records", "verify_stage"]
+__all__ = ["MANIFEST", "StageRecord", "run_stage", "stage_key", "stage_records", "unused_stages", "verify_stage"]
 
 MANIFEST = "manifest.json"
 
@@ -110,7 +110,8 @@ def run_stage(run_dir: str | os.PathLike[str], name: str, key: str, work: Callab
 
 
 class StageRecord(dict):
-    """One stage directory as ``hepsbi status`` shows it: name, key, state (done / corrupt / incomplete), times."""
+    """One stage directory as ``hepsbi status`` shows it: name, key, state (done / corrupt / incomplete), its
+    directory name, times."""
 
 
 def stage_records(run_dir: str | os.PathLike[str]) -> list[StageRecord]:
@@ -133,6 +134,14 @@ def stage_records(run_dir: str | os.PathLike[str]) -> list[StageRecord]:
             except json.JSONDecodeError:
                 info = {}
         state = "incomplete" if hidden or not manifest.is_file() else ("done" if verify_stage(directory) else "corrupt")
-        records.append(StageRecord(stage=info.get("stage", name), key=key, state=state, wall_s=info.get("wall_s"),
+        records.append(StageRecord(stage=info.get("stage", name), key=key, state=state, directory=directory.name,
+                                   wall_s=info.get("wall_s"),
                                    cpu_s=info.get("cpu_s"), host=info.get("host"), finished=info.get("finished")))
     return records
+
+
+def unused_stages(run_dir: str | os.PathLike[str], used: Collection[str]) -> list[Path]:
+    """Stage directories of a run — finished, corrupt, or left by killed attempts — whose names are not in
+    ``used`` (the directories of the last run: older specs' stages), in name order."""
+    root = Path(run_dir) / "stages"
+    return [d for d in sorted(root.iterdir()) if d.is_dir() and d.name not in set(used)] if root.is_dir() else []

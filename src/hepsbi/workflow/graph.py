@@ -170,6 +170,12 @@ class StageOutputs(dict):
     """Stage directories by role: ``chunks``, ``merged``, ``training``, ``estimators`` (label → member dirs),
     ``sally``, ``infer`` (one per estimator, then the comparisons), ``report``."""
 
+    def directories(self) -> list[str]:
+        """The names of every stage directory of this run."""
+        paths = [*self["chunks"], self["merged"], self["training"], *(d for dirs in self["estimators"].values() for d in dirs),
+                 self.get("sally"), *self.get("infer", []), self.get("report")]
+        return sorted(Path(p).name for p in paths if p)
+
 
 def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
     """The delayed tasks and their keys (the key of a stage covers its configuration and its inputs' keys)."""

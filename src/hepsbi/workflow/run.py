@@ -74,6 +74,7 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
         "timings_s": timings,
         "training": training,
         "stages": stage_records(out),
+        "stages_used": stages.directories(),  # `hepsbi clean` removes the others
     })
     print_summary(results, console)
     return results
