@@ -128,13 +128,16 @@ def coverage(
     toys: Annotated[int, typer.Option("--toys", "-n", help="number of pseudo-experiments")] = 300,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run directory (default: runs/<spec name>-coverage)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or table")] = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="run stages and toy batches on N local Dask worker processes")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="address of a running Dask scheduler")] = None,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="htcondor or slurm (dask-jobqueue, execution.jobqueue)")] = None,
 ) -> None:
     """Coverage of the spec's 68%/95% intervals over toys at θ_true: writes coverage.json and plots/coverage.png."""
     from hepsbi.workflow import load_spec
     from hepsbi.workflow.coverage import run_coverage
 
     try:
-        parsed = load_spec(spec)
+        parsed = _with_execution(load_spec(spec), workers, scheduler, cluster)
         directory = out or Path("runs") / f"{spec.stem}-coverage"
         run_coverage(parsed, directory, n_toys=toys, progress=not quiet)
     except HepsbiError as exc:

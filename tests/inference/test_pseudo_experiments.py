@@ -69,3 +69,16 @@ def test_neyman_interval_equals_the_wilks_interval_for_a_gaussian_mean():
     assert np.median(result.t_critical) == pytest.approx(1.0, abs=0.25)
     n_lo, n_hi = result.interval
     assert n_lo == pytest.approx(lo, abs=1.5 * step) and n_hi == pytest.approx(hi, abs=1.5 * step)
+
+
+def test_toy_batches_join_in_order_and_an_all_failed_study_is_an_error():
+    from hepsbi.inference.toys import CoverageResult
+
+    first = CoverageResult(np.array([0.1, 2.0]), 1, 1, [{"a": 0.0}, {"a": 1.0}])
+    second = CoverageResult(np.array([5.0]), 1, 0, [{"a": 2.0}])
+    joined = CoverageResult.join([first, CoverageResult(np.array([]), 1, 2), second])
+    np.testing.assert_array_equal(joined.t, [0.1, 2.0, 5.0])
+    assert joined.failed == 3 and [f["a"] for f in joined.best_fits] == [0.0, 1.0, 2.0]
+    assert joined.level("68")["coverage"] == pytest.approx(1 / 3)  # t <= 1 for 1 dof: only 0.1
+    with pytest.raises(InferenceError, match="every one of 4 toy fits failed"):
+        CoverageResult.join([CoverageResult(np.array([]), 1, 4)])

@@ -162,3 +162,22 @@ def test_clean_removes_the_stages_an_earlier_spec_left(tmp_path):
     sealed = {m: m.stat().st_mtime for m in (run / "stages").glob("*/manifest.json")}
     assert CliRunner().invoke(app, ["run", str(second), "--out", str(run), "--quiet"]).exit_code == 0
     assert {m: m.stat().st_mtime for m in sealed} == sealed and (run / "results.json").read_bytes() == reference
+
+
+def test_coverage_toys_on_two_workers_equal_the_in_process_toys(tmp_path):
+    """Toy batches on a LocalCluster (25 per task: here a batch of 25 and one of 5) give the same t values,
+    in toy order, as the toys in-process: each toy draws from its own seed."""
+    spec = yaml.safe_load((EXAMPLES / "gaussian.yaml").read_text())
+    spec["data"]["n_samples"] = 1000
+    spec["training"]["estimators"] = [{"method": "alices", "epochs": 2}]
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    documents = []
+    for name, placement in (("local", []), ("dask", ["--workers", "2"])):
+        out = tmp_path / name
+        result = CliRunner().invoke(app, ["coverage", str(path), "--toys", "30", "--out", str(out), "--quiet", *placement])
+        assert result.exit_code == 0, result.output
+        documents.append(json.loads((out / "coverage.json").read_text()))
+    assert documents[0] == documents[1]
+    assert set(documents[0]["likelihoods"]) == {"alices", "exact"}
+    assert all(len(block["t"]) == 30 for block in documents[0]["likelihoods"].values())

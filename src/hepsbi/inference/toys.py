@@ -32,6 +32,7 @@ __all__ = [
     "neyman_interval",
     "NeymanResult",
     "poisson_counts",
+    "toy_statistics",
     "profile_statistic",
     "unbinned_coverage",
     "unbinned_toys",
@@ -101,16 +102,24 @@ class CoverageResult:
             "pull": float((fraction - nominal) / np.sqrt(nominal * (1 - nominal) / n)),
         }
 
+    @classmethod
+    def join(cls, parts: Sequence[CoverageResult]) -> CoverageResult:
+        """The toys of ``parts`` (batches, in order) as one result; an error if no toy fit succeeded."""
+        if not parts or not sum(p.n_toys for p in parts):
+            raise InferenceError(f"every one of {sum(p.failed for p in parts)} toy fits failed")
+        return cls(np.concatenate([p.t for p in parts]), parts[0].dof, sum(p.failed for p in parts),
+                   [fit for p in parts for fit in p.best_fits])
+
     def to_dict(self) -> dict[str, Any]:
         return {"n_toys": self.n_toys, "dof": self.dof, "failed_fits": self.failed,
                 "levels": {lv: self.level(lv) for lv in CONFIDENCE_LEVELS}, "t": [round(float(v), 6) for v in self.t]}
 
 
-def coverage(nlls: Iterable[NLL], names: Sequence[str], truth: Mapping[str, float], start: Sequence[float],
-             limits: Mapping[str, tuple[float | None, float | None]] | None = None,
-             n_toys: int | None = None, progress: bool = False, description: str = "toys") -> CoverageResult:
-    """Coverage of likelihood-ratio intervals over toys, given as their NLLs: for each, t(truth) with every
-    parameter not in ``truth`` profiled. A toy whose fit fails is counted in ``failed`` and left out."""
+def toy_statistics(nlls: Iterable[NLL], names: Sequence[str], truth: Mapping[str, float], start: Sequence[float],
+                   limits: Mapping[str, tuple[float | None, float | None]] | None = None,
+                   n_toys: int | None = None, progress: bool = False, description: str = "toys") -> CoverageResult:
+    """t(truth) of each toy, given as its NLL, with every parameter not in ``truth`` profiled; a toy whose fit
+    fails is counted in ``failed`` and left out. May hold no toy at all (a batch of :meth:`CoverageResult.join`)."""
     t, fits, failed = [], [], 0
     iterator = track(nlls, total=n_toys, description=description) if progress else nlls
     for nll in iterator:
@@ -121,9 +130,14 @@ def coverage(nlls: Iterable[NLL], names: Sequence[str], truth: Mapping[str, floa
             continue
         t.append(value)
         fits.append(best)
-    if not t:
-        raise InferenceError(f"every one of {failed} toy fits failed")
-    return CoverageResult(np.asarray(t), len(truth), failed, fits)
+    return CoverageResult(np.asarray(t, dtype=float), len(truth), failed, fits)
+
+
+def coverage(nlls: Iterable[NLL], names: Sequence[str], truth: Mapping[str, float], start: Sequence[float],
+             limits: Mapping[str, tuple[float | None, float | None]] | None = None,
+             n_toys: int | None = None, progress: bool = False, description: str = "toys") -> CoverageResult:
+    """Coverage of likelihood-ratio intervals over toys, given as their NLLs (see :func:`toy_statistics`)."""
+    return CoverageResult.join([toy_statistics(nlls, names, truth, start, limits, n_toys, progress, description)])
 
 
 def unbinned_coverage(model: UnbinnedModel, params: Sequence[float] | Tensor, n_toys: int, seed: int = 0,

@@ -16,13 +16,14 @@ toy's t) and ``plots/coverage.png`` (the t distributions against χ²).
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from distributed import as_completed
 from rich.console import Console
+from rich.progress import track
 from rich.table import Table
 from torch import Tensor
 
@@ -30,74 +31,102 @@ from hepsbi.errors import SpecError
 from hepsbi.files import write_json
 from hepsbi.inference.datasets import observed_dataset
 from hepsbi.inference.profile import NLL
-from hepsbi.inference.toys import CoverageResult, coverage, poisson_counts
+from hepsbi.inference.toys import CoverageResult, poisson_counts, toy_statistics
 from hepsbi.report.plots import plot_coverage
 from hepsbi.simulators.protocol import has_exact_likelihood, is_weighted
-from hepsbi.workflow.infer import unbinned_models
-from hepsbi.workflow.inputs import inference_dataset, prepare
-from hepsbi.workflow.run import simulate_and_train
+from hepsbi.workflow.graph import build_and_run, dask_client
+from hepsbi.workflow.infer import run_console, timed, unbinned_models, use_thread_setting
+from hepsbi.workflow.inputs import inference_dataset, load_stages, prepare
 from hepsbi.workflow.spec import RunSpec
 
-__all__ = ["run_coverage"]
+__all__ = ["TOYS_PER_TASK", "run_coverage", "toy_batch"]
 
 PerEvent = Callable[[Tensor], Tensor]
 
+#: pseudo-experiments per Dask task when toys run on workers
+TOYS_PER_TASK = 25
 
-def _toy_nlls_unweighted(spec: RunSpec, sim: Any, truth: Tensor, ratios: Callable[[Tensor], dict[str, PerEvent]],
-                         n_toys: int) -> dict[str, list[NLL]]:
-    """Per likelihood, lazily built NLLs of simulator pseudo-experiments (fixed number of events)."""
+
+def _toy_statistics(spec: RunSpec, sim: Any, truth: Tensor, estimators: dict[str, Any], first: int, count: int,
+                    progress: bool) -> dict[str, CoverageResult]:
+    """Per likelihood, t(θ_true) of toys ``first`` … ``first + count − 1``. Toy k draws from its own seed
+    (inference.seed + 1 + k), so a batch of toys gives the same numbers wherever and in whatever order it runs."""
+    names = list(sim.space.names)
+    truth_dict = sim.space.as_dict(truth)
+    start = truth.tolist()
+    toys = range(first, first + count)
+    results: dict[str, CoverageResult] = {}
+    if is_weighted(sim):
+        models = unbinned_models(spec, sim, inference_dataset(spec, sim, truth), estimators)
+        model = next(iter(models.values()))
+
+        def draw(k: int) -> tuple[Tensor, Tensor]:  # counts and auxiliary data of toy k, shared by every likelihood
+            gen = torch.Generator().manual_seed(spec.inference.seed + 1 + k)
+            return poisson_counts(model.weights, gen), torch.randn(len(model.nuisance), generator=gen, dtype=torch.float64)
+
+        start = start + [0.0] * len(model.nuisance)
+        for label, m in models.items():
+            nlls: Iterator[NLL] = (m.with_data(*draw(k)).nll for k in toys)
+            results[label] = toy_statistics(nlls, model.names, truth_dict, start, None, count, progress, f"toys: {label}")
+        return results
+    ref = sim.space.reference
+    limits = {p.name: (p.low, p.high) for p in sim.space.parameters}
     n = int(round(spec.inference.n_events))
     per_label: dict[str, list[NLL]] = {}
-    for k in range(n_toys):
+    for k in toys:
         x = observed_dataset(sim, truth, n, seed=spec.inference.seed + 1 + k).x
-        for label, lr in ratios(x).items():
+        fns: dict[str, PerEvent] = {label: est.log_ratio_of_theta(x) for label, est in estimators.items()}
+        if has_exact_likelihood(sim):
+            x64, log_p_ref = x.to(torch.float64), sim.log_prob(x.to(torch.float64), ref)  # type: ignore[attr-defined]
+            fns["exact"] = lambda th, x64=x64, log_p_ref=log_p_ref: sim.log_prob(x64, th) - log_p_ref  # type: ignore[attr-defined]
+        for label, lr in fns.items():
             per_label.setdefault(label, []).append(lambda th, lr=lr: -lr(th).sum())
-    return per_label
+    for label, nll_list in per_label.items():
+        results[label] = toy_statistics(nll_list, names, truth_dict, start, limits, count, progress, f"toys: {label}")
+    return results
+
+
+def toy_batch(document: dict[str, Any], merged: str, estimators: dict[str, list[str]], first: int,
+              count: int) -> dict[str, CoverageResult]:
+    """A Dask task: toys ``first`` … ``first + count − 1`` of the spec, with the estimators and the pool loaded
+    from their stage directories."""
+    spec = RunSpec.model_validate(document)
+    sim, truth = prepare(spec)
+    _, loaded, _ = load_stages(sim, merged, estimators, None)
+    use_thread_setting()
+    return _toy_statistics(spec, sim, truth, loaded, first, count, progress=False)
 
 
 def run_coverage(spec: RunSpec, out: str | os.PathLike[str], n_toys: int = 300, progress: bool = True,
                  console: Console | None = None) -> dict[str, Any]:
-    """Coverage study of ``spec`` with ``n_toys`` pseudo-experiments; returns the ``coverage.json`` document."""
-    console = console or Console(quiet=not progress, log_path=False, width=None if sys.stdout.isatty() else 120)
+    """Coverage study of ``spec`` with ``n_toys`` pseudo-experiments; returns the ``coverage.json`` document.
+    The toys run where the spec's ``execution`` places the stages: in-process, or in batches of
+    :data:`TOYS_PER_TASK` on Dask workers (the same numbers either way)."""
+    console = console or run_console(progress)
     if n_toys < 1:
         raise SpecError(f"--toys must be at least 1 (got {n_toys})")
     out = Path(out)
     sim, truth = prepare(spec)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
-    timings: dict[str, float] = {}
-    _, estimators, _ = simulate_and_train(spec, sim, out, timings, console, progress)
+    use_thread_setting()
+    with timed("simulate + train", {}, console):
+        stages = build_and_run(spec, out, progress, infer=False)
+    with dask_client(spec) as client:
+        if client is None:
+            _, estimators, _ = load_stages(sim, stages["merged"], stages["estimators"], None)
+            results = _toy_statistics(spec, sim, truth, estimators, 0, n_toys, progress)
+        else:
+            document = spec.model_dump(mode="json")
+            firsts = range(0, n_toys, TOYS_PER_TASK)
+            futures = [client.submit(toy_batch, document, stages["merged"], stages["estimators"], k,
+                                     min(TOYS_PER_TASK, n_toys - k), pure=False) for k in firsts]
+            for _ in track(as_completed(futures), total=len(futures), description="toy batches", disable=not progress):
+                pass
+            batches = client.gather(futures)
+            results = {label: CoverageResult.join([b[label] for b in batches]) for label in batches[0]}
+    results = {label: CoverageResult.join([r]) for label, r in results.items()}  # an error if every fit failed
     names = list(sim.space.names)
-    truth_dict = sim.space.as_dict(truth)
-    limits = {p.name: (p.low, p.high) for p in sim.space.parameters}
-    start = truth.tolist()
-    results: dict[str, CoverageResult] = {}
-
-    if is_weighted(sim):
-        models = unbinned_models(spec, sim, inference_dataset(spec, sim, truth), estimators)
-        first = next(iter(models.values()))
-        gen = torch.Generator().manual_seed(spec.inference.seed + 1)
-        # the same pseudo-experiments (counts, auxiliary data) for every likelihood
-        toys = [(poisson_counts(first.weights, gen), torch.randn(len(first.nuisance), generator=gen, dtype=torch.float64))
-                for _ in range(n_toys)]
-        start = start + [0.0] * len(first.nuisance)
-        for label, model in models.items():
-            nlls: Iterator[NLL] = (model.with_data(c, aux).nll for c, aux in toys)
-            results[label] = coverage(nlls, first.names, truth_dict, start, None, n_toys, progress, f"toys: {label}")
-    else:
-        ref = sim.space.reference
-
-        def ratios(x: Tensor) -> dict[str, PerEvent]:
-            fns: dict[str, PerEvent] = {label: est.log_ratio_of_theta(x) for label, est in estimators.items()}
-            if has_exact_likelihood(sim):
-                x64, log_p_ref = x.to(torch.float64), sim.log_prob(x.to(torch.float64), ref)  # type: ignore[attr-defined]
-                fns["exact"] = lambda th: sim.log_prob(x64, th) - log_p_ref  # type: ignore[attr-defined]
-            return fns
-
-        for label, nlls in _toy_nlls_unweighted(spec, sim, truth, ratios, n_toys).items():
-            results[label] = coverage(nlls, names, truth_dict, start, limits, n_toys, progress, f"toys: {label}")
-
-    document = {"spec_name": spec.name, "truth": truth_dict, "n_toys": n_toys,
+    document = {"spec_name": spec.name, "truth": sim.space.as_dict(truth), "n_toys": n_toys,
                 "likelihoods": {label: r.to_dict() for label, r in results.items()}}
     write_json(out / "coverage.json", document)
     plot_coverage({label: r.t for label, r in results.items()}, len(names), out / "plots" / "coverage.png")

@@ -24,29 +24,16 @@ import yaml
 from rich.console import Console
 
 from hepsbi.estimators.ratio import RatioEstimator
-from hepsbi.estimators.score import ScoreEstimator
 from hepsbi.files import atomic_path, write_json
 from hepsbi.report.results import environment
 from hepsbi.report.summary import print_summary
-from hepsbi.simulators.protocol import Simulator
 from hepsbi.workflow.cache import stage_records
 from hepsbi.workflow.graph import build_and_run
 from hepsbi.workflow.infer import run_console, stage_timings, timed, use_thread_setting
-from hepsbi.workflow.inputs import load_stages, prepare
+from hepsbi.workflow.inputs import prepare
 from hepsbi.workflow.spec import RunSpec
 
-__all__ = ["prepare", "run", "simulate_and_train"]
-
-
-def simulate_and_train(
-    spec: RunSpec, sim: Simulator, out: Path, timings: dict[str, float], console: Console, progress: bool
-) -> tuple[Any, dict[str, Any], ScoreEstimator | None]:
-    """The simulate, merge, training-data and train stages (a cached Dask graph, see
-    :mod:`hepsbi.workflow.graph`): returns the event pool of a weighted simulator (now the simulator's pool)
-    or None, the estimators and SALLY."""
-    with timed("simulate + train", timings, console):
-        stages = build_and_run(spec, out, progress, infer=False)
-    return load_stages(sim, stages["merged"], stages["estimators"], stages.get("sally"))
+__all__ = ["prepare", "run"]
 
 
 def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, console: Console | None = None) -> dict[str, Any]:
