@@ -182,7 +182,6 @@ def merge_event_files(files: Sequence[str | os.PathLike[str]], path: str | os.Pa
             _write_header(out, obs, latent, merged_prov)
             parts = out.create_group(_PARTS)
             sizes: list[int] = []
-            shapes: dict[str, tuple[int, ...]] = {}
             for chunk in chunks:
                 with _open(chunk) as f:
                     if _names(f) != (obs, latent):
@@ -194,11 +193,10 @@ def merge_event_files(files: Sequence[str | os.PathLike[str]], path: str | os.Pa
                         target = parts.create_group(f"{len(sizes):05d}")
                         for name in _COLUMNS:
                             f.copy(source[name], target, name=name)  # stored bytes, not re-encoded
-                            shapes[name] = source[name].shape[1:]
                         sizes.append(n)
+            row_shapes = {"x": (len(obs),), "z": (len(latent),), "weights": ()}  # the names fix the columns
             for name in _COLUMNS:
-                shape = shapes.get(name, (len(obs),) if name == "x" else (len(latent),) if name == "z" else ())
-                _join(out, name, [f"{_PARTS}/{i:05d}/{name}" for i in range(len(sizes))], sizes, shape)
+                _join(out, name, [f"{_PARTS}/{i:05d}/{name}" for i in range(len(sizes))], sizes, row_shapes[name])
     return Path(path)
 
 

@@ -36,7 +36,7 @@ from hepsbi.report.plots import plot_coverage
 from hepsbi.simulators.protocol import has_exact_likelihood, is_weighted
 from hepsbi.workflow.graph import build_and_run, dask_client
 from hepsbi.workflow.infer import run_console, timed, unbinned_models, use_thread_setting
-from hepsbi.workflow.inputs import inference_dataset, load_stages, prepare
+from hepsbi.workflow.inputs import inference_dataset, load_run, load_stages, prepare
 from hepsbi.workflow.spec import RunSpec
 
 __all__ = ["TOYS_PER_TASK", "run_coverage", "toy_batch"]
@@ -91,8 +91,7 @@ def toy_batch(document: dict[str, Any], merged: str, estimators: dict[str, list[
     """A Dask task: toys ``first`` … ``first + count − 1`` of the spec, with the estimators and the pool loaded
     from their stage directories."""
     spec = RunSpec.model_validate(document)
-    sim, truth = prepare(spec)
-    _, loaded, _ = load_stages(sim, merged, estimators, None)
+    sim, truth, _, loaded, _ = load_run(spec, merged, estimators, None)
     use_thread_setting()
     return _toy_statistics(spec, sim, truth, loaded, first, count, progress=False)
 
@@ -114,7 +113,7 @@ def run_coverage(spec: RunSpec, out: str | os.PathLike[str], n_toys: int = 300, 
     with dask_client(spec) as client:
         if client is None:
             _, estimators, _ = load_stages(sim, stages["merged"], stages["estimators"], None)
-            results = _toy_statistics(spec, sim, truth, estimators, 0, n_toys, progress)
+            batches = [_toy_statistics(spec, sim, truth, estimators, 0, n_toys, progress)]
         else:
             document = spec.model_dump(mode="json")
             firsts = range(0, n_toys, TOYS_PER_TASK)
@@ -123,8 +122,8 @@ def run_coverage(spec: RunSpec, out: str | os.PathLike[str], n_toys: int = 300, 
             for _ in track(as_completed(futures), total=len(futures), description="toy batches", disable=not progress):
                 pass
             batches = client.gather(futures)
-            results = {label: CoverageResult.join([b[label] for b in batches]) for label in batches[0]}
-    results = {label: CoverageResult.join([r]) for label, r in results.items()}  # an error if every fit failed
+    # batches in toy order; an error if every fit of a likelihood failed
+    results = {label: CoverageResult.join([b[label] for b in batches]) for label in batches[0]}
     names = list(sim.space.names)
     document = {"spec_name": spec.name, "truth": sim.space.as_dict(truth), "n_toys": n_toys,
                 "likelihoods": {label: r.to_dict() for label, r in results.items()}}

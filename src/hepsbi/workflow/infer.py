@@ -65,7 +65,7 @@ from hepsbi.report.plots import (
 from hepsbi.report.results import build_results, write_results
 from hepsbi.simulators.protocol import Simulator, has_exact_likelihood, is_weighted
 from hepsbi.workflow.cache import run_stage
-from hepsbi.workflow.inputs import PB_PER_FB, histogram_bins, inference_dataset, load_stages, prepare
+from hepsbi.workflow.inputs import PB_PER_FB, histogram_bins, inference_dataset, load_run
 from hepsbi.workflow.spec import ProfileSpec, RunSpec, spec_hash
 
 __all__ = [
@@ -345,17 +345,20 @@ def report(spec: RunSpec, sim: Simulator, truth: torch.Tensor, pool: Any, estima
 
 
 # -- the cached stages -------------------------------------------------------------------------------------------
+def _input_names(merged: str, estimators: dict[str, list[str]], sally: str | None) -> list[str]:
+    """The input stage directories' names, for the manifest: merged pool, estimator members, SALLY."""
+    return [Path(merged).name, *(Path(d).name for dirs in estimators.values() for d in dirs),
+            *([Path(sally).name] if sally else [])]
+
+
 def infer_stage(spec: RunSpec, run_dir: str | Path, merged: str, estimators: dict[str, list[str]], sally: str | None,
                 group: str, name: str, key: str, progress: bool = True) -> Path:
     """The cached stage ``name`` that infers with one ``group`` of likelihoods (:func:`infer_group`) from the
     merged stage, the group's estimator (its members' stage directories in ``estimators``) and SALLY."""
     console = run_console(progress)
-    inputs = [Path(merged).name, *(Path(d).name for dirs in estimators.values() for d in dirs),
-              *([Path(sally).name] if sally else [])]
 
     def work(tmp: Path) -> None:
-        sim, truth = prepare(spec)
-        _, loaded, score = load_stages(sim, merged, estimators, sally)
+        sim, truth, _, loaded, score = load_run(spec, merged, estimators, sally)
         use_thread_setting()
         timings: dict[str, float] = {}
         with timed(f"infer: {group}", timings, console):
@@ -364,7 +367,8 @@ def infer_stage(spec: RunSpec, run_dir: str | Path, merged: str, estimators: dic
         with open(tmp / _OUTPUT, "wb") as f:  # inside the stage directory: checksummed by its manifest
             pickle.dump(result, f, protocol=4)
 
-    return run_stage(run_dir, name, key, work, {"group": group, "spec_hash": spec_hash(spec)}, inputs)
+    return run_stage(run_dir, name, key, work, {"group": group, "spec_hash": spec_hash(spec)},
+                     _input_names(merged, estimators, sally))
 
 
 def report_stage(spec: RunSpec, run_dir: str | Path, merged: str, estimators: dict[str, list[str]], sally: str | None,
@@ -372,12 +376,9 @@ def report_stage(spec: RunSpec, run_dir: str | Path, merged: str, estimators: di
     """The cached ``report`` stage: results.json and plots/ from the inference groups' stage directories
     (estimators in spec order, then the comparisons); ``timings.json`` keeps every phase's wall time."""
     console = run_console(progress)
-    inputs = [Path(merged).name, *(Path(d).name for dirs in estimators.values() for d in dirs),
-              *([Path(sally).name] if sally else []), *(Path(g).name for g in groups)]
 
     def work(tmp: Path) -> None:
-        sim, truth = prepare(spec)
-        pool, loaded, score = load_stages(sim, merged, estimators, sally)
+        sim, truth, pool, loaded, score = load_run(spec, merged, estimators, sally)
         use_thread_setting()
         parts = []
         for directory in groups:
@@ -387,7 +388,8 @@ def report_stage(spec: RunSpec, run_dir: str | Path, merged: str, estimators: di
         report(spec, sim, truth, pool, loaded, score, parts, tmp, timings, console)
         write_json(tmp / "timings.json", timings)  # kept in the stage (provenance), not published
 
-    return run_stage(run_dir, "report", key, work, {"spec_hash": spec_hash(spec)}, inputs)
+    return run_stage(run_dir, "report", key, work, {"spec_hash": spec_hash(spec)},
+                     [*_input_names(merged, estimators, sally), *(Path(g).name for g in groups)])
 
 
 def stage_timings(report_dir: str | Path) -> dict[str, float]:

@@ -21,7 +21,7 @@ from hepsbi.simulators.registry import build_simulator
 from hepsbi.space import BenchmarkSampler, GridSampler, PriorSampler, ThetaSampler
 from hepsbi.workflow.spec import HistogramSpec, RunSpec
 
-__all__ = ["PB_PER_FB", "RESERVED_LABELS", "histogram_bins", "inference_dataset", "load_stages", "prepare", "theta_sampler"]
+__all__ = ["PB_PER_FB", "RESERVED_LABELS", "histogram_bins", "inference_dataset", "load_run", "load_stages", "prepare", "theta_sampler"]
 
 PB_PER_FB = 1000.0
 
@@ -112,6 +112,14 @@ def load_stages(sim: Simulator, merged: str, estimators: dict[str, list[str]], s
         members = [RatioEstimator.load(d) for d in directories]
         loaded[label] = members[0] if len(members) == 1 else RatioEnsemble(members)
     return pool, loaded, ScoreEstimator.load(sally) if sally else None
+
+
+def load_run(spec: RunSpec, merged: str, estimators: dict[str, list[str]], sally: str | None
+             ) -> tuple[Simulator, torch.Tensor, Any, dict[str, Any], ScoreEstimator | None]:
+    """What a task rebuilds from the spec and its input stages: the simulator, θ_true (:func:`prepare`), the
+    pool, the estimators and SALLY (:func:`load_stages`)."""
+    sim, truth = prepare(spec)
+    return (sim, truth, *load_stages(sim, merged, estimators, sally))
 
 
 def histogram_bins(sim: Simulator, x: np.ndarray, hist: HistogramSpec) -> tuple[np.ndarray, int]:
