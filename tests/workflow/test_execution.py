@@ -31,14 +31,25 @@ def small_dy_spec(tmp_path: Path, chunks: int) -> Path:
     return path
 
 
-def outputs(run: Path) -> dict[str, object]:
-    """The files a run produces, as bytes; the network weights as tensors (torch.save writes a random
-    serialization id into every file, so its bytes differ between two saves of the same weights)."""
+def hdf5_content(path: Path) -> dict[str, bytes]:
+    """Every dataset's values and every attribute of an HDF5 file."""
+    import h5py
+
+    with h5py.File(path) as f:
+        got = {f"@{k}": str(v).encode() for k, v in f.attrs.items()}
+        f.visititems(lambda name, obj: got.update({name: obj[...].tobytes()}) if isinstance(obj, h5py.Dataset) else None)
+        return got
+
+
+def outputs(run: Path, content: bool = False) -> dict[str, object]:
+    """The files a run produces, as bytes (HDF5 files as their contents with ``content``: a Dask worker
+    process lays out the same datasets at other offsets); the network weights as tensors (torch.save writes
+    a random serialization id into every file, so its bytes differ between two saves of the same weights)."""
     import torch
 
     got: dict[str, object] = {"results.json": (run / "results.json").read_bytes()}
     for f in ("data/events.h5", "data/training.h5"):
-        got[f] = (run / f).read_bytes()
+        got[f] = hdf5_content(run / f) if content else (run / f).read_bytes()
     weights = torch.load(run / "models" / "alices" / "weights.pt", weights_only=True)
     got["weights"] = {k: v.numpy().tobytes() for k, v in weights.items()}
     return got
@@ -100,7 +111,7 @@ def test_local_dask_cluster_gives_the_same_results(tmp_path):
     assert CliRunner().invoke(app, ["run", str(spec), "--out", str(default), "--quiet"]).exit_code == 0
     result = CliRunner().invoke(app, ["run", str(spec), "--out", str(dask_run), "--quiet", "--workers", "2"])
     assert result.exit_code == 0, result.output
-    assert outputs(default) == outputs(dask_run)
+    assert outputs(default, content=True) == outputs(dask_run, content=True)
     provenance = json.loads((dask_run / "provenance.json").read_text())
     assert provenance["execution"]["workers"] == 2
 
