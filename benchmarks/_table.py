@@ -11,7 +11,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from hepsbi import __version__
+from hepsbi._version import __version__
 from hepsbi.files import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -1,6 +1,6 @@
 """hepsbi: neural simulation-based inference for particle physics."""
 
-__version__ = "0.1.0"
+from hepsbi._version import __version__
 
 from hepsbi.data import TrainingData  # noqa: E402
 from hepsbi.estimators import RatioEstimator, ScoreEstimator, TrainingConfig  # noqa: E402

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from hepsbi import __version__
+from hepsbi._version import __version__
 from hepsbi.errors import HepsbiError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Neural simulation-based inference for particle physics.")

@@ -6,7 +6,8 @@ import torch
 from hepsbi import Parameter, ParameterSpace, RatioEstimator, TrainingData
 from hepsbi.errors import SimulatorError
 from hepsbi.simulators import check_simulator, has_exact_likelihood
-from hepsbi.simulators.registry import build_simulator
+from hepsbi.simulators.protocol import check_weighted_simulator, has_morphing, is_weighted
+from hepsbi.simulators.registry import SIMULATORS, build_simulator, register_simulator, simulator_names
 
 
 class Exponential:
@@ -45,7 +46,7 @@ def test_missing_protocol_members_are_named():
     class Broken:
         space = ParameterSpace([Parameter("a", 0, 1)])
 
-    with pytest.raises(SimulatorError, match=r"missing \['sample', 'joint_log_prob'\]"):
+    with pytest.raises(SimulatorError, match=r"missing \['joint_log_prob', 'sample'\]"):
         check_simulator(Broken())
 
 
@@ -57,3 +58,40 @@ def test_registry_builds_by_name_and_import_path():
         build_simulator("gaussian", {"bogus": 1})
     with pytest.raises(SimulatorError, match="unknown simulator 'nope'"):
         build_simulator("nope")
+
+
+class HalfWeighted(Exponential):
+    """Declares weighted sampling but not the rest of the weighted protocol."""
+
+    def sample_weighted(self, n, generator):
+        x, z = self.sample(torch.zeros(n, 1, dtype=torch.float64), generator)
+        return x, z, torch.ones(n, dtype=torch.float64)
+
+
+def test_weighted_protocol_names_every_missing_member(monkeypatch):
+    sim = HalfWeighted()
+    assert is_weighted(sim) and not is_weighted(Exponential())
+    missing = "['asimov', 'events', 'expected_counts', 'generate', 'n_events', 'observable_names', 'seed', 'use_events', 'weight_ratio']"
+    with pytest.raises(SimulatorError, match=r"WeightedSimulator protocol .*missing " + missing.replace("[", r"\[").replace("]", r"\]")):
+        check_weighted_simulator(sim)
+    monkeypatch.setitem(SIMULATORS, "half_weighted", f"{__name__}:HalfWeighted")
+    with pytest.raises(SimulatorError, match="WeightedSimulator protocol"):
+        build_simulator("half_weighted")  # a run would fail much later without the check
+
+
+def test_weighted_physics_simulator_is_checked_without_generating():
+    from hepsbi.physics.drell_yan import DrellYanContact
+
+    sim = DrellYanContact(n_events=10, n_slices=1)
+    assert check_weighted_simulator(sim) is sim and has_morphing(sim)
+    assert sim._events is None  # looking at the protocol members did not start Pythia
+    assert not has_morphing(Exponential())
+
+
+def test_simulators_register_by_name(monkeypatch):
+    monkeypatch.setitem(SIMULATORS, "exponential", "x")  # replaced below; restored by monkeypatch
+    register_simulator("exponential", f"{__name__}:Exponential")
+    assert "exponential" in simulator_names() and "drell_yan" in simulator_names()
+    assert build_simulator("exponential").space.names == ("log_rate",)
+    with pytest.raises(SimulatorError, match="package.module:Class"):
+        register_simulator("bad", "no_colon")

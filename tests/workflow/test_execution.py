@@ -181,3 +181,36 @@ def test_coverage_toys_on_two_workers_equal_the_in_process_toys(tmp_path):
     assert documents[0] == documents[1]
     assert set(documents[0]["likelihoods"]) == {"alices", "exact"}
     assert all(len(block["t"]) == 30 for block in documents[0]["likelihoods"].values())
+
+
+def test_edited_estimator_code_retrains_and_keeps_the_simulation(tmp_path):
+    """A stage's key covers the source of the code that computes it: after an edit to the losses a rerun into
+    the same run directory retrains (and infers again) but reuses the simulated chunks and the training data."""
+    import shutil
+
+    source = tmp_path / "src"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "src" / "hepsbi", source / "hepsbi",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    spec = yaml.safe_load((EXAMPLES / "gaussian.yaml").read_text())
+    spec["data"]["n_samples"] = 400
+    spec["training"] = {"estimators": [{"method": "alices", "epochs": 1}]}
+    spec["inference"].update(n_mc=200, grid_points=5)
+    spec["report"] = {"plots": False, "validation_events": 20}
+    spec_path, run = tmp_path / "spec.yaml", tmp_path / "run"
+    spec_path.write_text(yaml.safe_dump(spec))
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(source)}
+    command = [sys.executable, "-m", "hepsbi.cli", "run", str(spec_path), "--out", str(run), "--quiet"]
+
+    def stages() -> dict[str, str]:
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        used = json.loads((run / "provenance.json").read_text())["stages_used"]
+        return {name.rpartition("-")[0]: name for name in used}
+
+    before = stages()
+    assert stages() == before  # unchanged code: everything reused
+    losses = source / "hepsbi" / "estimators" / "losses.py"
+    losses.write_text(losses.read_text().replace("return weighted_mean(F.binary_cross_entropy_with_logits(log_r_hat, torch.sigmoid",
+                                                 "return 1.0 * weighted_mean(F.binary_cross_entropy_with_logits(log_r_hat, torch.sigmoid"))
+    after = stages()
+    assert after["train_0"] != before["train_0"] and after["report"] != before["report"]
+    assert after["simulate_0000"] == before["simulate_0000"] and after["training"] == before["training"]

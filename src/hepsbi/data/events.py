@@ -18,7 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hepsbi import __version__
+from hepsbi._version import __version__
 from hepsbi.data.hdf5 import COMPRESSION, open_checked
 from hepsbi.errors import DataError
 from hepsbi.files import atomic_path

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hepsbi import __version__
+from hepsbi._version import __version__
 from hepsbi.data.hdf5 import COMPRESSION, open_checked
 from hepsbi.errors import DataError
 from hepsbi.files import atomic_path

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hepsbi import __version__
+from hepsbi._version import __version__
 from hepsbi.errors import EstimatorError
 from hepsbi.files import atomic_path, write_json
 

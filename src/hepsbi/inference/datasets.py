@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from hepsbi.errors import InferenceError
-from hepsbi.simulators.protocol import Simulator
+from hepsbi.errors import SimulatorError
+from hepsbi.simulators.protocol import Simulator, WeightedSimulator, check_weighted_simulator
 
 __all__ = [
     "Dataset",
@@ -32,6 +33,13 @@ class Dataset:
     kind: str = "observed"
     z: Tensor | None = None
 
+
+
+def _weighted(sim: Simulator) -> WeightedSimulator:
+    try:
+        return check_weighted_simulator(sim)
+    except SimulatorError as exc:
+        raise InferenceError(f"a weighted Asimov dataset needs a weighted simulator: {exc}") from None
 
 
 def observed_dataset(sim: Simulator, theta_true: Tensor, n_events: int, seed: int) -> Dataset:
@@ -62,11 +70,10 @@ def weighted_asimov_dataset(
     reweighted to θ_true, each event weighted by its expected number of events at luminosity L (pb⁻¹), so
     Σ w = L σ_fid(θ_true). Keeps z for the parton-level likelihood. With ``n_mc``, a random subset of that many
     pool events carries the same total (cheaper scans, at the price of Monte Carlo noise)."""
-    if not callable(getattr(sim, "asimov", None)):
-        raise InferenceError(f"{type(sim).__name__} cannot build a weighted Asimov dataset (no asimov method)")
+    weighted = _weighted(sim)
     if luminosity_pb <= 0:
         raise InferenceError(f"luminosity must be positive (got {luminosity_pb} pb^-1)")
-    x, z, w = sim.asimov(torch.as_tensor(theta_true, dtype=torch.float64), luminosity_pb)  # type: ignore[attr-defined]
+    x, z, w = weighted.asimov(torch.as_tensor(theta_true, dtype=torch.float64), luminosity_pb)
     if n_mc is not None and n_mc < len(w):
         keep = torch.randperm(len(w), generator=torch.Generator().manual_seed(int(seed)))[:n_mc]
         total = w.sum()
@@ -76,18 +83,18 @@ def weighted_asimov_dataset(
 
 def reference_weights(sim: Simulator, data: Dataset) -> Tensor:
     """The weights the events of a weighted Asimov dataset have at θ_ref: w_i / r_i(θ_true), (n,)."""
-    if data.z is None or data.truth is None or not callable(getattr(sim, "weight_ratio", None)):
-        raise InferenceError("reference_weights needs a weighted Asimov dataset (z, truth) and sim.weight_ratio")
-    return data.weights.to(torch.float64) / sim.weight_ratio(data.z, data.truth)  # type: ignore[attr-defined]
+    if data.z is None or data.truth is None:
+        raise InferenceError("reference_weights needs a weighted Asimov dataset (with z and truth)")
+    return data.weights.to(torch.float64) / _weighted(sim).weight_ratio(data.z, data.truth)
 
 
 def asimov_expected_events(sim: Simulator, data: Dataset) -> Callable[[Tensor], float]:
     r"""ν(θ) from the Asimov events themselves: Σ_i w_i r_i(θ)/r_i(θ_true) with the simulator's event weight
     ratio ``sim.weight_ratio(z, θ)``. Rate and shape then come from the same Monte Carlo events, so the
     expected likelihood peaks exactly at θ_true whatever the Monte Carlo fluctuations of the subset."""
-    z, w_ref = data.z, reference_weights(sim, data)
+    z, w_ref, weighted = data.z, reference_weights(sim, data), _weighted(sim)
 
     def expected(theta: Tensor) -> float:
-        return float((w_ref * sim.weight_ratio(z, theta)).sum())  # type: ignore[attr-defined]
+        return float((w_ref * weighted.weight_ratio(z, theta)).sum())
 
     return expected

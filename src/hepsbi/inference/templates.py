@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hepsbi.errors import InferenceError
+from hepsbi.errors import InferenceError, SimulatorError
 from hepsbi.inference.scan import LogLikelihood, binned_log_likelihood
-from hepsbi.simulators.protocol import Simulator
+from hepsbi.simulators.protocol import Simulator, check_weighted_simulator
 
 __all__ = ["bin_index_edges", "bin_index_quantiles", "template_log_likelihood"]
 
@@ -57,9 +57,11 @@ def template_log_likelihood(
 ) -> LogLikelihood:
     """Poisson likelihood of the Asimov counts at θ_true in the bins ``bin_index`` assigns to the simulator's
     event pool (``sim.expected_counts``); for :func:`~hepsbi.inference.scan_log_likelihood`."""
-    if not callable(getattr(sim, "expected_counts", None)):
-        raise InferenceError(f"{type(sim).__name__} has no expected_counts(bin_index, n_bins, luminosity)")
-    expected = sim.expected_counts(bin_index, n_bins, luminosity_pb)  # type: ignore[attr-defined]
+    try:
+        weighted = check_weighted_simulator(sim)
+    except SimulatorError as exc:
+        raise InferenceError(f"template likelihoods need a weighted simulator: {exc}") from None
+    expected = weighted.expected_counts(bin_index, n_bins, luminosity_pb)
     observed = expected(torch.as_tensor(theta_true, dtype=torch.float64))
     keep = observed > 0
     return binned_log_likelihood(lambda theta: expected(theta)[keep], observed[keep])

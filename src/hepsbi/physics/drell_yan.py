@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hepsbi import __version__
+from hepsbi._version import __version__
 from hepsbi.data.events import Events, EventStore
 from hepsbi.errors import SimulatorError
 from hepsbi.physics import kinematics as kin

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hepsbi import __version__
+from hepsbi._version import __version__
 from hepsbi.files import write_json
 from hepsbi.inference.scan import ScanResult
 

@@ -1,22 +1,45 @@
-r"""The contract every simulator implements.
+r"""The contracts simulators implement.
 
-A simulator draws one event per row of θ and can evaluate the log density of its latent variables,
-``joint_log_prob(z, θ) = log p(z | θ)`` up to a θ-independent constant, differentiably in θ. Everything a
-method needs beyond that (joint likelihood ratios, joint scores) is derived by the framework
+:class:`Simulator` — what every simulator provides: one event per row of θ and the log density of its latent
+variables, ``joint_log_prob(z, θ) = log p(z | θ)`` up to a θ-independent constant, differentiable in θ.
+Everything a method needs beyond that (joint likelihood ratios, joint scores) is derived by the framework
 (:mod:`hepsbi.simulators.gold`).
+
+:class:`WeightedSimulator` — a generate-once, reweight-everywhere simulator (how physics generators are used,
+and how MadMiner uses MadGraph): a pool of weighted events generated at θ_ref, every other θ reached by the
+per-event weight ratio. :class:`Morphing` — optionally, weight ratios linear in fixed functions of θ.
+
+Members are looked up statically (:func:`inspect.getattr_static`): checking a simulator never runs its code —
+``events`` of a weighted simulator would otherwise start an event generation.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import inspect
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from hepsbi.errors import SimulatorError
 from hepsbi.space import ParameterSpace
 
-__all__ = ["Simulator", "check_simulator", "has_exact_likelihood", "is_weighted", "observable_names"]
+if TYPE_CHECKING:  # annotations only: data builds on this module, not the other way round
+    from hepsbi.data.events import Events
+
+__all__ = [
+    "Morphing",
+    "Simulator",
+    "WeightedSimulator",
+    "check_simulator",
+    "check_weighted_simulator",
+    "has_exact_likelihood",
+    "has_morphing",
+    "is_weighted",
+    "observable_names",
+]
 
 
 @runtime_checkable
@@ -29,8 +52,8 @@ class Simulator(Protocol):
     Optional attributes that hepsbi uses when present:
         ``observable_names`` (sequence of str, one per column of x) for plots and metadata;
         ``log_prob(x, θ)``: the exact marginal log p(x | θ), used for validation only;
-        ``sample_weighted(n, generator) -> (x, z, weights)``: n weighted events drawn at θ_ref, for
-        simulators that generate once and reach other θ by reweighting (training data then uses weights).
+        ``sample_weighted(n, generator) -> (x, z, weights)``: n weighted events drawn at θ_ref; training data
+        is then reweighted (the one member of :class:`WeightedSimulator` that training needs).
     """
 
     space: ParameterSpace
@@ -44,10 +67,92 @@ class Simulator(Protocol):
         ...
 
 
+class WeightedSimulator(Simulator, Protocol):
+    r"""A simulator that generates a pool of weighted events once, at θ_ref, and reaches every θ by reweighting.
+
+    The weight of pool event i at θ is w_i r_i(θ) with r_i(θ) = ``weight_ratio(z_i, θ)`` (r_i(θ_ref) = 1), so
+    the expected number of events at luminosity L is ν(θ) = L Σ_i w_i r_i(θ) and every extended likelihood,
+    histogram and Asimov dataset follows from the pool (:mod:`hepsbi.inference.analysis`).
+
+    Attributes:
+        observable_names: one name per column of x.
+        n_events: events generated for the pool (before selection).
+        seed: seeds the generation (a run's chunk k uses seed + 100 k).
+    """
+
+    observable_names: Sequence[str]
+    n_events: int
+    seed: int
+
+    def generate(self, n_events: int | None = None, seed: int | None = None) -> Events:
+        """Generate ``n_events`` at θ_ref with ``seed`` (defaults: the simulator's); the result becomes the pool."""
+        ...
+
+    def use_events(self, events: Events) -> None:
+        """Make ``events`` (e.g. loaded from a file this simulator wrote) the pool."""
+        ...
+
+    @property
+    def events(self) -> Events:
+        """The pool: x (N, d_x), z (N, d_z), weights (N,) in pb (Σ w = σ_fid(θ_ref))."""
+        ...
+
+    def sample_weighted(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """``n`` distinct pool events with weights rescaled so that Σ w stays σ_fid(θ_ref): x, z, w."""
+        ...
+
+    def weight_ratio(self, z: Tensor, theta: Tensor) -> Tensor:
+        """r_i(θ) = w_i(θ)/w_i(θ_ref) per event, (n,), at one θ (p,) or one per event (n, p); differentiable."""
+        ...
+
+    def asimov(self, theta_true: Tensor, luminosity_pb: float) -> tuple[Tensor, Tensor, Tensor]:
+        """The pool reweighted to θ_true, each event weighted by its expected events at L (pb⁻¹): x, z, ν_i."""
+        ...
+
+    def expected_counts(self, bin_index: np.ndarray, n_bins: int, luminosity_pb: float) -> Callable[[Tensor], np.ndarray]:
+        """θ (p,) → expected events per bin (n_bins,), with ``bin_index`` (N,) the bin of every pool event (−1 =
+        outside)."""
+        ...
+
+
+class Morphing(Protocol):
+    r"""Weight ratios linear in fixed functions of θ: r_i(θ) = a_i · m(θ) (e.g. |M|² quadratic in couplings)."""
+
+    def morphing_basis(self, theta: Tensor) -> Tensor:
+        """m(θ), (K,), for θ (p,); differentiable."""
+        ...
+
+    def morphing_coefficients(self, z: Tensor) -> Tensor:
+        """a_i, (n, K), from the latent record z (n, d_z)."""
+        ...
+
+
+def _members(protocol: type) -> list[str]:
+    """The public attributes and methods a protocol (and the protocols it extends) declares."""
+    names: set[str] = set()
+    for cls in protocol.__mro__:
+        if cls in (object, Protocol) or not getattr(cls, "_is_protocol", False):
+            continue
+        names |= set(vars(cls).get("__annotations__", {}))
+        names |= {n for n, v in vars(cls).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))}
+    return sorted(names)
+
+
+def _missing(sim: object, protocol: type) -> list[str]:
+    """Members of ``protocol`` that ``sim`` lacks, looked up without running any of its code."""
+    missing = []
+    for name in _members(protocol):
+        try:
+            inspect.getattr_static(sim, name)
+        except AttributeError:
+            missing.append(name)
+    return missing
+
+
 def check_simulator(sim: object) -> Simulator:
     """Return ``sim`` if it implements :class:`Simulator`, else raise :class:`SimulatorError` saying what
     is missing."""
-    missing = [a for a in ("space", "sample", "joint_log_prob") if not hasattr(sim, a)]
+    missing = _missing(sim, Simulator)
     if missing:
         raise SimulatorError(f"{type(sim).__name__} does not implement the Simulator protocol: missing {missing}")
     if not isinstance(sim.space, ParameterSpace):  # type: ignore[attr-defined]
@@ -55,17 +160,37 @@ def check_simulator(sim: object) -> Simulator:
     return sim  # type: ignore[return-value]
 
 
-def has_exact_likelihood(sim: Simulator) -> bool:
+def check_weighted_simulator(sim: object) -> WeightedSimulator:
+    """Return ``sim`` if it implements :class:`WeightedSimulator`, else raise :class:`SimulatorError` naming
+    every missing member."""
+    check_simulator(sim)
+    missing = _missing(sim, WeightedSimulator)
+    if missing:
+        raise SimulatorError(f"{type(sim).__name__} does not implement the WeightedSimulator protocol (a pool of "
+                             f"weighted events reweighted to any θ): missing {missing}")
+    return sim  # type: ignore[return-value]
+
+
+def has_exact_likelihood(sim: object) -> bool:
     """Whether ``sim`` provides the exact marginal ``log_prob(x, θ)``."""
     return callable(getattr(sim, "log_prob", None))
 
 
-def is_weighted(sim: Simulator) -> bool:
-    """Whether ``sim`` generates weighted events at θ_ref (``sample_weighted``)."""
-    return callable(getattr(sim, "sample_weighted", None))
+def is_weighted(sim: object) -> bool:
+    """Whether ``sim`` generates weighted events at θ_ref (it has ``sample_weighted``; the rest of
+    :class:`WeightedSimulator` is checked by :func:`check_weighted_simulator`)."""
+    try:
+        return callable(inspect.getattr_static(sim, "sample_weighted"))
+    except AttributeError:
+        return False
 
 
-def observable_names(sim: Simulator, d_x: int) -> list[str]:
+def has_morphing(sim: object) -> bool:
+    """Whether ``sim`` implements :class:`Morphing` (a morphing basis and per-event coefficients)."""
+    return not _missing(sim, Morphing)
+
+
+def observable_names(sim: object, d_x: int) -> list[str]:
     """The simulator's observable names, or ``x0 … x{d_x-1}`` when it declares none."""
     names = list(getattr(sim, "observable_names", []) or [])
     return names if len(names) == d_x else [f"x{i}" for i in range(d_x)]

@@ -1,57 +1,73 @@
-"""Simulators by name, for specs: the built-in toys, or any class given as ``"package.module:Class"``."""
+"""Simulators by name, for specs: one table of built-in names, simulators that installed packages declare under
+the entry-point group ``hepsbi.simulators``, and any class given as ``"package.module:Class"``.
+
+Entries are import paths, imported on first use: the physics stack (Pythia, fastjet) is loaded only for the
+simulators that need it.
+"""
 
 from __future__ import annotations
 
 import importlib
 import inspect
 from collections.abc import Mapping
+from importlib.metadata import entry_points
 from typing import Any
 
 from hepsbi.errors import SimulatorError
-from hepsbi.simulators.protocol import Simulator, check_simulator
-from hepsbi.simulators.toys import GaltonBoard, GaussianLatent, MultiParameterGaussian
+from hepsbi.simulators.protocol import Simulator, check_simulator, check_weighted_simulator, is_weighted
 
-__all__ = ["BUILTIN", "build_simulator"]
+__all__ = ["SIMULATORS", "ENTRY_POINT_GROUP", "build_simulator", "register_simulator", "simulator_names"]
 
-BUILTIN: dict[str, type] = {
-    "gaussian": GaussianLatent,
-    "galton": GaltonBoard,
-    "multi_gaussian": MultiParameterGaussian,
+#: built-in simulators: name → "module:Class"
+SIMULATORS: dict[str, str] = {
+    "gaussian": "hepsbi.simulators.toys:GaussianLatent",
+    "galton": "hepsbi.simulators.toys:GaltonBoard",
+    "multi_gaussian": "hepsbi.simulators.toys:MultiParameterGaussian",
+    "drell_yan": "hepsbi.physics.drell_yan:DrellYanContact",
 }
+#: the entry-point group under which other packages name their simulators ("name = package.module:Class")
+ENTRY_POINT_GROUP = "hepsbi.simulators"
 
 
-def _physics(name: str) -> type | None:
-    # Imported lazily: the physics stack (Pythia, fastjet) is not needed for the toys.
-    if name == "drell_yan":
-        from hepsbi.physics.drell_yan import DrellYanContact
-
-        return DrellYanContact
-    return None
+def register_simulator(name: str, target: str) -> None:
+    """Make ``name`` stand for the simulator class at ``target`` (``"package.module:Class"``) in specs."""
+    if ":" not in target:
+        raise SimulatorError(f"register_simulator: target must be 'package.module:Class' (got {target!r})")
+    SIMULATORS[name] = target
 
 
-def _resolve(name: str) -> type:
-    if name in BUILTIN:
-        return BUILTIN[name]
-    physics = _physics(name)
-    if physics is not None:
-        return physics
-    if ":" not in name:
-        raise SimulatorError(
-            f"unknown simulator {name!r}; built-in: {sorted(BUILTIN) + ['drell_yan']}, or give 'package.module:Class'"
-        )
-    module_name, _, attr = name.partition(":")
+def simulator_names() -> list[str]:
+    """Every simulator name a spec can use (built-in, registered and from entry points)."""
+    return sorted(set(SIMULATORS) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
+def _import(target: str) -> type:
+    module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise SimulatorError(f"cannot import simulator module {module_name!r}: {exc}") from None
     try:
-        return getattr(module, attr)
+        return getattr(module, attr)  # type: ignore[no-any-return]
     except AttributeError:
         raise SimulatorError(f"module {module_name!r} has no attribute {attr!r}") from None
 
 
+def _resolve(name: str) -> type:
+    if name in SIMULATORS:
+        return _import(SIMULATORS[name])
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return _import(ep.value)
+    if ":" not in name:
+        raise SimulatorError(f"unknown simulator {name!r}; known: {simulator_names()}, or give 'package.module:Class'")
+    return _import(name)
+
+
 def build_simulator(name: str, options: Mapping[str, Any] | None = None) -> Simulator:
-    """Instantiate simulator ``name`` with keyword ``options``; unknown options are an error naming them."""
+    """Instantiate simulator ``name`` with keyword ``options``; unknown options are an error naming them. A
+    simulator with ``sample_weighted`` must implement the whole
+    :class:`~hepsbi.simulators.protocol.WeightedSimulator` protocol (the error names what is missing)."""
     cls = _resolve(name)
     options = dict(options or {})
     params = inspect.signature(cls).parameters
@@ -63,4 +79,4 @@ def build_simulator(name: str, options: Mapping[str, Any] | None = None) -> Simu
         sim = cls(**options)
     except (TypeError, ValueError) as exc:
         raise SimulatorError(f"simulator {name!r} rejected its options {options}: {exc}") from None
-    return check_simulator(sim)
+    return check_weighted_simulator(sim) if is_weighted(sim) else check_simulator(sim)

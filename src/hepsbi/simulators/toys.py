@@ -136,11 +136,14 @@ class GaltonBoard:
     def log_prob(self, x: Tensor, theta: Tensor) -> Tensor:
         """Exact log p(x | θ), (n,)."""
         x = torch.as_tensor(x, dtype=torch.float64)
-        theta = as_rows(theta, x.shape[0])
+        slots = x[:, :1].round().long()
+        theta = torch.as_tensor(theta, dtype=torch.float64)
+        if theta.dim() == 1:  # one point: one table, and differentiable in any mode (forward mode: Fisher information)
+            return self.slot_log_probs(theta.reshape(1))[0][slots[:, 0]]
         # One dynamic-programming table per distinct θ, not per event (scans share θ across events).
-        unique, inverse = torch.unique(theta[:, 0], return_inverse=True)
+        unique, inverse = torch.unique(as_rows(theta, x.shape[0])[:, 0], return_inverse=True)
         table = self.slot_log_probs(unique)[inverse]
-        return table.gather(1, x[:, :1].round().long()).squeeze(1)
+        return table.gather(1, slots).squeeze(1)
 
 
 class MultiParameterGaussian:

@@ -1,7 +1,9 @@
 r"""Cached, verified stage outputs: what makes a run resumable.
 
 Every stage writes into its own directory ``RUN_DIR/stages/<stage>-<key>/``, where the key is a hash of the
-stage's configuration, the keys of its inputs and the hepsbi version. The outputs are written into a
+stage's configuration, the keys of its inputs, the hepsbi version and a fingerprint of the source code that
+computes the stage (:func:`code_fingerprint`): after an edit to a loss, a network or the training loop a rerun
+into the same directory retrains instead of reusing the old stage. The outputs are written into a
 temporary directory that is renamed into place when the stage finishes, and a ``manifest.json`` (SHA-256 of
 every file, configuration, inputs, wall and CPU time, host) is written last; ``stage.log`` holds the
 stage's log (messages of the ``hepsbi`` logger while it ran). A stage counts as done only
@@ -11,6 +13,7 @@ edited file — is removed and recomputed. A rerun therefore skips what is done 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -23,19 +26,47 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hepsbi import __version__
+from hepsbi._version import __version__
 from hepsbi.files import write_json
 
-__all__ = ["MANIFEST", "StageRecord", "run_stage", "stage_key", "stage_records", "unused_stages", "verify_stage"]
+__all__ = ["MANIFEST", "STAGE_CODE", "StageRecord", "code_fingerprint", "run_stage", "stage_key", "stage_records", "unused_stages", "verify_stage"]
 
 MANIFEST = "manifest.json"
 
+#: The package's source: what :func:`code_fingerprint` hashes.
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+_COMMON = ("_version.py", "errors.py", "files.py", "space.py", "simulators", "physics", "data", "workflow")
+#: Per stage, the modules and subpackages of hepsbi whose source its key covers: the code that can change what
+#: the stage computes (a stage's inputs carry the fingerprints of the stages before it through their keys).
+STAGE_CODE: dict[str, tuple[str, ...]] = {
+    "simulate": _COMMON,
+    "merge": _COMMON,
+    "training": _COMMON,
+    "train": (*_COMMON, "estimators"),
+    "infer": (*_COMMON, "estimators", "inference"),
+    "report": (*_COMMON, "estimators", "inference", "report"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint(parts: tuple[str, ...], root: Path = SOURCE_ROOT) -> str:
+    """SHA-256 over the path and bytes of every ``.py`` file of ``parts`` (modules or subpackages under
+    ``root``), in path order. Any edit — comments included — gives another fingerprint."""
+    digest = hashlib.sha256()
+    for part in sorted(parts):
+        target = root / part
+        files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
+        for file in files:
+            digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
 
 def stage_key(name: str, config: Mapping[str, Any], inputs: Sequence[str] = ()) -> str:
-    """16 hex digits of SHA-256 over the stage name, its configuration (canonical JSON), its inputs' keys and
-    the hepsbi version."""
-    payload = json.dumps({"stage": name, "config": config, "inputs": list(inputs), "hepsbi": __version__},
-                         sort_keys=True, separators=(",", ":"), default=str)
+    """16 hex digits of SHA-256 over the stage name, its configuration (canonical JSON), its inputs' keys, the
+    hepsbi version and the fingerprint of the stage's code (:data:`STAGE_CODE`, :func:`code_fingerprint`)."""
+    code = code_fingerprint(STAGE_CODE.get(name, STAGE_CODE["report"]))
+    payload = json.dumps({"stage": name, "config": config, "inputs": list(inputs), "hepsbi": __version__,
+                          "code": code}, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
