@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from hepsbi.workflow.graph import build_and_run, local_client
-from hepsbi.workflow.spec import parse_spec
-
 from _table import report
+
+from hepsbi.workflow.graph import build_and_run
+from hepsbi.workflow.placement import local_client
+from hepsbi.workflow.spec import parse_spec
 
 
 def spec(events: int, chunks: int, workers: int | None = None) -> object:

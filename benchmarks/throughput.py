@@ -33,7 +33,7 @@ def main() -> None:
     rows = []
     for batch in args.batch_sizes:
         options = dict(epochs=args.epochs, patience=10_000, batch_size=batch, progress=False)
-        for method in (*METHODS, "sally"):
+        for method in METHODS:
             est = ScoreEstimator(**options).fit(local) if method == "sally" else RatioEstimator(method, **options).fit(data)
             sps = est.history.samples_per_second
             rows.append({"method": method, "batch_size": batch, "samples_per_s": round(sps), "meets_50k": sps >= 50_000})

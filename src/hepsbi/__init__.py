@@ -1,7 +1,6 @@
 """hepsbi: neural simulation-based inference for particle physics."""
 
 from hepsbi._version import __version__
-
 from hepsbi.data import TrainingData  # noqa: E402
 from hepsbi.estimators import RatioEstimator, ScoreEstimator, TrainingConfig  # noqa: E402
 from hepsbi.space import Parameter, ParameterSpace  # noqa: E402

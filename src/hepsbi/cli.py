@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -24,11 +24,11 @@ def _fail(exc: Exception) -> None:
 @app.command()
 def run(
     spec: Annotated[Path, typer.Argument(help="YAML run specification")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run directory (default: runs/<spec name>)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory (default: runs/<spec name>)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or summary")] = False,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="run the stages on N local Dask worker processes")] = None,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT)")] = None,
-    cluster: Annotated[Optional[str], typer.Option("--cluster", help="htcondor or slurm: start workers with dask-jobqueue (spec section execution.jobqueue)")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="run the stages on N local Dask worker processes")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT)")] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="htcondor or slurm: start workers with dask-jobqueue (spec section execution.jobqueue)")] = None,
 ) -> None:
     """Simulate → train → infer → report: writes results.json, plots and models into the run directory.
     Rerunning into the same directory resumes: finished stages are reused (see hepsbi status)."""
@@ -126,11 +126,11 @@ def clean(
 def coverage(
     spec: Annotated[Path, typer.Argument(help="YAML run specification")],
     toys: Annotated[int, typer.Option("--toys", "-n", help="number of pseudo-experiments")] = 300,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run directory (default: runs/<spec name>-coverage)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory (default: runs/<spec name>-coverage)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or table")] = False,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="run stages and toy batches on N local Dask worker processes")] = None,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="address of a running Dask scheduler")] = None,
-    cluster: Annotated[Optional[str], typer.Option("--cluster", help="htcondor or slurm (dask-jobqueue, execution.jobqueue)")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="run stages and toy batches on N local Dask worker processes")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="address of a running Dask scheduler")] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="htcondor or slurm (dask-jobqueue, execution.jobqueue)")] = None,
 ) -> None:
     """Coverage of the spec's 68%/95% intervals over toys at θ_true: writes coverage.json and plots/coverage.png."""
     from hepsbi.workflow import load_spec
@@ -191,17 +191,17 @@ def inspect(file: Annotated[Path, typer.Argument(help="events file (HDF5, hepsbi
 @app.command()
 def limits(
     workspace: Annotated[Path, typer.Argument(help="pyhf JSON workspace (e.g. a HEPData BkgOnly.json)")],
-    patch: Annotated[Optional[Path], typer.Option("--patch", help="JSON Patch file applied to the workspace")] = None,
-    patchset: Annotated[Optional[Path], typer.Option("--patchset", help="HEPData patchset file")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="patch of the patchset to apply")] = None,
+    patch: Annotated[Path | None, typer.Option("--patch", help="JSON Patch file applied to the workspace")] = None,
+    patchset: Annotated[Path | None, typer.Option("--patchset", help="HEPData patchset file")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="patch of the patchset to apply")] = None,
     mu: Annotated[float, typer.Option("--mu", help="tested signal strength")] = 1.0,
     test_stat: Annotated[str, typer.Option("--test-stat", help="qtilde or q")] = "qtilde",
-    poi: Annotated[Optional[str], typer.Option("--poi", help="parameter of interest (default: the workspace's)")] = None,
+    poi: Annotated[str | None, typer.Option("--poi", help="parameter of interest (default: the workspace's)")] = None,
     upper_limit: Annotated[bool, typer.Option("--upper-limit", help="also compute 95% CL upper limits on the POI")] = False,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the result as JSON")] = None,
-    brazil: Annotated[Optional[Path], typer.Option("--brazil", help="plot CLs against the POI with the expected bands (PNG; implies --upper-limit)")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="patchset scans: N local Dask worker processes")] = None,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="patchset scans: address of a running Dask scheduler")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the result as JSON")] = None,
+    brazil: Annotated[Path | None, typer.Option("--brazil", help="plot CLs against the POI with the expected bands (PNG; implies --upper-limit)")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="patchset scans: N local Dask worker processes")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="patchset scans: address of a running Dask scheduler")] = None,
 ) -> None:
     """CLs (observed and expected band) of a pyhf workspace, optionally patched; upper limits on request.
     With --patchset and no --name, every patch of the set (one signal hypothesis each), fanned out over Dask
@@ -210,7 +210,7 @@ def limits(
 
     from hepsbi.files import write_json
     from hepsbi.inference.pyhf_bridge import hypotest, load_workspace, scan_patchset
-    from hepsbi.workflow.graph import local_client
+    from hepsbi.workflow.placement import local_client
 
     options = {"mu": mu, "test_stat": test_stat, "poi": poi, "upper_limit": upper_limit or brazil is not None}
     if patchset is not None and name is None:
@@ -250,6 +250,21 @@ def limits(
         from hepsbi.report.plots import plot_brazil
 
         plot_brazil(result.scan_mu, result.scan_cls_obs, result.scan_cls_exp, brazil, poi=result.poi)
+
+
+@app.command()
+def methods() -> None:
+    """List the training methods: the estimator kind each trains, what its loss needs, its reference."""
+    from rich.table import Table
+
+    from hepsbi.estimators.registry import method_table
+
+    table = Table(title="training methods (hepsbi.estimators.registry.METHODS)")
+    for column in ("method", "kind", "needs", "what it learns", "reference"):
+        table.add_column(column)
+    for row in method_table():
+        table.add_row(*row)
+    Console().print(table)
 
 
 @app.command()

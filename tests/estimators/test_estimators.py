@@ -9,7 +9,7 @@ import torch
 
 from hepsbi import RatioEstimator, ScoreEstimator, TrainingData
 from hepsbi.errors import EstimatorError
-from hepsbi.estimators import METHODS
+from hepsbi.estimators import RATIO_METHODS
 from hepsbi.estimators.losses import ratio_loss
 from hepsbi.estimators.networks import RatioModel
 from hepsbi.estimators.training import normalised_weights
@@ -22,7 +22,7 @@ def small_data() -> TrainingData:
     return TrainingData.from_simulator(MultiParameterGaussian(), 600, seed=5)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", RATIO_METHODS)
 def test_gradients_reach_every_parameter(method, small_data):
     model = RatioModel(5, 2, small_data.reference, hidden=(16, 16))
     x, theta = small_data.x.float(), small_data.theta.float()
@@ -34,7 +34,7 @@ def test_gradients_reach_every_parameter(method, small_data):
         assert p.grad is not None and torch.any(p.grad != 0), f"{method}: no gradient reaches {name}"
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", RATIO_METHODS)
 def test_every_method_trains_and_is_anchored_at_the_reference(method, small_data):
     est = RatioEstimator(method, epochs=3, progress=False).fit(small_data)
     assert len(est.history.train_loss) == 3
@@ -141,7 +141,7 @@ def test_alices_reaches_the_exact_gaussian_log_ratio():
     data = TrainingData.from_simulator(sim, 20_000, seed=11)
     est = RatioEstimator("alices", seed=0, progress=False).fit(data)
     grid = torch.linspace(-1, 1, 9, dtype=torch.float64).unsqueeze(1)
-    mse = log_ratio_mse(est.log_ratio, sim, grid, n_events=4000, seed=99)
+    mse = log_ratio_mse(est.log_ratio_of_theta, sim, grid, n_events=4000, seed=99)
     assert mse < 0.01
 
 

@@ -38,7 +38,7 @@ class Gaussian2D:
 def test_1d_mle_and_intervals_match_closed_form():
     sim = GaussianLatent(mu0=0.1)
     data = observed_dataset(sim, torch.tensor([0.25]), 400, seed=3)
-    scan = likelihood_scan(exact_log_ratio(sim), data, sim.space, points=401)
+    scan = likelihood_scan(exact_log_ratio(sim)(data.x), data, sim.space, points=401)
     sigma = math.hypot(1.0, 0.5) / math.sqrt(400)
     theta_hat = data.x.mean().item() - 0.1
     assert scan.mle["theta"] == pytest.approx(theta_hat, abs=1e-4)
@@ -53,7 +53,7 @@ def test_1d_mle_and_intervals_match_closed_form():
 def test_interval_open_at_the_scan_edge_is_reported():
     sim = GaussianLatent()
     data = observed_dataset(sim, torch.tensor([0.95]), 20, seed=1)
-    scan = likelihood_scan(exact_log_ratio(sim), data, sim.space, points=101)
+    scan = likelihood_scan(exact_log_ratio(sim)(data.x), data, sim.space, points=101)
     assert scan.open_ends["theta"]["95"][1] is True
     assert scan.intervals["theta"]["95"][1] == 1.0
 
@@ -62,7 +62,7 @@ def test_2d_contour_area_and_profile_intervals_match_closed_form():
     sim = Gaussian2D()
     n = 100
     data = observed_dataset(sim, torch.tensor([0.2, -0.3], dtype=torch.float64), n, seed=4)
-    scan = likelihood_scan(exact_log_ratio(sim), data, sim.space, points=201)
+    scan = likelihood_scan(exact_log_ratio(sim)(data.x), data, sim.space, points=201)
     xbar = data.x.mean(0).numpy()
     assert scan.mle["a"] == pytest.approx(xbar[0], abs=1e-4) and scan.mle["b"] == pytest.approx(xbar[1], abs=1e-4)
     for level in ("68", "95"):
@@ -77,8 +77,8 @@ def test_asimov_mle_sits_at_the_truth_and_weights_scale_the_curvature():
     truth = torch.tensor([-0.2], dtype=torch.float64)
     small = asimov_dataset(sim, truth, n_expected=50, n_mc=50_000, seed=0)
     large = Dataset(small.x, small.weights * 4, small.truth, "asimov")
-    s_small = likelihood_scan(exact_log_ratio(sim), small, sim.space, points=201)
-    s_large = likelihood_scan(exact_log_ratio(sim), large, sim.space, points=201)
+    s_small = likelihood_scan(exact_log_ratio(sim)(small.x), small, sim.space, points=201)
+    s_large = likelihood_scan(exact_log_ratio(sim)(large.x), large, sim.space, points=201)
     assert s_small.mle["theta"] == pytest.approx(-0.2, abs=0.01)
     width = lambda s: np.diff(s.intervals["theta"]["68"])[0]  # noqa: E731
     assert width(s_small) / width(s_large) == pytest.approx(2.0, rel=0.01)
@@ -91,7 +91,7 @@ def test_extended_likelihood_reproduces_the_poisson_interval():
     space = ParameterSpace([Parameter("mu", -0.9, 3.0)])
     nu = lambda theta: 50.0 * (1.0 + float(torch.as_tensor(theta).reshape(-1)[0]))  # noqa: E731
     data = Dataset(torch.zeros(10, 1), torch.full((10,), 7.5, dtype=torch.float64))  # N = 75 → μ̂ = 0.5
-    flat = lambda x, theta: torch.zeros(len(x))  # noqa: E731
+    flat = lambda theta: torch.zeros(10)  # noqa: E731
     scan = likelihood_scan(flat, data, space, points=801, expected_events=nu)
     assert scan.mle["mu"] == pytest.approx(0.5, abs=1e-4)
     q = lambda m: 2 * (nu(m) - 75 - 75 * math.log(nu(m) / 75)) - 1  # noqa: E731

@@ -65,7 +65,12 @@ def test_reduced_morphing_basis_of_a_parameter_subset(sim):
 def test_a_finer_histogram_never_has_less_fisher_information(sim):
     """Splitting the m_ll bins by cos θ_CS refines the partition: I_2D − I_1D is positive semi-definite, and
     the parton-level information bounds both."""
-    from hepsbi.inference.fisher import binned_information, information_from_scores, per_event_scores, rate_score
+    from hepsbi.inference.fisher import (
+        binned_information,
+        information_from_scores,
+        per_event_scores,
+        rate_score,
+    )
     from hepsbi.inference.templates import bin_index_edges
 
     theta = torch.tensor([0.2, -0.1, 0.1, 0.05], dtype=torch.float64)

@@ -118,7 +118,7 @@ def test_local_dask_cluster_gives_the_same_results(tmp_path):
 
 def test_placement_options_and_batch_cluster_configuration():
     from hepsbi.errors import SpecError
-    from hepsbi.workflow.graph import batch_cluster
+    from hepsbi.workflow.placement import batch_cluster
 
     result = CliRunner().invoke(app, ["run", str(EXAMPLES / "gaussian.yaml"), "--workers", "2", "--scheduler", "tcp://x:1"])
     assert result.exit_code == 2 and "at most one of --workers, --scheduler, --cluster" in result.output

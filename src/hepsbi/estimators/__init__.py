@@ -1,7 +1,23 @@
-"""Neural estimators of likelihood ratios and scores."""
+"""Neural estimators of likelihood ratios and scores: the estimator contract, its kinds and their registry."""
 
-from hepsbi.estimators.ratio import METHODS, RatioEstimator
+from hepsbi.estimators.base import Estimator, LogRatioEstimator
+from hepsbi.estimators.ensemble import RatioEnsemble
+from hepsbi.estimators.ratio import RatioEstimator
+from hepsbi.estimators.registry import KINDS, METHODS, RATIO_METHODS, build_estimator, load_estimator
 from hepsbi.estimators.score import ScoreEstimator
 from hepsbi.estimators.training import TrainingConfig, TrainingHistory
 
-__all__ = ["METHODS", "RatioEstimator", "ScoreEstimator", "TrainingConfig", "TrainingHistory"]
+__all__ = [
+    "KINDS",
+    "METHODS",
+    "RATIO_METHODS",
+    "Estimator",
+    "LogRatioEstimator",
+    "RatioEnsemble",
+    "RatioEstimator",
+    "ScoreEstimator",
+    "TrainingConfig",
+    "TrainingHistory",
+    "build_estimator",
+    "load_estimator",
+]

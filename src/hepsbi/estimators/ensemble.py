@@ -40,7 +40,7 @@ class RatioEnsemble:
         return len(self.members)
 
     def _stack(self, x: Any, theta: Any) -> tuple[Tensor, bool]:
-        _, as_numpy = to_tensor(x, "x", len(self.features))
+        _, as_numpy = to_tensor(x, "x", self.members[0]._x_shape)
         values = torch.stack([torch.as_tensor(m.log_ratio(x, theta)) for m in self.members])
         return values, as_numpy
 
@@ -62,5 +62,5 @@ class RatioEnsemble:
 
     def score(self, x: Any, theta: Any) -> Any:
         """Mean of the members' scores, (n, p)."""
-        _, as_numpy = to_tensor(x, "x", len(self.features))
+        _, as_numpy = to_tensor(x, "x", self.members[0]._x_shape)
         return give_back(torch.stack([torch.as_tensor(m.score(x, theta)) for m in self.members]).mean(dim=0), as_numpy)

@@ -28,6 +28,7 @@ __all__ = [
     "rolr",
     "alice",
     "score_mse",
+    "NEEDS",
     "RatioLoss",
     "RATIO_LOSSES",
     "ratio_loss",
@@ -132,24 +133,45 @@ def sally(t_hat: Tensor, t_xz: Tensor, weights: Tensor) -> Tensor:
     return score_mse(t_hat, t_xz, torch.ones_like(weights), weights)
 
 
+#: what a loss can need from the training data: labels y, the joint log ratio, the joint score, and events
+#: from both θ and θ_ref (y = 0 and y = 1)
+NEEDS = ("y", "log_r_xz", "t_xz", "both_classes")
+
+
 @dataclass(frozen=True)
 class RatioLoss:
-    """A ratio-estimation method: its ratio term and whether it adds the score term (α > 0)."""
+    """A ratio-estimation method: its ratio term, what it needs from the data (:data:`NEEDS`), its reference.
+    A method that needs ``t_xz`` adds α times the score term (:func:`score_mse`)."""
 
     name: str
     ratio_term: Callable[..., Tensor]  # (log_r_hat, y, log_r_xz, w, clip) -> scalar
-    uses_score: bool
+    needs: frozenset[str]
     reference: str
+    summary: str
+
+    @property
+    def uses_score(self) -> bool:
+        return "t_xz" in self.needs
 
 
-RATIO_LOSSES: dict[str, RatioLoss] = {
-    "carl": RatioLoss("carl", lambda f, y, lr, w, clip: carl(f, y, w), False, "arXiv:1506.02169"),
-    "rolr": RatioLoss("rolr", rolr, False, "arXiv:1805.00013"),
-    "alice": RatioLoss("alice", lambda f, y, lr, w, clip: alice(f, lr, w), False, "arXiv:1808.00973"),
-    "cascal": RatioLoss("cascal", lambda f, y, lr, w, clip: carl(f, y, w), True, "arXiv:1805.12244"),
-    "rascal": RatioLoss("rascal", rolr, True, "arXiv:1805.00013"),
-    "alices": RatioLoss("alices", lambda f, y, lr, w, clip: alice(f, lr, w), True, "arXiv:1808.00973"),
-}
+def _loss(name: str, term: Callable[..., Tensor], needs: str, reference: str, summary: str) -> RatioLoss:
+    return RatioLoss(name, term, frozenset(needs.split()), reference, summary)
+
+
+RATIO_LOSSES: dict[str, RatioLoss] = {loss.name: loss for loss in (
+    _loss("carl", lambda f, y, lr, w, clip: carl(f, y, w), "y both_classes", "arXiv:1506.02169",
+          "classifier between θ and θ_ref (cross-entropy on labels)"),
+    _loss("rolr", rolr, "y log_r_xz both_classes", "arXiv:1805.00013",
+          "regression of r and 1/r on the joint ratio"),
+    _loss("alice", lambda f, y, lr, w, clip: alice(f, lr, w), "log_r_xz", "arXiv:1808.00973",
+          "cross-entropy against the joint-ratio class probability"),
+    _loss("cascal", lambda f, y, lr, w, clip: carl(f, y, w), "y t_xz both_classes", "arXiv:1805.12244",
+          "CARL + α · joint-score regression"),
+    _loss("rascal", rolr, "y log_r_xz t_xz both_classes", "arXiv:1805.00013",
+          "ROLR + α · joint-score regression"),
+    _loss("alices", lambda f, y, lr, w, clip: alice(f, lr, w), "log_r_xz t_xz", "arXiv:1808.00973",
+          "ALICE + α · joint-score regression"),
+)}
 
 
 def ratio_loss(

@@ -2,41 +2,28 @@ r"""Parametrised likelihood-ratio estimator r̂(x | θ, θ_ref), trained by any 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from hepsbi.data.training import TrainingData
 from hepsbi.errors import EstimatorError
-from hepsbi.estimators._arrays import give_back, to_tensor
+from hepsbi.estimators._arrays import EVAL_BATCH, give_back, to_tensor
+from hepsbi.estimators.base import LogRatioEstimator
 from hepsbi.estimators.losses import LOG_R_CLIP, RATIO_LOSSES, ratio_loss
 from hepsbi.estimators.networks import RatioModel
-from hepsbi.estimators.persistence import check_features, load_weights, read_metadata, save_estimator
-from hepsbi.estimators.training import TrainingConfig, TrainingHistory, normalised_weights, train
+from hepsbi.estimators.training import TrainingConfig, normalised_weights
 from hepsbi.space import ParameterSpace
 
-__all__ = ["RatioEstimator", "METHODS", "DEFAULT_ALPHA"]
+__all__ = ["DEFAULT_ALPHA", "RatioEstimator"]
 
-METHODS = tuple(RATIO_LOSSES)
 #: Weight of the score term for cascal, rascal and alices.
 DEFAULT_ALPHA = 1.0
-_EVAL_BATCH = 65536
 
 
-def _config(config: TrainingConfig | None, options: dict[str, Any]) -> TrainingConfig:
-    base = (config or TrainingConfig()).to_dict()
-    unknown = set(options) - set(base)
-    if unknown:
-        raise EstimatorError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(base)}")
-    base.update(options)
-    return TrainingConfig(**base)
-
-
-class RatioEstimator:
+class RatioEstimator(LogRatioEstimator):
     r"""Learns log r(x | θ, θ_ref) = log p(x | θ) − log p(x | θ_ref) for any θ (parametrised in θ).
 
     Arguments:
@@ -47,6 +34,7 @@ class RatioEstimator:
             of their exponential loss (on the Galton board, 3 instead of 10 lowers RASCAL's MSE tenfold) but
             bias events whose |log r(x, z)| exceeds it.
         hidden: hidden layer widths.
+        embedding: a module for x before the network (see :class:`~hepsbi.estimators.base.Estimator`).
         config: a :class:`TrainingConfig`; keyword ``options`` override its fields (``epochs=50``, ``seed=1``).
 
     Example:
@@ -59,6 +47,7 @@ class RatioEstimator:
     """
 
     kind = "RatioEstimator"
+    OPTIONS = ("method", "alpha", "log_r_clip", "hidden")
 
     def __init__(
         self,
@@ -67,34 +56,51 @@ class RatioEstimator:
         hidden: Sequence[int] = (64, 64, 64),
         config: TrainingConfig | None = None,
         log_r_clip: float = LOG_R_CLIP,
+        embedding: nn.Module | None = None,
         **options: Any,
     ):
         if method not in RATIO_LOSSES:
-            raise EstimatorError(f"unknown ratio method {method!r}; choose one of {list(METHODS)}")
+            raise EstimatorError(f"unknown ratio method {method!r}; choose one of {list(RATIO_LOSSES)}")
         if alpha < 0:
             raise EstimatorError(f"alpha must be >= 0 (got {alpha})")
-        self.method = method
         if log_r_clip <= 0:
             raise EstimatorError(f"log_r_clip must be > 0 (got {log_r_clip})")
+        super().__init__(hidden, embedding, config, **options)
+        self.method = method
         self.alpha = float(alpha)
         self.log_r_clip = float(log_r_clip)
-        self.hidden = tuple(int(h) for h in hidden)
-        self.config = _config(config, options)
-        self.model: RatioModel | None = None
-        self.space: ParameterSpace | None = None
-        self.features: list[str] = []
-        self.history = TrainingHistory()
         self._reference_cache: tuple[Any, ...] | None = None  # (x, its version, model, g(x, θ_ref))
+        self._score_scale: Tensor | None = None  # 1/⟨t_k²⟩ of the training set (see prepare)
 
-    # -- training -----------------------------------------------------------------------------------------
-    def fit(self, data: TrainingData) -> RatioEstimator:
-        """Train on ``data`` (from :meth:`TrainingData.from_simulator`). Returns self."""
-        if not isinstance(data, TrainingData):
-            raise EstimatorError(f"fit expects TrainingData, got {type(data).__name__}")
-        if data.y.min() == data.y.max() and self.method in ("carl", "cascal", "rolr", "rascal"):
+    def network(self, x_shape: tuple[int, ...], space: ParameterSpace) -> RatioModel:
+        return RatioModel(x_shape, space.dim, space.reference, self.hidden, self.embedding)
+
+    def metadata(self) -> dict[str, Any]:
+        model = self._model
+        return {"scaling": {
+            "x_mean": model.x_scale.mean.tolist(),
+            "x_std": model.x_scale.std.tolist(),
+            "theta_mean": model.theta_scale.mean.tolist(),
+            "theta_std": model.theta_scale.std.tolist(),
+        }}
+
+    @property
+    def _model(self) -> RatioModel:
+        model = self._require_model()
+        assert isinstance(model, RatioModel)
+        return model
+
+    # -- training (the four steps of Estimator.fit) -----------------------------------------------------------
+    @property
+    def description(self) -> str:
+        return self.method
+
+    def check(self, data: TrainingData) -> None:
+        if "both_classes" in RATIO_LOSSES[self.method].needs and data.y.min() == data.y.max():
             raise EstimatorError(f"method {self.method!r} needs events from both θ and θ_ref (y = 0 and 1)")
-        self.space, self.features = data.space, list(data.observable_names)
-        tensors = {
+
+    def tensors(self, data: TrainingData) -> dict[str, Tensor]:
+        return {
             "x": data.x.float(),
             "theta": data.theta.float(),
             "y": data.y.float(),
@@ -102,39 +108,33 @@ class RatioEstimator:
             "t_xz": data.t_xz.float(),
             "weights": normalised_weights(data.weights).float(),
         }
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed)
-            self.model = RatioModel(data.x.shape[1], data.space.dim, data.reference, self.hidden)
-        self.model.x_scale.fit(tensors["x"])
-        self.model.theta_scale.fit(tensors["theta"])
-        uses_score = RATIO_LOSSES[self.method].uses_score and self.alpha > 0
-        model, method, alpha, clip = self.model, self.method, self.alpha, self.log_r_clip
+
+    def prepare(self, tensors: dict[str, Tensor]) -> None:
+        model = self._model
+        model.x_scale.fit(tensors["x"])
+        model.theta_scale.fit(tensors["theta"])
         # Score components are compared in units of their own spread: α weighs a dimensionless term,
         # whatever the units of θ (TeV⁻² coefficients have joint scores of O(10–100)).
         drawn = tensors["y"] > 0.5
-        mean_sq = (tensors["weights"][drawn, None] * tensors["t_xz"][drawn] ** 2).sum(0) / tensors["weights"][drawn].sum()
-        score_scale = torch.where(mean_sq > 0, 1.0 / mean_sq, torch.ones_like(mean_sq))
+        w, t = tensors["weights"][drawn], tensors["t_xz"][drawn]
+        mean_sq = (w[:, None] * t**2).sum(0) / w.sum()
+        self._score_scale = torch.where(mean_sq > 0, 1.0 / mean_sq, torch.ones_like(mean_sq))
 
-        def batch_loss(batch: dict[str, Tensor], training: bool) -> tuple[Tensor, dict[str, Tensor]]:
-            if uses_score:
-                log_r, t_hat = model.log_ratio_and_score(batch["x"], batch["theta"], create_graph=training)
-            else:
-                log_r, t_hat = model(batch["x"], batch["theta"]), None
-            return ratio_loss(method, log_r, t_hat, batch["y"], batch["log_r_xz"], batch["t_xz"], batch["weights"], alpha, clip, score_scale)
-
-        self.history = train(self.model, batch_loss, tensors, self.config, description=f"{self.method}")
-        return self
+    def batch_loss(self, batch: dict[str, Tensor], training: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        """The method's loss (:func:`~hepsbi.estimators.losses.ratio_loss`) on a batch of :meth:`tensors` rows."""
+        model = self._model
+        if RATIO_LOSSES[self.method].uses_score and self.alpha > 0:
+            log_r, t_hat = model.log_ratio_and_score(batch["x"], batch["theta"], create_graph=training)
+        else:
+            log_r, t_hat = model(batch["x"], batch["theta"]), None
+        return ratio_loss(self.method, log_r, t_hat, batch["y"], batch["log_r_xz"], batch["t_xz"], batch["weights"],
+                          self.alpha, self.log_r_clip, self._score_scale)
 
     # -- evaluation ---------------------------------------------------------------------------------------
-    def _require_model(self) -> RatioModel:
-        if self.model is None or self.space is None:
-            raise EstimatorError("the estimator is not trained: call fit() or load() first")
-        return self.model
-
     def _inputs(self, x: Any, theta: Any) -> tuple[Tensor, Tensor, bool]:
         self._require_model()
         assert self.space is not None
-        xt, as_numpy = to_tensor(x, "x", len(self.features))
+        xt, as_numpy = to_tensor(x, "x", self._x_shape)
         th = torch.as_tensor(theta, dtype=torch.float32)
         if th.dim() <= 1:
             th = th.reshape(1, -1).expand(xt.shape[0], -1)
@@ -155,84 +155,45 @@ class RatioEstimator:
         Returns:
             (n,), same kind as ``x``.
         """
-        model = self._require_model()
+        model = self._model
         xt, th, as_numpy = self._inputs(x, theta)
         with torch.no_grad():
             reference = self._reference_term(x, xt)
             out = torch.cat([model.anchored(xb, tb, rb) for xb, tb, rb
-                             in zip(xt.split(_EVAL_BATCH), th.split(_EVAL_BATCH), reference.split(_EVAL_BATCH))])
+                             in zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH), reference.split(EVAL_BATCH))])
         return give_back(out, as_numpy)
 
     def _reference_term(self, x: Any, xt: Tensor) -> Tensor:
         """g(x, θ_ref) (n,), kept for the last tensor x (and this network) while torch's version counter says x
         is unchanged: a scan or a fit evaluates the same events at many θ, and this half of log r̂ does not
         depend on θ."""
-        model = self._require_model()
+        model = self._model
         cached = self._reference_cache
         if cached is not None and cached[0] is x and cached[1] == x._version and cached[2] is model:
             return cached[3]
-        reference = torch.cat([model.reference_term(xb) for xb in xt.split(_EVAL_BATCH)])
+        reference = torch.cat([model.reference_term(xb) for xb in xt.split(EVAL_BATCH)])
         self._reference_cache = (x, x._version, model, reference) if isinstance(x, Tensor) else None
         return reference
 
     def log_ratio_of_theta(self, x: Any) -> Callable[[Tensor], Tensor]:
         """For fixed events x (n, d_x): the function θ (p,) → log r̂(x_i | θ, θ_ref) (n,), float64 and
         differentiable in θ (twice), e.g. the ``log_ratio`` of :class:`hepsbi.inference.UnbinnedModel`."""
-        model = self._require_model()
-        xt, _ = to_tensor(x, "x", len(self.features))
+        model = self._model
+        xt, _ = to_tensor(x, "x", self._x_shape)
 
         with torch.no_grad():  # g(x, θ_ref) does not depend on θ: once for these events
-            reference = torch.cat([model.reference_term(xb) for xb in xt.split(_EVAL_BATCH)])
+            reference = torch.cat([model.reference_term(xb) for xb in xt.split(EVAL_BATCH)])
 
         def log_ratio(theta: Tensor) -> Tensor:
             th = torch.as_tensor(theta).to(torch.float32).reshape(1, -1).expand(xt.shape[0], -1)
             return torch.cat([model.anchored(xb, tb, rb) for xb, tb, rb in
-                              zip(xt.split(_EVAL_BATCH), th.split(_EVAL_BATCH), reference.split(_EVAL_BATCH))]).to(torch.float64)
+                              zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH), reference.split(EVAL_BATCH))]).to(torch.float64)
 
         return log_ratio
 
     def score(self, x: Any, theta: Any) -> Any:
         """t̂(x | θ) = ∇_θ log r̂(x | θ, θ_ref), (n, p)."""
-        model = self._require_model()
+        model = self._model
         xt, th, as_numpy = self._inputs(x, theta)
-        parts = [model.log_ratio_and_score(xb, tb, create_graph=False)[1] for xb, tb in zip(xt.split(_EVAL_BATCH), th.split(_EVAL_BATCH))]
+        parts = [model.log_ratio_and_score(xb, tb, create_graph=False)[1] for xb, tb in zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH))]
         return give_back(torch.cat(parts), as_numpy)
-
-    # -- persistence --------------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write weights and metadata into directory ``path``."""
-        model = self._require_model()
-        assert self.space is not None
-        meta = {
-            "kind": self.kind,
-            "method": self.method,
-            "alpha": self.alpha,
-            "log_r_clip": self.log_r_clip,
-            "hidden": list(self.hidden),
-            "features": self.features,
-            "parameter_space": self.space.to_dict(),
-            "scaling": {
-                "x_mean": model.x_scale.mean.tolist(),
-                "x_std": model.x_scale.std.tolist(),
-                "theta_mean": model.theta_scale.mean.tolist(),
-                "theta_std": model.theta_scale.std.tolist(),
-            },
-            "training": self.config.to_dict(),
-            "history": self.history.to_dict(),
-        }
-        return save_estimator(path, model, meta)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], features: Sequence[str] | None = None) -> RatioEstimator:
-        """Load an estimator saved by :meth:`save`. With ``features``, check they match the trained ones."""
-        meta = read_metadata(path, cls.kind)
-        check_features(meta["features"], list(features) if features is not None else None, str(path))
-        est = cls(meta["method"], alpha=meta["alpha"], hidden=meta["hidden"], config=TrainingConfig(**meta["training"]),
-                  log_r_clip=meta.get("log_r_clip", LOG_R_CLIP))
-        est.space = ParameterSpace.from_dict(meta["parameter_space"])
-        est.features = list(meta["features"])
-        est.model = RatioModel(len(est.features), est.space.dim, est.space.reference, est.hidden)
-        load_weights(path, est.model)
-        est.model.eval()
-        est.history = TrainingHistory(**meta.get("history", {}))
-        return est

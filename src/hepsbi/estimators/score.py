@@ -2,28 +2,25 @@ r"""Local score estimator (SALLY): t̂(x) ≈ t(x | θ_score) = ∇_θ log p(x |
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from hepsbi.data.training import TrainingData
 from hepsbi.errors import EstimatorError
-from hepsbi.estimators._arrays import give_back, to_tensor
+from hepsbi.estimators._arrays import EVAL_BATCH, give_back, to_tensor
+from hepsbi.estimators.base import Estimator
 from hepsbi.estimators.losses import sally
 from hepsbi.estimators.networks import ScoreModel
-from hepsbi.estimators.persistence import check_features, load_weights, read_metadata, save_estimator
-from hepsbi.estimators.ratio import _EVAL_BATCH, _config
-from hepsbi.estimators.training import TrainingConfig, TrainingHistory, normalised_weights, train
+from hepsbi.estimators.training import TrainingConfig, normalised_weights
 from hepsbi.space import ParameterSpace
 
 __all__ = ["ScoreEstimator"]
 
 
-class ScoreEstimator:
+class ScoreEstimator(Estimator):
     r"""SALLY: regresses the joint score at one parameter point on the observables.
 
     The estimate t̂(x) is the locally sufficient statistic near that point: in its neighbourhood, the
@@ -32,85 +29,68 @@ class ScoreEstimator:
 
     Arguments:
         hidden: hidden layer widths.
-        config, options: as for :class:`~hepsbi.estimators.RatioEstimator`.
+        embedding, config, options: as for :class:`~hepsbi.estimators.RatioEstimator`.
     """
 
     kind = "ScoreEstimator"
+    OPTIONS = ("hidden",)
 
-    def __init__(self, hidden: Sequence[int] = (64, 64, 64), config: TrainingConfig | None = None, **options: Any):
-        self.hidden = tuple(int(h) for h in hidden)
-        self.config = _config(config, options)
-        self.model: ScoreModel | None = None
-        self.space: ParameterSpace | None = None
-        self.features: list[str] = []
+    def __init__(self, hidden: Sequence[int] = (64, 64, 64), config: TrainingConfig | None = None,
+                 embedding: nn.Module | None = None, **options: Any):
+        super().__init__(hidden, embedding, config, **options)
         self.point: list[float] = []
-        self.history = TrainingHistory()
 
-    def fit(self, data: TrainingData) -> ScoreEstimator:
-        """Train on events drawn at a single point (:meth:`TrainingData.local`). Returns self."""
-        if not isinstance(data, TrainingData):
-            raise EstimatorError(f"fit expects TrainingData, got {type(data).__name__}")
-        drawn_at_theta = data.y > 0.5
-        theta = data.theta[drawn_at_theta]
+    def network(self, x_shape: tuple[int, ...], space: ParameterSpace) -> ScoreModel:
+        return ScoreModel(x_shape, space.dim, self.hidden, self.embedding)
+
+    def metadata(self) -> dict[str, Any]:
+        model = self._model
+        return {"point": self.point,
+                "scaling": {"x_mean": model.x_scale.mean.tolist(), "x_std": model.x_scale.std.tolist()}}
+
+    def restore(self, metadata: dict[str, Any]) -> None:
+        self.point = list(metadata["point"])
+
+    @property
+    def _model(self) -> ScoreModel:
+        model = self._require_model()
+        assert isinstance(model, ScoreModel)
+        return model
+
+    # -- training (the four steps of Estimator.fit) -----------------------------------------------------------
+    @property
+    def description(self) -> str:
+        return "sally"
+
+    def check(self, data: TrainingData) -> None:
+        theta = data.theta[data.y > 0.5]
         if theta.shape[0] == 0 or not torch.allclose(theta, theta[:1].expand_as(theta)):
             raise EstimatorError(
                 "ScoreEstimator needs events drawn at one parameter point: build the data with TrainingData.local()"
             )
-        self.space, self.features, self.point = data.space, list(data.observable_names), theta[0].tolist()
-        tensors = {
+        self.point = theta[0].tolist()
+
+    def tensors(self, data: TrainingData) -> dict[str, Tensor]:
+        drawn_at_theta = data.y > 0.5
+        return {
             "x": data.x[drawn_at_theta].float(),
             "t_xz": data.t_xz[drawn_at_theta].float(),
             "weights": normalised_weights(data.weights[drawn_at_theta]).float(),
         }
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed)
-            self.model = ScoreModel(data.x.shape[1], data.space.dim, self.hidden)
-        self.model.x_scale.fit(tensors["x"])
-        self.model.t_scale.fit(tensors["t_xz"])
-        model = self.model
 
-        def batch_loss(batch: dict[str, Tensor], training: bool) -> tuple[Tensor, dict[str, Tensor]]:
-            loss = sally(model(batch["x"]), batch["t_xz"], batch["weights"])
-            return loss, {"score": loss.detach()}
+    def prepare(self, tensors: dict[str, Tensor]) -> None:
+        self._model.x_scale.fit(tensors["x"])
+        self._model.t_scale.fit(tensors["t_xz"])
 
-        self.history = train(self.model, batch_loss, tensors, self.config, description="sally")
-        return self
+    def batch_loss(self, batch: dict[str, Tensor], training: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        """SALLY's loss (:func:`~hepsbi.estimators.losses.sally`) on a batch of :meth:`tensors` rows."""
+        loss = sally(self._model(batch["x"]), batch["t_xz"], batch["weights"])
+        return loss, {"score": loss.detach()}
 
     def score(self, x: Any) -> Any:
         """t̂(x): x (n, d_x) → (n, p), same kind as ``x``."""
-        if self.model is None:
-            raise EstimatorError("the estimator is not trained: call fit() or load() first")
-        xt, as_numpy = to_tensor(x, "x", len(self.features))
+        model = self._model
+        xt, as_numpy = to_tensor(x, "x", self._x_shape)
         with torch.no_grad():
-            out = torch.cat([self.model(xb) for xb in xt.split(_EVAL_BATCH)])
+            out = torch.cat([model(xb) for xb in xt.split(EVAL_BATCH)])
         return give_back(out, as_numpy)
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write weights and metadata into directory ``path``."""
-        if self.model is None or self.space is None:
-            raise EstimatorError("the estimator is not trained: nothing to save")
-        meta = {
-            "kind": self.kind,
-            "hidden": list(self.hidden),
-            "features": self.features,
-            "point": self.point,
-            "parameter_space": self.space.to_dict(),
-            "scaling": {"x_mean": self.model.x_scale.mean.tolist(), "x_std": self.model.x_scale.std.tolist()},
-            "training": self.config.to_dict(),
-            "history": self.history.to_dict(),
-        }
-        return save_estimator(path, self.model, meta)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], features: Sequence[str] | None = None) -> ScoreEstimator:
-        """Load an estimator saved by :meth:`save`. With ``features``, check they match the trained ones."""
-        meta = read_metadata(path, cls.kind)
-        check_features(meta["features"], list(features) if features is not None else None, str(path))
-        est = cls(hidden=meta["hidden"], config=TrainingConfig(**meta["training"]))
-        est.space = ParameterSpace.from_dict(meta["parameter_space"])
-        est.features, est.point = list(meta["features"]), list(meta["point"])
-        est.model = ScoreModel(len(est.features), est.space.dim, est.hidden)
-        load_weights(path, est.model)
-        est.model.eval()
-        est.history = TrainingHistory(**meta.get("history", {}))
-        return est

@@ -1,7 +1,16 @@
-"""Inference: datasets, likelihoods (unbinned, binned, templates), scans, profile fits with nuisance
+"""Inference: the analysis layer (analysis.py), per-event log ratios (the door from estimators), datasets, likelihoods (unbinned, binned, templates), scans, profile fits with nuisance
 parameters (iminuit), hypothesis tests, toys and coverage, Fisher information, pyhf workspaces and limits,
 and validation against exact likelihoods."""
 
+from hepsbi.inference.analysis import (
+    PB_PER_FB,
+    Tilt,
+    WeightedAnalysis,
+    fisher_informations,
+    profile_scans,
+    scan_likelihoods,
+    simulator_toys,
+)
 from hepsbi.inference.asymptotics import asymptotic_cls, likelihood_test_statistic
 from hepsbi.inference.datasets import (
     Dataset,
@@ -22,6 +31,13 @@ from hepsbi.inference.fisher import (
 from hepsbi.inference.hypotest import HypotestResult, upper_limit
 from hepsbi.inference.nuisance import NormSys, ShapeSys, code4, gaussian_constraint
 from hepsbi.inference.profile import FitResult, hessian, minimize, profile_scan
+from hepsbi.inference.ratios import (
+    LogRatioOfTheta,
+    PerEventLogRatio,
+    exact_log_ratio,
+    latent_log_ratio,
+    normalised_log_ratio,
+)
 from hepsbi.inference.scan import (
     CONFIDENCE_LEVELS,
     ScanResult,
@@ -34,13 +50,7 @@ from hepsbi.inference.scan import (
 from hepsbi.inference.templates import bin_index_edges, bin_index_quantiles, template_log_likelihood
 from hepsbi.inference.toys import CoverageResult, neyman_interval, unbinned_coverage, unbinned_toys
 from hepsbi.inference.unbinned import LinearRatio, UnbinnedModel
-from hepsbi.inference.validation import (
-    exact_log_ratio,
-    joint_log_ratio_on_latent,
-    log_ratio_comparison,
-    log_ratio_mse,
-    normalised_log_ratio,
-)
+from hepsbi.inference.validation import log_ratio_comparison, log_ratio_mse
 from hepsbi.inference.workspace import Sample, histogram_workspace, write_workspace
 
 __all__ = [
@@ -79,7 +89,16 @@ __all__ = [
     "bin_index_quantiles",
     "binned_log_likelihood",
     "exact_log_ratio",
-    "joint_log_ratio_on_latent",
+    "latent_log_ratio",
+    "LogRatioOfTheta",
+    "PerEventLogRatio",
+    "PB_PER_FB",
+    "Tilt",
+    "WeightedAnalysis",
+    "fisher_informations",
+    "profile_scans",
+    "scan_likelihoods",
+    "simulator_toys",
     "likelihood_scan",
     "log_ratio_comparison",
     "log_ratio_mse",

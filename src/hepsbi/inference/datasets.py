@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hepsbi.errors import InferenceError
-from hepsbi.errors import SimulatorError
+from hepsbi.errors import InferenceError, SimulatorError
 from hepsbi.simulators.protocol import Simulator, WeightedSimulator, check_weighted_simulator
 
 __all__ = [

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from hepsbi.errors import InferenceError
 from hepsbi.inference.datasets import Dataset
+from hepsbi.inference.ratios import PerEventLogRatio
 from hepsbi.space import ParameterSpace
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "wilks_threshold",
 ]
 
-LogRatio = Callable[[Tensor, Tensor], Any]
 #: Confidence levels reported everywhere: label → probability content.
 CONFIDENCE_LEVELS = {"68": stats.chi2.cdf(1.0, 1), "95": 0.95}
 
@@ -93,13 +93,14 @@ LogLikelihood = Callable[[Tensor], np.ndarray]
 
 
 def unbinned_log_likelihood(
-    log_ratio: LogRatio,
+    log_ratio: PerEventLogRatio,
     data: Dataset,
     expected_events: Callable[[Tensor], float] | None = None,
     reference: Tensor | None = None,
 ) -> LogLikelihood:
     r"""log L(θ) − log L(θ_ref) of an unbinned dataset, for every row θ of points (m, p) → (m,).
 
+    ``log_ratio`` is θ ↦ log r(x_i | θ) (n,) for the events x of ``data`` (:mod:`hepsbi.inference.ratios`).
     Without ``expected_events``: Σ_i w_i log r(x_i | θ) (shape only). With ``expected_events`` ν(θ) (and
     the ``reference`` θ_ref of the ratio), the extended likelihood adds the Poisson rate term
 
@@ -114,7 +115,8 @@ def unbinned_log_likelihood(
     def total(points: Tensor) -> np.ndarray:
         values = np.empty(points.shape[0])
         for j, theta in enumerate(points):
-            lr = torch.as_tensor(log_ratio(data.x, theta), dtype=torch.float64)
+            with torch.no_grad():
+                lr = torch.as_tensor(log_ratio(theta), dtype=torch.float64)
             values[j] = float((w * lr).sum())
             if expected_events is not None:
                 nu = float(expected_events(theta))
@@ -166,7 +168,7 @@ def _crossings(axis: np.ndarray, q: np.ndarray, threshold: float) -> tuple[list[
 
 
 def likelihood_scan(
-    log_ratio: LogRatio,
+    log_ratio: PerEventLogRatio,
     data: Dataset,
     space: ParameterSpace,
     axes: Sequence[Tensor] | None = None,
@@ -179,7 +181,8 @@ def likelihood_scan(
     grid and derive the MLE and Wilks intervals.
 
     Arguments:
-        log_ratio: ``(x (n, d_x), θ (p,)) -> (n,)``: ``RatioEstimator.log_ratio`` or an exact one.
+        log_ratio: θ (p,) ↦ log r(x_i | θ) (n,) for the events of ``data``, e.g.
+            ``est.log_ratio_of_theta(data.x)`` or ``exact_log_ratio(sim)(data.x)``.
         data: the dataset (x and weights).
         space: the parameter space (1 or 2 parameters).
         axes: grid axes, one tensor per parameter; default ``space.grid(points)``.

@@ -48,7 +48,7 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_fingerprint(parts: tuple[str, ...], root: Path = SOURCE_ROOT) -> str:
     """SHA-256 over the path and bytes of every ``.py`` file of ``parts`` (modules or subpackages under
     ``root``), in path order. Any edit — comments included — gives another fingerprint."""

@@ -16,11 +16,9 @@ toy's t) and ``plots/coverage.png`` (the t distributions against χ²).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
 from distributed import as_completed
 from rich.console import Console
 from rich.progress import track
@@ -29,19 +27,17 @@ from torch import Tensor
 
 from hepsbi.errors import SpecError
 from hepsbi.files import write_json
-from hepsbi.inference.datasets import observed_dataset
-from hepsbi.inference.profile import NLL
-from hepsbi.inference.toys import CoverageResult, poisson_counts, toy_statistics
+from hepsbi.inference.analysis import simulator_toys
+from hepsbi.inference.toys import CoverageResult
 from hepsbi.report.plots import plot_coverage
-from hepsbi.simulators.protocol import has_exact_likelihood, is_weighted
-from hepsbi.workflow.graph import build_and_run, dask_client
-from hepsbi.workflow.infer import run_console, timed, unbinned_models, use_thread_setting
-from hepsbi.workflow.inputs import inference_dataset, load_run, load_stages, prepare
+from hepsbi.simulators.protocol import is_weighted
+from hepsbi.workflow.graph import build_and_run
+from hepsbi.workflow.infer import run_console, timed, use_thread_setting, weighted_analysis
+from hepsbi.workflow.inputs import load_run, load_stages, prepare
+from hepsbi.workflow.placement import dask_client
 from hepsbi.workflow.spec import RunSpec
 
 __all__ = ["TOYS_PER_TASK", "run_coverage", "toy_batch"]
-
-PerEvent = Callable[[Tensor], Tensor]
 
 #: pseudo-experiments per Dask task when toys run on workers
 TOYS_PER_TASK = 25
@@ -49,41 +45,15 @@ TOYS_PER_TASK = 25
 
 def _toy_statistics(spec: RunSpec, sim: Any, truth: Tensor, estimators: dict[str, Any], first: int, count: int,
                     progress: bool) -> dict[str, CoverageResult]:
-    """Per likelihood, t(θ_true) of toys ``first`` … ``first + count − 1``. Toy k draws from its own seed
-    (inference.seed + 1 + k), so a batch of toys gives the same numbers wherever and in whatever order it runs."""
-    names = list(sim.space.names)
-    truth_dict = sim.space.as_dict(truth)
-    start = truth.tolist()
-    toys = range(first, first + count)
-    results: dict[str, CoverageResult] = {}
+    """Per likelihood, t(θ_true) of toys ``first`` … ``first + count − 1`` (toy k draws from inference.seed + 1 + k,
+    so a batch gives the same numbers wherever and in whatever order it runs): Poisson-bootstrap toys of the
+    weighted analysis, or toys drawn by the simulator (:mod:`hepsbi.inference.analysis`)."""
+    inf = spec.inference
+    ratios = {label: est.log_ratio_of_theta for label, est in estimators.items()}
     if is_weighted(sim):
-        models = unbinned_models(spec, sim, inference_dataset(spec, sim, truth), estimators)
-        model = next(iter(models.values()))
-
-        def draw(k: int) -> tuple[Tensor, Tensor]:  # counts and auxiliary data of toy k, shared by every likelihood
-            gen = torch.Generator().manual_seed(spec.inference.seed + 1 + k)
-            return poisson_counts(model.weights, gen), torch.randn(len(model.nuisance), generator=gen, dtype=torch.float64)
-
-        start = start + [0.0] * len(model.nuisance)
-        for label, m in models.items():
-            nlls: Iterator[NLL] = (m.with_data(*draw(k)).nll for k in toys)
-            results[label] = toy_statistics(nlls, model.names, truth_dict, start, None, count, progress, f"toys: {label}")
-        return results
-    ref = sim.space.reference
-    limits = {p.name: (p.low, p.high) for p in sim.space.parameters}
-    n = int(round(spec.inference.n_events))
-    per_label: dict[str, list[NLL]] = {}
-    for k in toys:
-        x = observed_dataset(sim, truth, n, seed=spec.inference.seed + 1 + k).x
-        fns: dict[str, PerEvent] = {label: est.log_ratio_of_theta(x) for label, est in estimators.items()}
-        if has_exact_likelihood(sim):
-            x64, log_p_ref = x.to(torch.float64), sim.log_prob(x.to(torch.float64), ref)  # type: ignore[attr-defined]
-            fns["exact"] = lambda th, x64=x64, log_p_ref=log_p_ref: sim.log_prob(x64, th) - log_p_ref  # type: ignore[attr-defined]
-        for label, lr in fns.items():
-            per_label.setdefault(label, []).append(lambda th, lr=lr: -lr(th).sum())
-    for label, nll_list in per_label.items():
-        results[label] = toy_statistics(nll_list, names, truth_dict, start, limits, count, progress, f"toys: {label}")
-    return results
+        analysis = weighted_analysis(spec, sim, truth)
+        return analysis.toys(analysis.models(ratios, truth=inf.truth), inf.seed, first, count, progress)
+    return simulator_toys(sim, truth, ratios, int(round(inf.n_events)), inf.seed, first, count, progress=progress)
 
 
 def toy_batch(document: dict[str, Any], merged: str, estimators: dict[str, list[str]], first: int,

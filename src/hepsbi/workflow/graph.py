@@ -4,17 +4,14 @@ ensemble member) → infer (evaluate, infer, report).
 Each task is a plain function of the spec (as a dict), the run directory and its inputs' stage directories;
 it runs through :func:`hepsbi.workflow.cache.run_stage`, so a finished stage is reused and a rerun resumes.
 The same graph runs in-process (the default: Dask's synchronous scheduler, no setup), on local worker
-processes (``workers``: a ``distributed.LocalCluster``), on an existing scheduler (``scheduler``) or on a
-batch cluster started with dask-jobqueue (``cluster``). Chunk k draws its own seed, and merges keep chunk
+processes, on an existing scheduler or on a batch cluster (:mod:`hepsbi.workflow.placement`). Chunk k draws its own seed, and merges keep chunk
 order, so where a task runs never changes what it computes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +20,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hepsbi.errors import SpecError
 from hepsbi.workflow.cache import run_stage, stage_key
+from hepsbi.workflow.placement import dask_client
 
-__all__ = ["StageOutputs", "batch_cluster", "build_and_run", "dask_client", "local_client"]
+__all__ = ["StageOutputs", "build_and_run"]
 
 #: chunk k of a weighted simulator's pool uses Pythia seed + SEED_STRIDE·k (slices add their index)
 SEED_STRIDE = 100
 
-#: glibc malloc settings of worker processes (set before they start). Dask's default MALLOC_TRIM_THRESHOLD_
-#: of 64 KiB (memory back to the OS at once) also freezes glibc's mmap threshold at 128 KiB, so every tensor of
-#: a network pass over the events becomes a fresh mmap whose pages fault in again: an inference task ran 2.4×
-#: slower in a worker than in-process. Arrays up to 32 MiB stay on the heap; the heap is trimmed above 128 MiB.
-WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": str(128 * 2**20), "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}
 
 
 def _spec(document: dict[str, Any]) -> Any:
@@ -122,30 +115,22 @@ def training_data(document: dict[str, Any], run_dir: str, merged: str, key: str)
     return str(run_stage(run_dir, "training", key, work, {}, [Path(merged).name]))
 
 
-def train(document: dict[str, Any], run_dir: str, data_dir: str, index: int, key: str, progress: bool, member: int = 0) -> str:
-    """Estimator ``index`` of the spec (index −1: SALLY) on the training data; ensemble ``member`` m trains
-    with seed + m."""
+def train(document: dict[str, Any], run_dir: str, data_dir: str, stage: str, key: str, progress: bool,
+          member: int = 0) -> str:
+    """The estimator of training ``stage`` (:func:`hepsbi.workflow.inputs.trainings`) on its training data;
+    ensemble ``member`` m trains with seed + m."""
 
     def work(tmp: Path) -> None:
         from hepsbi.data.training import TrainingData
-        from hepsbi.estimators.ratio import RatioEstimator
-        from hepsbi.estimators.score import ScoreEstimator
+        from hepsbi.estimators.registry import build_estimator
+        from hepsbi.workflow.inputs import trainings
 
-        spec = _spec(document)
-        if index < 0:
-            cfg = spec.training.sally
-            options = {"seed": cfg.seed, "progress": progress} | ({"epochs": cfg.epochs} if cfg.epochs else {})
-            ScoreEstimator(hidden=cfg.hidden, **options).fit(TrainingData.load(Path(data_dir) / "local.h5")).save(tmp)
-            return
-        e = spec.training.estimators[index]
-        options = e.training_options()
-        options["seed"] = options.get("seed", 0) + member
-        est = RatioEstimator(e.method, alpha=e.alpha, hidden=e.hidden, log_r_clip=e.log_r_clip, progress=progress,
-                             **options)
-        est.fit(TrainingData.load(Path(data_dir) / "training.h5")).save(tmp)
+        t = {t.stage: t for t in trainings(_spec(document))}[stage]
+        options = t.options | {"seed": t.options.get("seed", 0) + member, "progress": progress}
+        build_estimator(t.method, **options).fit(TrainingData.load(Path(data_dir) / t.data)).save(tmp)
 
-    name = f"train_{index if index >= 0 else 'sally'}" + (f"_member{member}" if member else "")
-    return str(run_stage(run_dir, name, key, work, {"index": index, "member": member}, [Path(data_dir).name]))
+    name = stage + (f"_member{member}" if member else "")
+    return str(run_stage(run_dir, name, key, work, {"stage": stage, "member": member}, [Path(data_dir).name]))
 
 
 def infer(document: dict[str, Any], run_dir: str, merged: str, estimators: dict[str, list[str]], sally: str | None,
@@ -182,6 +167,7 @@ def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
     from dask import delayed
 
     from hepsbi.simulators.protocol import is_weighted
+    from hepsbi.workflow.inputs import trainings
 
     document = spec.model_dump(mode="json")
     chunks = spec.execution.chunks
@@ -199,17 +185,18 @@ def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
     data_key = stage_key("training", {"data": document["data"], "sally": document["training"]["sally"]}, [merge_key])
     data = delayed(training_data, pure=False)(document, run_dir, merged, data_key)
     estimators, estimator_keys = {}, []
-    for i, e in enumerate(spec.training.estimators):
-        config = {k: v for k, v in document["training"]["estimators"][i].items() if k != "ensemble"}
-        keys = [stage_key("train", config | ({"member": m} if m else {}), [data_key]) for m in range(e.ensemble)]
-        estimator_keys.append(keys)
-        estimators[e.label or e.method] = [delayed(train, pure=False)(document, run_dir, data, i, key, progress, m)
-                                           for m, key in enumerate(keys)]
-    member_keys = [key for keys in estimator_keys for key in keys]
     sally, sally_key = None, None
-    if weighted and spec.training.sally is not None:
-        sally_key = stage_key("train", document["training"]["sally"], [data_key])
-        sally = delayed(train, pure=False)(document, run_dir, data, -1, sally_key, progress)
+    for t in trainings(spec):
+        config = {"method": t.method, "options": t.options}
+        keys = [stage_key("train", config | ({"member": m} if m else {}), [data_key]) for m in range(t.members)]
+        tasks = [delayed(train, pure=False)(document, run_dir, data, t.stage, key, progress, m) for m, key in enumerate(keys)]
+        if t.stage == "train_sally":  # the local score estimator: an input of the comparisons
+            if weighted:
+                sally, sally_key = tasks[0], keys[0]
+            continue
+        estimator_keys.append(keys)
+        estimators[t.label] = tasks
+    member_keys = [key for keys in estimator_keys for key in keys]
     inference = {k: document[k] for k in ("name", "inference")}
     groups, group_keys = [], []
     for i, (label, members) in enumerate(estimators.items()):
@@ -224,63 +211,6 @@ def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
     reported = delayed(report, pure=False)(document, run_dir, merged, estimators, sally, groups, report_key, progress)
     return {"chunks": chunk_tasks, "merged": merged, "training": data, "estimators": estimators, "sally": sally,
             "infer": groups, "report": reported}
-
-
-@contextlib.contextmanager
-def local_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
-    """A client on ``workers`` local processes or on a running ``scheduler``; None (in-process) for neither."""
-    if workers is not None and scheduler is not None:
-        raise SpecError("give at most one of --workers, --scheduler")
-    if workers is None and scheduler is None:
-        yield None
-        return
-    from distributed import Client, LocalCluster
-
-    if scheduler is not None:
-        with Client(scheduler) as client:
-            yield client
-        return
-    import dask
-
-    environ = dask.config.get("distributed.nanny.pre-spawn-environ") | WORKER_MALLOC
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, env={"OMP_NUM_THREADS": "1"},
-    ) as cluster, Client(cluster) as client:
-        yield client
-
-
-@contextlib.contextmanager
-def dask_client(spec: Any) -> Iterator[Any]:
-    """A ``distributed.Client`` for the execution settings, or None for the in-process default."""
-    ex = spec.execution
-    if ex.cluster is not None:
-        from distributed import Client
-
-        cluster = batch_cluster(ex.cluster, ex.jobqueue)
-        cluster.scale(jobs=ex.jobs)
-        with cluster, Client(cluster) as client:
-            yield client
-        return
-    with local_client(ex.workers, ex.scheduler) as client:
-        yield client
-
-
-def batch_cluster(kind: str, options: dict[str, Any]) -> Any:
-    """A dask-jobqueue cluster (``htcondor`` or ``slurm``) configured by ``options`` (cores, memory, …)."""
-    try:
-        import dask_jobqueue
-    except ImportError:
-        raise SpecError("execution.cluster: needs dask-jobqueue (pip install 'hepsbi[cluster]')") from None
-    classes = {"htcondor": dask_jobqueue.HTCondorCluster, "slurm": dask_jobqueue.SLURMCluster}
-    settings = {"cores": 1, "memory": "4GB"} | dict(options)
-    exports = [f"export {k}={v}" for k, v in WORKER_MALLOC.items()]  # see WORKER_MALLOC
-    settings["job_script_prologue"] = exports + list(settings.get("job_script_prologue") or [])
-    if kind == "htcondor":
-        settings.setdefault("disk", "4GB")
-    try:
-        return classes[kind](**settings)
-    except (TypeError, ValueError) as exc:
-        raise SpecError(f"execution.jobqueue: {str(exc).splitlines()[0]}") from None
 
 
 def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = True, infer: bool = True) -> StageOutputs:

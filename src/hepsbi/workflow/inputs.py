@@ -3,10 +3,10 @@ to infer from, the histogram binning, and the outputs of earlier stages loaded f
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from hepsbi.data.events import Events
@@ -14,16 +14,15 @@ from hepsbi.errors import ParameterError, SimulatorError, SpecError
 from hepsbi.estimators.ensemble import RatioEnsemble
 from hepsbi.estimators.ratio import RatioEstimator
 from hepsbi.estimators.score import ScoreEstimator
+from hepsbi.inference.analysis import PB_PER_FB
 from hepsbi.inference.datasets import Dataset, asimov_dataset, observed_dataset, weighted_asimov_dataset
-from hepsbi.inference.templates import bin_index_edges
 from hepsbi.simulators.protocol import Simulator, is_weighted
 from hepsbi.simulators.registry import build_simulator
 from hepsbi.space import BenchmarkSampler, GridSampler, PriorSampler, ThetaSampler
-from hepsbi.workflow.spec import HistogramSpec, RunSpec
+from hepsbi.workflow.spec import RunSpec
 
-__all__ = ["PB_PER_FB", "RESERVED_LABELS", "histogram_bins", "inference_dataset", "load_run", "load_stages", "prepare", "theta_sampler"]
-
-PB_PER_FB = 1000.0
+__all__ = ["RESERVED_LABELS", "Training", "inference_dataset", "load_run", "load_stages", "prepare", "theta_sampler",
+           "trainings"]
 
 #: labels of the likelihoods a run compares the learned ones with (and of their inference group)
 RESERVED_LABELS = frozenset({"exact", "truth", "histogram", "sally", "sally_score", "rate", "comparisons"})
@@ -79,6 +78,33 @@ def prepare(spec: RunSpec) -> tuple[Simulator, torch.Tensor]:
     return sim, truth
 
 
+@dataclass(frozen=True)
+class Training:
+    """One estimator the spec trains: its stage name, label in results, registry method, the options of its kind
+    (training options included), the file of the training stage it learns from, and its ensemble members."""
+
+    stage: str
+    label: str
+    method: str
+    options: dict[str, Any]
+    data: str
+    members: int = 1
+
+
+def trainings(spec: RunSpec) -> list[Training]:
+    """The estimators of ``training.estimators`` (stages ``train_<i>``), then SALLY (``train_sally``, on the local
+    data at θ_ref) where the spec asks for it — every one built by :func:`hepsbi.estimators.build_estimator`."""
+    out = []
+    for i, e in enumerate(spec.training.estimators):
+        options = {"alpha": e.alpha, "hidden": e.hidden, "log_r_clip": e.log_r_clip, **e.training_options()}
+        out.append(Training(f"train_{i}", e.label or e.method, e.method, options, "training.h5", e.ensemble))
+    if spec.training.sally is not None:
+        cfg = spec.training.sally
+        options = {"hidden": cfg.hidden, "seed": cfg.seed} | ({"epochs": cfg.epochs} if cfg.epochs else {})
+        out.append(Training("train_sally", "sally", "sally", options, "local.h5"))
+    return out
+
+
 def theta_sampler(spec: RunSpec, sim: Simulator) -> ThetaSampler:
     """The spec's θ sampler for training data (``data.theta_sampler``)."""
     if spec.data.theta_sampler == "grid":
@@ -120,9 +146,3 @@ def load_run(spec: RunSpec, merged: str, estimators: dict[str, list[str]], sally
     pool, the estimators and SALLY (:func:`load_stages`)."""
     sim, truth = prepare(spec)
     return (sim, truth, *load_stages(sim, merged, estimators, sally))
-
-
-def histogram_bins(sim: Simulator, x: np.ndarray, hist: HistogramSpec) -> tuple[np.ndarray, int]:
-    """Bin index of every event x (n, d_x) in the spec's histogram (−1 outside) and the number of bins."""
-    columns = [list(sim.observable_names).index(o) for o in hist.observables]  # type: ignore[attr-defined]
-    return bin_index_edges(x[:, columns], hist.edges)

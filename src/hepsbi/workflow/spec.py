@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hepsbi.errors import SpecError
-from hepsbi.estimators.ratio import METHODS
+from hepsbi.estimators.registry import RATIO_METHODS
 
 __all__ = [
     "RunSpec",
@@ -33,8 +33,8 @@ __all__ = [
     "spec_hash",
 ]
 
-Method = Literal["carl", "rolr", "alice", "cascal", "rascal", "alices"]
-assert set(Method.__args__) == set(METHODS)  # type: ignore[attr-defined]
+#: the ratio methods of the estimator registry (:data:`hepsbi.estimators.registry.RATIO_METHODS`)
+Method = Literal[RATIO_METHODS]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):

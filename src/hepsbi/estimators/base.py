@@ -1,0 +1,215 @@
+r"""The estimator contract: what every kind of estimator provides, and the part they share.
+
+An :class:`Estimator` is configured by keyword options, trained by :meth:`~Estimator.fit` on
+:class:`~hepsbi.data.TrainingData`, and saved to / loaded from a directory (``weights.pt`` + ``estimator.json``,
+:mod:`hepsbi.estimators.persistence`). Its network is built from its options by :meth:`~Estimator.network`, once
+when it is trained and again when it is loaded, so a saved estimator needs nothing but its directory — and, where
+one was plugged in, its ``embedding`` module.
+
+Kinds whose output is a likelihood ratio (:class:`LogRatioEstimator`) offer the one door into inference,
+``log_ratio_of_theta(x)``: θ ↦ log r̂(x_i | θ, θ_ref), (n,), differentiable (:mod:`hepsbi.inference.ratios`).
+
+Adding a kind = one module with a subclass (``kind``, ``OPTIONS``, :meth:`~Estimator.network`, and the four
+steps of :meth:`~Estimator.fit`: ``check``, ``tensors``, ``prepare``, ``batch_loss``) and its registration in
+:mod:`hepsbi.estimators.registry`.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from torch import Tensor, nn
+
+from hepsbi.data.training import TrainingData
+from hepsbi.errors import EstimatorError
+from hepsbi.estimators.persistence import check_features, load_weights, read_metadata, save_estimator
+from hepsbi.estimators.training import TrainingConfig, TrainingHistory, train
+from hepsbi.space import ParameterSpace
+
+__all__ = ["Estimator", "LogRatioEstimator", "training_config"]
+
+E = TypeVar("E", bound="Estimator")
+
+
+def training_config(config: TrainingConfig | None, options: dict[str, Any]) -> TrainingConfig:
+    """``config`` (default :class:`TrainingConfig`) with the fields in ``options`` replaced; an unknown option
+    is an :class:`EstimatorError` naming it."""
+    base = (config or TrainingConfig()).to_dict()
+    unknown = set(options) - set(base)
+    if unknown:
+        raise EstimatorError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(base)}")
+    base.update(options)
+    return TrainingConfig(**base)
+
+
+class Estimator(ABC):
+    r"""Base of every estimator kind.
+
+    Arguments:
+        hidden: hidden layer widths of the network.
+        embedding: a module that maps standardised x (n, \*shape_x) to features (n, d_e) before the network
+            (an identity — the MLP sees x itself — by default). Give it ``out_features`` (d_e) or it is found
+            by one forward pass. Its weights are saved with the estimator; pass the same module (untrained) to
+            :meth:`load`.
+        config: a :class:`TrainingConfig`; keyword ``options`` override its fields (``epochs=50``, ``seed=1``).
+
+    Attributes:
+        kind: the name in saved files and in :data:`hepsbi.estimators.registry.KINDS`.
+        OPTIONS: constructor arguments saved in ``estimator.json`` (enough to rebuild the network).
+        model: the trained network (None before :meth:`fit` / :meth:`load`).
+        space, features, history: the parameter space and observable names it was trained on; the training curve.
+    """
+
+    kind: ClassVar[str]
+    OPTIONS: ClassVar[tuple[str, ...]] = ("hidden",)
+
+    def __init__(self, hidden: Sequence[int] = (64, 64, 64), embedding: nn.Module | None = None,
+                 config: TrainingConfig | None = None, **options: Any):
+        self.hidden = tuple(int(h) for h in hidden)
+        if not self.hidden or min(self.hidden) < 1:
+            raise EstimatorError(f"hidden must list positive layer widths (got {list(hidden)})")
+        self.embedding = embedding
+        self.config = training_config(config, options)
+        self.model: nn.Module | None = None
+        self.space: ParameterSpace | None = None
+        self.features: list[str] = []
+        self.history = TrainingHistory()
+
+    # -- what a kind implements -------------------------------------------------------------------------------
+    @abstractmethod
+    def network(self, x_shape: tuple[int, ...], space: ParameterSpace) -> nn.Module:
+        """The untrained network for events of shape ``x_shape`` (without the batch axis) and ``space``."""
+
+    @abstractmethod
+    def check(self, data: TrainingData) -> None:
+        """Raise :class:`EstimatorError` when ``data`` lacks what this kind's loss needs."""
+
+    @abstractmethod
+    def tensors(self, data: TrainingData) -> dict[str, Tensor]:
+        """The float32 training columns of ``data`` that :meth:`batch_loss` reads, each with n rows."""
+
+    @abstractmethod
+    def prepare(self, tensors: dict[str, Tensor]) -> None:
+        """Set what the network and the loss take from the whole training set (input scalings)."""
+
+    @abstractmethod
+    def batch_loss(self, batch: dict[str, Tensor], training: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss of a batch of :meth:`tensors` rows and its parts (detached, for monitoring)."""
+
+    @property
+    def description(self) -> str:
+        """The label of the progress bar."""
+        return self.kind
+
+    def initialise(self: E, data: TrainingData) -> E:
+        """Check ``data``, build the network with the training seed and prepare it on ``data`` (no training)."""
+        self._check(data)
+        self._start(data)
+        self.prepare(self.tensors(data))
+        return self
+
+    def loss(self, data: TrainingData) -> Tensor:
+        """The training loss on all of ``data`` (after :meth:`initialise` or :meth:`fit`), differentiable in the
+        network's parameters."""
+        self._require_model()
+        self._check(data)
+        return self.batch_loss(self.tensors(data), True)[0]
+
+    def _check(self, data: TrainingData) -> None:
+        if not isinstance(data, TrainingData):
+            raise EstimatorError(f"fit expects TrainingData, got {type(data).__name__}")
+        self.check(data)
+
+    def fit(self: E, data: TrainingData) -> E:
+        """Train on ``data`` with the shared loop (:func:`~hepsbi.estimators.training.train`); returns self."""
+        self._check(data)
+        model = self._start(data)
+        tensors = self.tensors(data)
+        self.prepare(tensors)
+        self.history = train(model, self.batch_loss, tensors, self.config, description=self.description)
+        return self
+
+    def metadata(self) -> dict[str, Any]:
+        """What a kind adds to ``estimator.json`` beyond its options (e.g. the input scaling)."""
+        return {}
+
+    def restore(self, metadata: dict[str, Any]) -> None:
+        """Read back what :meth:`metadata` wrote (after the network is built, before its weights load); by
+        default there is nothing to read (the input scaling is part of the weights)."""
+        return None
+
+    # -- shared ---------------------------------------------------------------------------------------------------
+    def _start(self, data: TrainingData) -> nn.Module:
+        """Remember the space and features of ``data`` and build the network with the training seed."""
+        import torch
+
+        self.space, self.features = data.space, list(data.observable_names)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            self.model = self.network(tuple(data.x.shape[1:]), data.space)
+        return self.model
+
+    def _require_model(self) -> nn.Module:
+        if self.model is None or self.space is None:
+            raise EstimatorError("the estimator is not trained: call fit() or load() first")
+        return self.model
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write weights and metadata into directory ``path``."""
+        model = self._require_model()
+        assert self.space is not None
+        meta: dict[str, Any] = {"kind": self.kind}
+        meta |= {name: list(v) if isinstance(v, tuple) else v for name in self.OPTIONS for v in [getattr(self, name)]}
+        meta |= {
+            "features": self.features,
+            "x_shape": list(self._x_shape),
+            "embedding": None if self.embedding is None else type(self.embedding).__qualname__,
+            "parameter_space": self.space.to_dict(),
+            **self.metadata(),
+            "training": self.config.to_dict(),
+            "history": self.history.to_dict(),
+        }
+        return save_estimator(path, model, meta)
+
+    @property
+    def _x_shape(self) -> tuple[int, ...]:
+        shape = getattr(self.model, "x_shape", None)
+        return tuple(shape) if shape is not None else (len(self.features),)
+
+    @classmethod
+    def load(cls: type[E], path: str | os.PathLike[str], features: Sequence[str] | None = None,
+             embedding: nn.Module | None = None) -> E:
+        """Load an estimator saved by :meth:`save`. With ``features``, check they match the trained ones; an
+        estimator trained with an embedding needs the same (untrained) module as ``embedding``."""
+        meta = read_metadata(path, cls.kind)
+        check_features(meta["features"], list(features) if features is not None else None, str(path))
+        if meta.get("embedding") and embedding is None:
+            raise EstimatorError(f"{path}: trained with the embedding {meta['embedding']!r}; pass an instance as "
+                                 "load(..., embedding=...)")
+        options = {name: meta[name] for name in cls.OPTIONS if name in meta}
+        est = cls(**options, embedding=embedding, config=TrainingConfig(**meta["training"]))
+        est.space = ParameterSpace.from_dict(meta["parameter_space"])
+        est.features = list(meta["features"])
+        x_shape = tuple(meta.get("x_shape") or (len(est.features),))
+        est.model = est.network(x_shape, est.space)
+        est.restore(meta)
+        load_weights(path, est.model)
+        est.model.eval()
+        est.history = TrainingHistory(**meta.get("history", {}))
+        return est
+
+
+class LogRatioEstimator(Estimator):
+    """An estimator of log r(x | θ, θ_ref): the kinds inference can use (:mod:`hepsbi.inference.ratios`)."""
+
+    @abstractmethod
+    def log_ratio_of_theta(self, x: Any) -> Callable[[Tensor], Tensor]:
+        """For fixed events x (n, d_x): θ (p,) ↦ log r̂(x_i | θ, θ_ref) (n,), float64, differentiable in θ."""
+
+    @abstractmethod
+    def log_ratio(self, x: Any, theta: Any) -> Any:
+        """log r̂(x | θ, θ_ref), (n,), for θ (p,) or one per event (n, p); same kind (tensor/array) as x."""

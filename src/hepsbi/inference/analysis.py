@@ -1,0 +1,340 @@
+r"""The analysis layer: the statistics recipes of a run as functions of plain arguments.
+
+Everything ``hepsbi run`` infers is built here from a simulator, a dataset, a mapping label → per-event
+log-ratio function (:mod:`hepsbi.inference.ratios`), systematics and a luminosity — never from a spec — so the
+same analysis runs in a notebook:
+
+* :func:`scan_likelihoods`, :func:`fisher_informations` and :func:`simulator_toys` — for simulators that sample
+  at any θ (the toys): likelihood Σ_i w_i log r(x_i | θ) of a dataset, its Fisher information, and
+  pseudo-experiments drawn from the simulator;
+* :class:`WeightedAnalysis` — for a :class:`~hepsbi.simulators.protocol.WeightedSimulator` (Drell–Yan): the
+  weighted Asimov dataset at θ_true and luminosity L, ν(θ) from its own events, learned ratios normalised on
+  them, extended unbinned models with nuisance parameters, the parton-level truth, histogram and score
+  templates, Fisher informations, profile scans and Poisson-bootstrap toys;
+* :func:`profile_scans` — profile-likelihood scans of any unbinned models.
+
+Example (the Drell–Yan analysis of ``make demo``, without a spec)::
+
+    analysis = WeightedAnalysis(sim, theta_true=[0.0, 0.0], luminosity_fb=139.0, n_mc=30_000, seed=1,
+                                systematics=[NormSys("lumi", 1.017, 0.983), Tilt("mll_tilt", "m_ll", 0.02)])
+    models = analysis.models({"alices": alices.log_ratio_of_theta}, truth=True)
+    profiled = profile_scans(models, sim.space, analysis.truth, points=15)
+    informations = analysis.fisher_information({"alices": alices.log_ratio_of_theta}, truth=True,
+                                               histogram=(["m_ll"], [edges]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hepsbi.errors import InferenceError
+from hepsbi.inference.datasets import (
+    Dataset,
+    asimov_expected_events,
+    observed_dataset,
+    reference_weights,
+    weighted_asimov_dataset,
+)
+from hepsbi.inference.fisher import (
+    binned_information,
+    information_from_scores,
+    model_information,
+    per_event_scores,
+    profiled_information,
+    rate_information,
+    rate_score,
+)
+from hepsbi.inference.nuisance import NormSys, ShapeSys
+from hepsbi.inference.profile import NLL, minimize, profile_scan
+from hepsbi.inference.ratios import (
+    LogRatioOfTheta,
+    PerEventLogRatio,
+    exact_log_ratio,
+    latent_log_ratio,
+    normalised_log_ratio,
+)
+from hepsbi.inference.scan import ScanResult, likelihood_scan, scan_log_likelihood
+from hepsbi.inference.templates import bin_index_edges, bin_index_quantiles, template_log_likelihood
+from hepsbi.inference.toys import CoverageResult, poisson_counts, toy_statistics
+from hepsbi.inference.unbinned import LinearRatio, UnbinnedModel
+from hepsbi.simulators.protocol import Simulator, check_weighted_simulator, has_exact_likelihood, has_morphing
+from hepsbi.space import ParameterSpace
+
+__all__ = [
+    "PB_PER_FB",
+    "Systematic",
+    "Tilt",
+    "WeightedAnalysis",
+    "fisher_informations",
+    "profile_scans",
+    "scan_likelihoods",
+    "simulator_toys",
+]
+
+PB_PER_FB = 1000.0
+
+#: a per-event statistic x (n, d_x) ↦ (n, k), e.g. ``ScoreEstimator.score`` (SALLY)
+Statistic = Callable[[Tensor], Any]
+
+
+@dataclass(frozen=True)
+class Tilt:
+    r"""A shape systematic α ~ N(0, 1) that tilts the distribution of one observable: every event's weight is
+    multiplied by 1 ± ``size`` (2F(x) − 1) at α = ±1, with F the cumulative distribution of ``observable`` at
+    θ_ref (:meth:`~hepsbi.inference.nuisance.ShapeSys.tilt`)."""
+
+    name: str
+    observable: str
+    size: float
+
+
+#: the nuisance parameters of an analysis: normalisation systematics and observable tilts
+Systematic = NormSys | Tilt
+
+
+# -- simulators that sample at any θ ---------------------------------------------------------------------------
+def scan_likelihoods(ratios: Mapping[str, PerEventLogRatio], dataset: Dataset, space: ParameterSpace,
+                     points: int = 101, zoom: int = 0,
+                     expected_events: Callable[[Tensor], float] | None = None) -> dict[str, ScanResult]:
+    """A likelihood scan (:func:`~hepsbi.inference.likelihood_scan`) of each per-event ratio of the dataset's
+    events, label → :class:`~hepsbi.inference.ScanResult`; extended with ν(θ) = ``expected_events``."""
+    return {label: likelihood_scan(fn, dataset, space, points=points, expected_events=expected_events, zoom=zoom)
+            for label, fn in ratios.items()}
+
+
+def fisher_informations(ratios: Mapping[str, PerEventLogRatio], dataset: Dataset, theta: Tensor,
+                        rate: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    r"""Fisher information at θ of the dataset under each per-event ratio: Σ_i w_i u_i u_iᵀ with
+    u_i = ``rate`` + ∇_θ log r(x_i | θ) (:func:`~hepsbi.inference.information_from_scores`), label → (p, p)."""
+    d = dataset.weights.to(torch.float64)
+    return {label: information_from_scores(per_event_scores(fn, theta), d, rate) for label, fn in ratios.items()}
+
+
+def simulator_toys(sim: Simulator, truth: Tensor, ratios: Mapping[str, LogRatioOfTheta], n_events: int, seed: int,
+                   first: int = 0, count: int = 100, exact: bool = True,
+                   progress: bool = False) -> dict[str, CoverageResult]:
+    """t(θ_true) of pseudo-experiments ``first`` … ``first + count − 1`` with ``n_events`` events drawn by the
+    simulator at θ_true, per likelihood Σ_i log r(x_i | θ) (each label of ``ratios``, and with ``exact`` the
+    exact one when the simulator has it). Toy k draws from seed + 1 + k, so batches of toys give the same
+    numbers wherever and in whatever order they run."""
+    names = list(sim.space.names)
+    truth_dict = sim.space.as_dict(truth)
+    limits = {p.name: (p.low, p.high) for p in sim.space.parameters}
+    functions = dict(ratios)
+    if exact and has_exact_likelihood(sim):
+        functions["exact"] = exact_log_ratio(sim)
+    per_label: dict[str, list[NLL]] = {label: [] for label in functions}
+    for k in range(first, first + count):
+        x = observed_dataset(sim, truth, n_events, seed=seed + 1 + k).x
+        for label, of_events in functions.items():
+            per_event = of_events(x)
+            per_label[label].append(lambda th, fn=per_event: -fn(th).sum())
+    return {label: toy_statistics(nlls, names, truth_dict, truth.tolist(), limits, count, progress, f"toys: {label}")
+            for label, nlls in per_label.items()}
+
+
+# -- profile scans -------------------------------------------------------------------------------------------
+def profile_scans(models: Mapping[str, UnbinnedModel], space: ParameterSpace, truth: Tensor, points: int = 15,
+                  around: Mapping[str, ScanResult] | None = None, progress: bool = False) -> dict[str, dict[str, Any]]:
+    """Per model: the profile scan (``scan``) on ``points`` nodes per parameter over the 95 % region of the
+    model's plain scan in ``around`` widened ×1.5 (the whole parameter range without one), the nuisance
+    parameters' post-fit values and errors of the global fit (``pulls``), and the Fisher information on θ with
+    the nuisance parameters profiled, at θ_true and α = 0 (``information``)."""
+    out: dict[str, dict[str, Any]] = {}
+    limits = {p.name: (p.low, p.high) for p in space.parameters}
+    for label, model in models.items():
+        reference = (around or {}).get(label)
+        axes = {}
+        for p in space.parameters:
+            if reference is not None:
+                lo, hi = reference.intervals[p.name]["95"]
+                centre, half = reference.mle[p.name], 0.75 * (hi - lo)
+                axes[p.name] = np.linspace(max(p.low, centre - half), min(p.high, centre + half), points)
+            else:
+                axes[p.name] = np.linspace(p.low, p.high, points)
+        start = truth.tolist() + [0.0] * len(model.nuisance)
+        best = minimize(model.nll, model.names, start, limits)
+        out[label] = {
+            "pulls": {n: {"value": best.values[n], "error": best.errors[n]} for n in model.nuisance},
+            "scan": profile_scan(model.nll, model.names, [best.values[n] for n in model.names], axes, limits,
+                                 progress=f"profile scan: {label}" if progress else False),
+            "information": profiled_information(model_information(model, start), len(model.poi)),
+        }
+    return out
+
+
+# -- weighted simulators ---------------------------------------------------------------------------------------
+class WeightedAnalysis:
+    r"""The expected (Asimov) analysis of a weighted simulator at θ_true and luminosity L.
+
+    The dataset is the simulator's pool reweighted to θ_true, each event carrying its expected number of events
+    (:func:`~hepsbi.inference.weighted_asimov_dataset`; ``n_mc`` of them, chosen with ``seed``, carry the same
+    total). Rate and shape come from those very events: ν(θ) = Σ_i w_i^ref r_i(θ) with the simulator's weight
+    ratio, and every per-event ratio is normalised on them at θ_ref (:func:`normalised_log_ratio`), so every
+    expected likelihood peaks at θ_true by construction.
+
+    Arguments:
+        sim: a :class:`~hepsbi.simulators.protocol.WeightedSimulator` (its pool generated or set).
+        theta_true: θ_true, (p,) or a mapping name → value (missing names take the reference).
+        luminosity_fb: integrated luminosity in fb⁻¹ (the pool's weights are in pb).
+        n_mc: pool events behind the dataset (all by default).
+        seed: seeds the choice of those events.
+        systematics: nuisance parameters of :meth:`models` (:class:`~hepsbi.inference.NormSys`, :class:`Tilt`).
+    """
+
+    def __init__(self, sim: Simulator, theta_true: Tensor | Sequence[float] | Mapping[str, float],
+                 luminosity_fb: float, n_mc: int | None = None, seed: int = 0, systematics: Sequence[Systematic] = ()):
+        self.sim = check_weighted_simulator(sim)
+        if not luminosity_fb > 0:
+            raise InferenceError(f"luminosity_fb must be positive (got {luminosity_fb})")
+        self.truth = sim.space.point(theta_true, what="theta_true")
+        self.luminosity_fb = float(luminosity_fb)
+        self.dataset = weighted_asimov_dataset(sim, self.truth, self.luminosity_pb, n_mc, seed)
+        self.w_ref = reference_weights(sim, self.dataset)
+        self.expected_events = asimov_expected_events(sim, self.dataset)
+        self.systematics = list(systematics)
+        names = [s.name for s in self.systematics]
+        clash = [n for i, n in enumerate(names) if n in names[:i] or n in sim.space.names]
+        if clash:
+            raise InferenceError(f"systematic {clash[0]!r}: names must be unique and differ from the parameters "
+                                 f"{list(sim.space.names)}")
+        observables = list(self.sim.observable_names)
+        for s in self.systematics:
+            if isinstance(s, Tilt) and s.observable not in observables:
+                raise InferenceError(f"systematic {s.name!r}: {s.observable!r} is not an observable of the simulator "
+                                     f"({observables})")
+
+    @property
+    def luminosity_pb(self) -> float:
+        return self.luminosity_fb * PB_PER_FB
+
+    @property
+    def space(self) -> ParameterSpace:
+        return self.sim.space
+
+    # -- per-event ratios ------------------------------------------------------------------------------------
+    def normalised(self, ratio: LogRatioOfTheta) -> PerEventLogRatio:
+        """θ ↦ log r̂(x_i | θ) − log Z(θ) on the dataset's events, Z from the same events at θ_ref."""
+        return normalised_log_ratio(ratio(self.dataset.x), self.w_ref)
+
+    def truth_ratio(self) -> PerEventLogRatio:
+        """The parton-level likelihood ratio of the dataset's latent records, normalised on them."""
+        assert self.dataset.z is not None
+        return normalised_log_ratio(latent_log_ratio(self.sim)(self.dataset.z), self.w_ref)
+
+    # -- scans -------------------------------------------------------------------------------------------------
+    def scans(self, ratios: Mapping[str, LogRatioOfTheta], points: int = 31, zoom: int = 0,
+              truth: bool = False) -> dict[str, ScanResult]:
+        """Extended unbinned likelihood scans of each learned ratio (normalised), and with ``truth`` of the
+        parton-level likelihood (label ``truth``)."""
+        functions = {label: self.normalised(fn) for label, fn in ratios.items()}
+        out = scan_likelihoods(functions, self.dataset, self.space, points, zoom, self.expected_events)
+        if truth:
+            latent = Dataset(self.dataset.z, self.dataset.weights, self.dataset.truth, self.dataset.kind)  # type: ignore[arg-type]
+            out["truth"] = likelihood_scan(self.truth_ratio(), latent, self.space, points=points,
+                                           expected_events=self.expected_events, zoom=zoom)
+        return out
+
+    def histogram_bins(self, observables: Sequence[str], edges: Sequence[Sequence[float]]) -> tuple[np.ndarray, int]:
+        """Bin index of every pool event (−1 outside) in the k-D histogram of ``observables`` with one list of
+        ``edges`` each, row-major, and the number of bins."""
+        names = list(self.sim.observable_names)
+        missing = [o for o in observables if o not in names]
+        if missing:
+            raise InferenceError(f"histogram: {missing[0]!r} is not an observable of the simulator ({names})")
+        columns = [names.index(o) for o in observables]
+        return bin_index_edges(self.sim.events.x[:, columns], [list(e) for e in edges])
+
+    def statistic_bins(self, statistic: Statistic, bins: int) -> tuple[np.ndarray, int]:
+        """Quantile bins (``bins`` per component, equal expected content at θ_ref) of a per-event statistic of
+        the pool events, e.g. SALLY's score (:func:`~hepsbi.inference.bin_index_quantiles`)."""
+        pool = self.sim.events
+        return bin_index_quantiles(np.asarray(statistic(pool.x)), bins, pool.weights)
+
+    def binned_scan(self, bin_index: np.ndarray, n_bins: int, points: int = 31, zoom: int = 0) -> ScanResult:
+        """Scan of the Poisson template likelihood of the Asimov counts at θ_true in the pool bins ``bin_index``
+        (from :meth:`histogram_bins` or :meth:`statistic_bins`)."""
+        likelihood = template_log_likelihood(self.sim, bin_index, n_bins, self.truth, self.luminosity_pb)
+        return scan_log_likelihood(likelihood, self.space, points=points, zoom=zoom)
+
+    # -- unbinned models ---------------------------------------------------------------------------------------
+    def models(self, ratios: Mapping[str, LogRatioOfTheta], truth: bool = False) -> dict[str, UnbinnedModel]:
+        """Extended unbinned models (:class:`~hepsbi.inference.UnbinnedModel`) of the dataset with the
+        analysis' systematics: each learned ratio and, with ``truth``, the parton-level one (label ``truth``;
+        a :class:`~hepsbi.inference.LinearRatio` when the simulator has a morphing basis), all normalised on
+        the dataset's events. ν(θ) reweights the same events; they are also the Monte Carlo of the yield
+        corrections (weights at θ_ref)."""
+        z, w_ref = self.dataset.z, self.w_ref
+        assert z is not None
+        columns = list(self.sim.observable_names)
+        norm = [s for s in self.systematics if isinstance(s, NormSys)]
+        shape = [ShapeSys.tilt(s.name, self.dataset.x[:, columns.index(s.observable)].numpy(), s.size, w_ref.numpy())
+                 for s in self.systematics if isinstance(s, Tilt)]
+        sim = self.sim
+
+        def nu(theta: Tensor) -> Tensor:
+            return (w_ref * sim.weight_ratio(z, theta)).sum()
+
+        functions: dict[str, PerEventLogRatio] = {label: self.normalised(fn) for label, fn in ratios.items()}
+        if truth and has_morphing(sim):
+            coef = sim.morphing_coefficients(z)  # type: ignore[attr-defined]
+            functions["truth"] = LinearRatio(sim.morphing_basis, coef, (w_ref @ coef) / w_ref.sum())  # type: ignore[attr-defined]
+        elif truth:
+            functions["truth"] = normalised_log_ratio(lambda th: sim.joint_log_prob(z, th), w_ref)
+        names = list(self.space.names)
+        return {label: UnbinnedModel(names, fn, self.dataset.weights, nu, norm=norm, shape=shape, mc_log_ratio=fn,
+                                     mc_weights=w_ref, mc_shape=shape) for label, fn in functions.items()}
+
+    # -- Fisher information --------------------------------------------------------------------------------------
+    def fisher_information(self, ratios: Mapping[str, LogRatioOfTheta], truth: bool = False, rate: bool = False,
+                           histogram: tuple[Sequence[str], Sequence[Sequence[float]]] | None = None,
+                           score: Statistic | None = None) -> dict[str, np.ndarray]:
+        r"""Fisher information at θ_true of the extended likelihoods (see :mod:`hepsbi.inference.fisher`),
+        label → (p, p): each learned ratio (normalised), and optionally the parton-level ``truth``, the ``rate``
+        alone, the ``histogram`` (observables, edges) of expected counts and SALLY's ``score`` statistic
+        (label ``sally_score``; its score is local to θ_ref, so only at θ_true = θ_ref)."""
+        rate_part = rate_score(self.expected_events, self.truth)
+        d = self.dataset.weights.to(torch.float64)
+        infos = fisher_informations({label: self.normalised(fn) for label, fn in ratios.items()}, self.dataset,
+                                    self.truth, rate_part)
+        if truth:
+            z = self.dataset.z
+            sim = self.sim
+            infos["truth"] = information_from_scores(per_event_scores(lambda t: sim.joint_log_prob(z, t), self.truth),  # type: ignore[arg-type]
+                                                     d, rate_part)
+        if rate:
+            infos["rate"] = rate_information(self.expected_events, self.truth)
+        if histogram is not None:
+            index, n_bins = self.histogram_bins(*histogram)
+            infos["histogram"] = binned_information(self.sim.expected_counts(index, n_bins, self.luminosity_pb), self.truth)
+        if score is not None and torch.allclose(self.truth, self.space.reference):
+            infos["sally_score"] = information_from_scores(score(self.dataset.x), d, rate_part)
+        return infos
+
+    # -- pseudo-experiments --------------------------------------------------------------------------------------
+    def toys(self, models: Mapping[str, UnbinnedModel], seed: int, first: int = 0, count: int = 100,
+             progress: bool = False) -> dict[str, CoverageResult]:
+        """t(θ_true) of toys ``first`` … ``first + count − 1`` for each model: a Poisson bootstrap of the
+        dataset's events (counts ~ Poisson(expected events)) and auxiliary data ~ N(0, 1), shared by every
+        model; toy k draws from seed + 1 + k (:func:`~hepsbi.inference.toys.toy_statistics`)."""
+        if not models:
+            return {}
+        model = next(iter(models.values()))
+        truth_dict = self.space.as_dict(self.truth)
+        start = self.truth.tolist() + [0.0] * len(model.nuisance)
+
+        def draw(k: int) -> tuple[Tensor, Tensor]:
+            gen = torch.Generator().manual_seed(seed + 1 + k)
+            return poisson_counts(model.weights, gen), torch.randn(len(model.nuisance), generator=gen, dtype=torch.float64)
+
+        results = {}
+        for label, m in models.items():
+            nlls: Iterator[NLL] = (m.with_data(*draw(k)).nll for k in range(first, first + count))
+            results[label] = toy_statistics(nlls, model.names, truth_dict, start, None, count, progress, f"toys: {label}")
+        return results

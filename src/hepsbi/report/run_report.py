@@ -1,0 +1,93 @@
+r"""The report of a run: ``results.json`` and ``plots/`` from the results of its inference groups.
+
+Takes plain results — scans, Fisher matrices, profiles, training histories — never a spec, so a notebook
+analysis (:mod:`hepsbi.inference.analysis`) can write the same report as ``hepsbi run``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from hepsbi.estimators.training import TrainingHistory
+from hepsbi.inference.fisher import information_summary
+from hepsbi.report.plots import (
+    plot_information_ellipses,
+    plot_log_ratio,
+    plot_pulls,
+    plot_scans,
+    plot_training,
+)
+from hepsbi.report.results import build_results, write_results
+from hepsbi.space import ParameterSpace
+
+__all__ = ["write_run_report"]
+
+
+def write_run_report(
+    out: str | Path,
+    space: ParameterSpace,
+    truth: Tensor,
+    groups: Sequence[Mapping[str, Any]],
+    estimators: Mapping[str, Mapping[str, Any]],
+    provenance: Mapping[str, Any],
+    dataset: Mapping[str, Any],
+    histories: Mapping[str, TrainingHistory] | None = None,
+    comparison: tuple[Tensor, Tensor, Mapping[str, Tensor]] | None = None,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Gather inference ``groups`` into ``out/results.json`` and, with ``plots``, draw ``out/plots``.
+
+    Arguments:
+        out: the run directory.
+        space, truth: the parameter space and θ_true (p,).
+        groups: the learned likelihoods' groups first (in estimator order), the comparisons last; each a mapping
+            with ``scans`` (label → ScanResult), ``informations`` (label → (p, p)) and ``profiled`` (label →
+            {scan, pulls, information}).
+        estimators: label → what results.json says of each estimator (method, training summary, metrics); the
+            first label is the primary result.
+        provenance, dataset: the ``provenance`` and ``dataset`` blocks of results.json.
+        histories: label → training history, for ``plots/training.png``.
+        comparison: θ of each held-out event, exact log r and label → learned log r̂ (toys), for
+            ``plots/log_ratio.png``.
+    Returns:
+        The results document.
+    """
+    out = Path(out)
+    *learned_groups, others = groups
+    scans = {label: s for g in learned_groups for label, s in g["scans"].items()}
+    comparisons = others["scans"]
+    informations = {label: i for g in groups for label, i in g["informations"].items()}
+    profiled = {label: p for g in groups for label, p in g["profiled"].items()}
+    truth_dict = space.as_dict(truth)
+    if plots:
+        directory = out / "plots"
+        units = {p.name: p.unit for p in space.parameters}
+        plot_scans({**scans, **comparisons, **{f"{k} (profiled)": v["scan"] for k, v in profiled.items()}},
+                   truth_dict, directory / "likelihood_scan.png", units)
+        if profiled:
+            first = next(iter(profiled.values()))["pulls"]
+            plot_pulls({n: (v["value"], v["error"]) for n, v in first.items()}, directory / "pulls.png")
+        plot_training(dict(histories or {}), directory / "training.png")
+        if space.dim == 2 and informations:
+            plot_information_ellipses(informations, truth_dict, directory / "fisher_information.png", units)
+        if comparison is not None:
+            _, exact_lr, learned = comparison
+            plot_log_ratio(exact_lr.numpy(), {k: v.numpy() for k, v in learned.items()}, directory / "log_ratio.png")
+    primary = next(iter(estimators))
+    results = build_results(primary, scans, truth_dict, provenance, estimators, comparisons, dataset)
+    names = list(space.names)
+    results["fisher_information"] = {label: information_summary(info, names) for label, info in informations.items()}
+    if profiled:
+        results["profiled"] = {label: {**p["scan"].to_dict(), "nuisance_parameters": p["pulls"]}
+                               for label, p in profiled.items()}
+        results["fisher_information_profiled"] = {label: information_summary(p["information"], names)
+                                                  for label, p in profiled.items()}
+        if space.dim == 2:
+            results["expected_contour_area_profiled"] = {label: p["scan"].contour_area["68"]
+                                                         for label, p in profiled.items()}
+    write_results(out / "results.json", results)
+    return results
