@@ -7,7 +7,7 @@ export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test lint bench venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,13 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/hepsbi run examples/drell_yan_contact.yaml --out runs/drell_yan_contact
 
-test: $(STAMP)
+# ruff (lint) and mypy (types of src/hepsbi) first: CI runs `make test`.
+test: lint
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	cd benchmarks && ../$(BIN)/python accuracy.py && ../$(BIN)/python throughput.py \

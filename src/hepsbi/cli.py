@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -212,7 +212,7 @@ def limits(
     from hepsbi.inference.pyhf_bridge import hypotest, load_workspace, scan_patchset
     from hepsbi.workflow.placement import local_client
 
-    options = {"mu": mu, "test_stat": test_stat, "poi": poi, "upper_limit": upper_limit or brazil is not None}
+    options: dict[str, Any] = {"mu": mu, "test_stat": test_stat, "poi": poi, "upper_limit": upper_limit or brazil is not None}
     if patchset is not None and name is None:
         if patch is not None:
             _fail(HepsbiError("give either --patch or --patchset, not both"))

@@ -5,7 +5,7 @@ A :class:`TrainingData` holds one row per event:
 ========== ========= ===========================================================================
 name       shape     meaning
 ========== ========= ===========================================================================
-x          (n, d_x)  observables
+x          (n, d_x)  observables (or (n, …, d_x): a set or sequence per event, for estimators with an embedding)
 theta      (n, p)    the parameter point the row conditions on (numerator of the ratio)
 y          (n,)      1 if the event was drawn at ``theta``, 0 if drawn at the reference θ_ref
 log_r_xz   (n,)      joint log ratio log r(x, z | θ, θ_ref)
@@ -61,8 +61,9 @@ class TrainingData:
 
     def __post_init__(self) -> None:
         n = self.x.shape[0]
+        if self.x.dim() < 2:
+            raise DataError(f"TrainingData.x has shape {tuple(self.x.shape)}, expected (n, d_x) or (n, ..., d_x)")
         expected = {
-            "x": (n, None),
             "theta": (n, self.space.dim),
             "y": (n,),
             "log_r_xz": (n,),
@@ -74,10 +75,10 @@ class TrainingData:
             if value.dim() != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
                 raise DataError(f"TrainingData.{name} has shape {tuple(value.shape)}, expected {shape} (None = any)")
         if not self.observable_names:
-            self.observable_names = [f"x{i}" for i in range(self.x.shape[1])]
-        if len(self.observable_names) != self.x.shape[1]:
+            self.observable_names = [f"x{i}" for i in range(self.x.shape[-1])]
+        if len(self.observable_names) != self.x.shape[-1]:
             raise DataError(
-                f"TrainingData: {len(self.observable_names)} observable names for {self.x.shape[1]} columns of x"
+                f"TrainingData: {len(self.observable_names)} observable names for {self.x.shape[-1]} columns of x"
             )
 
     def __len__(self) -> int:
@@ -151,7 +152,7 @@ class TrainingData:
             t_xz=joint_score(sim, z, theta),
             weights=torch.as_tensor(weights, dtype=torch.float64),
             space=space,
-            observable_names=observable_names(sim, x.shape[1]),
+            observable_names=observable_names(sim, x.shape[-1]),
             provenance=_provenance(sim, n, seed, type(sampler).__name__) | {"reweighted": bool(reweight)},
         )
 
@@ -178,7 +179,7 @@ class TrainingData:
             t_xz=joint_score(sim, z, theta),
             weights=torch.as_tensor(weights, dtype=torch.float64),
             space=sim.space,
-            observable_names=observable_names(sim, x.shape[1]),
+            observable_names=observable_names(sim, x.shape[-1]),
             provenance=_provenance(sim, n, seed, "local"),
         )
 
@@ -211,6 +212,8 @@ class TrainingData:
         mass-sliced sample, whose events carry tiny weights) a fair share of the training signal. h is built
         from the y = 0 rows (drawn at θ_ref; all rows for local data) and applied to all rows.
         """
+        if self.x.dim() != 2:
+            raise DataError(f"balanced: needs one row of observables per event, x has shape {tuple(self.x.shape)}")
         names = list(self.observable_names)
         column = names.index(observable) if observable in names else (observable if isinstance(observable, int) else -1)
         if not 0 <= column < self.x.shape[1]:

@@ -40,6 +40,9 @@ class MLP(nn.Sequential):
 class Standardize(nn.Module):
     """``(v − mean) / std`` over the last axis with fixed mean and std (buffers, saved with the model), (d,)."""
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, dim: int):
         super().__init__()
         self.register_buffer("mean", torch.zeros(dim))
@@ -87,6 +90,9 @@ class RatioModel(nn.Module):
         reference: θ_ref, (n_theta,).  hidden: hidden layer widths of g.
         embedding: e, a module (n, \*x_shape) → (n, d_e) on standardised x; default: flatten (e(x) = x).
     """
+
+    reference: Tensor
+    embedding: nn.Module
 
     def __init__(self, x_shape: int | Sequence[int], n_theta: int, reference: Tensor,
                  hidden: Sequence[int] = (64, 64, 64), embedding: nn.Module | None = None):
@@ -136,6 +142,8 @@ class ScoreModel(nn.Module):
         x_shape: shape of one event's x (an int: the number of observables).  n_theta: number of parameters.
         hidden: hidden layer widths.  embedding: as for :class:`RatioModel`.
     """
+
+    embedding: nn.Module
 
     def __init__(self, x_shape: int | Sequence[int], n_theta: int, hidden: Sequence[int] = (64, 64, 64),
                  embedding: nn.Module | None = None):

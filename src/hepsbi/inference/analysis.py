@@ -80,7 +80,7 @@ __all__ = [
 PB_PER_FB = 1000.0
 
 #: a per-event statistic x (n, d_x) ↦ (n, k), e.g. ``ScoreEstimator.score`` (SALLY)
-Statistic = Callable[[Tensor], Any]
+Statistic = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
@@ -133,10 +133,14 @@ def simulator_toys(sim: Simulator, truth: Tensor, ratios: Mapping[str, LogRatioO
     for k in range(first, first + count):
         x = observed_dataset(sim, truth, n_events, seed=seed + 1 + k).x
         for label, of_events in functions.items():
-            per_event = of_events(x)
-            per_label[label].append(lambda th, fn=per_event: -fn(th).sum())
+            per_label[label].append(_sum_nll(of_events(x)))
     return {label: toy_statistics(nlls, names, truth_dict, truth.tolist(), limits, count, progress, f"toys: {label}")
             for label, nlls in per_label.items()}
+
+
+def _sum_nll(per_event: PerEventLogRatio) -> NLL:
+    """θ ↦ −Σ_i log r(x_i | θ): the NLL of unweighted events up to a θ-independent constant."""
+    return lambda theta: -per_event(theta).sum()
 
 
 # -- profile scans -------------------------------------------------------------------------------------------

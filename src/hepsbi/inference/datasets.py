@@ -92,6 +92,7 @@ def asimov_expected_events(sim: Simulator, data: Dataset) -> Callable[[Tensor], 
     ratio ``sim.weight_ratio(z, θ)``. Rate and shape then come from the same Monte Carlo events, so the
     expected likelihood peaks exactly at θ_true whatever the Monte Carlo fluctuations of the subset."""
     z, w_ref, weighted = data.z, reference_weights(sim, data), _weighted(sim)
+    assert z is not None  # reference_weights checked it
 
     def expected(theta: Tensor) -> float:
         return float((w_ref * weighted.weight_ratio(z, theta)).sum())

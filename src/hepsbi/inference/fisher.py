@@ -53,10 +53,12 @@ def per_event_scores(log_density: Callable[[Tensor], Tensor], theta: Tensor) -> 
 def _central_differences(fn: Callable[[Tensor], object], theta: Tensor, step: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
     """fn(θ) as an array (B,) and its Jacobian (B, p) by central differences — exact, up to rounding, for a
     function quadratic in θ (morphing)."""
-    theta = np.asarray(torch.as_tensor(theta, dtype=torch.float64), dtype=float)
-    at = lambda t: np.atleast_1d(np.asarray(torch.as_tensor(fn(torch.from_numpy(t))), dtype=float))  # noqa: E731
-    jac = np.stack([(at(theta + step * e) - at(theta - step * e)) / (2 * step) for e in np.eye(len(theta))], axis=-1)
-    return at(theta), jac
+    point = np.asarray(torch.as_tensor(theta, dtype=torch.float64), dtype=float)
+    # float64 throughout: torch.as_tensor of a Python float would make a float32 tensor, whose rounding of a
+    # yield of ~1e5 events swamps its differences over the step
+    at = lambda t: np.atleast_1d(np.asarray(torch.as_tensor(fn(torch.from_numpy(t)), dtype=torch.float64), dtype=float))  # noqa: E731
+    jac = np.stack([(at(point + step * e) - at(point - step * e)) / (2 * step) for e in np.eye(len(point))], axis=-1)
+    return at(point), jac
 
 
 def rate_score(expected: Callable[[Tensor], float | Tensor], theta: Tensor) -> np.ndarray:

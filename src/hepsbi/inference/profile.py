@@ -8,7 +8,7 @@ torch can differentiate; Minuit gets its value and gradient. A fit that MIGRAD d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,7 +63,7 @@ def _value_and_grad(nll: NLL) -> tuple[Callable[[np.ndarray], float], Callable[[
     return value, gradient
 
 
-def hessian(nll: NLL, point: Sequence[float]) -> np.ndarray:
+def hessian(nll: NLL, point: Sequence[float] | np.ndarray) -> np.ndarray:
     """The exact matrix of second derivatives of ``nll`` at ``point`` by automatic differentiation, (p, p)."""
     x = torch.as_tensor(np.asarray(point, dtype=float))
     with torch.enable_grad():
@@ -113,14 +113,14 @@ def minimize(
     from iminuit import Minuit
 
     fcn, grad = _value_and_grad(nll)
-    start = np.asarray(start, dtype=float).copy()
+    initial = np.asarray(start, dtype=float).copy()
     unknown = set(limits or {}) | set(fixed or {}) | set(minos)
     unknown -= set(names)
     if unknown:
         raise InferenceError(f"unknown parameter(s) {sorted(unknown)}; the model has {list(names)}")
     for name, value in (fixed or {}).items():
-        start[list(names).index(name)] = value
-    m = Minuit(fcn, start, grad=grad, name=list(names))
+        initial[list(names).index(name)] = value
+    m = Minuit(fcn, initial, grad=grad, name=list(names))
     m.errordef = Minuit.LIKELIHOOD
     m.strategy = strategy
     for name, (lo, hi) in (limits or {}).items():
@@ -172,7 +172,7 @@ def profile_scan(
     nll: NLL,
     names: Sequence[str],
     start: Sequence[float],
-    axes: Mapping[str, Sequence[float]],
+    axes: Mapping[str, Sequence[float] | np.ndarray],
     limits: Mapping[str, tuple[float | None, float | None]] | None = None,
     progress: bool | str = False,
 ) -> ScanResult:
@@ -191,7 +191,7 @@ def profile_scan(
     shape = tuple(len(a) for a in grid_axes)
     profiled = np.empty(shape)
     current = [best.values[n] for n in names]
-    nodes = list(np.ndindex(*shape))
+    nodes: Iterable[tuple[int, ...]] = list(np.ndindex(*shape))
     if progress:
         from rich.progress import track
 

@@ -73,10 +73,12 @@ def normalised_log_ratio(log_ratio: PerEventLogRatio, w_ref: Tensor) -> PerEvent
         w_ref: the events' weights at θ_ref, (n,).
     """
     w = torch.as_tensor(w_ref, dtype=torch.float64)
-    log_w = torch.log(w / w.sum())
+    w = w / w.sum()
 
     def normalised(theta: Tensor) -> Tensor:
         lr = log_ratio(theta)
-        return lr - torch.logsumexp(lr + log_w, 0)
+        # a plain sum (log-ratios of events are far from float64's exp range); the scans' Powell refinement of
+        # the MLE is sensitive to the last bits, and this keeps them as they were before the door was unified
+        return lr - torch.log((w * torch.exp(lr)).sum())
 
     return normalised

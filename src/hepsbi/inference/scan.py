@@ -110,7 +110,7 @@ def unbinned_log_likelihood(
     n_obs = float(w.sum())
     if expected_events is not None and reference is None:
         raise InferenceError("the extended likelihood needs the reference point of the ratio")
-    nu_ref = float(expected_events(reference)) if expected_events is not None else 0.0
+    nu_ref = float(expected_events(reference)) if expected_events is not None and reference is not None else 0.0
 
     def total(points: Tensor) -> np.ndarray:
         values = np.empty(points.shape[0])

@@ -26,16 +26,16 @@ def bin_index_edges(values: np.ndarray, edges: Sequence[float] | Sequence[Sequen
             raise InferenceError(f"{len(edges)} edge lists for {values.shape[1]}-dimensional values")
         index, total = np.zeros(len(values), dtype=np.int64), 1
         for j, e in enumerate(edges):
-            sub, n_bins = bin_index_edges(values[:, j], e)
+            sub, n_bins = bin_index_edges(values[:, j], e)  # type: ignore[arg-type]
             index = np.where((index < 0) | (sub < 0), -1, index * n_bins + sub)
             total *= n_bins
         return index, total
-    edges = np.asarray(edges, dtype=float)
-    if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
-        raise InferenceError(f"histogram bins must be increasing edges, at least two (got {edges.tolist()})")
-    index = np.searchsorted(edges, values, side="right") - 1
-    index[(values < edges[0]) | (values >= edges[-1])] = -1
-    return index, len(edges) - 1
+    bounds = np.asarray(edges, dtype=float)
+    if bounds.ndim != 1 or len(bounds) < 2 or np.any(np.diff(bounds) <= 0):
+        raise InferenceError(f"histogram bins must be increasing edges, at least two (got {bounds.tolist()})")
+    index = np.searchsorted(bounds, values, side="right") - 1
+    index[(values < bounds[0]) | (values >= bounds[-1])] = -1
+    return index, len(bounds) - 1
 
 
 def bin_index_quantiles(values: np.ndarray, bins_per_dim: int, weights: np.ndarray | None = None) -> tuple[np.ndarray, int]:

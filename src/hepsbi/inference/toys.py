@@ -184,15 +184,15 @@ def neyman_interval(model: UnbinnedModel, poi: str, grid: Sequence[float], n_toy
         raise InferenceError(f"unknown parameter of interest {poi!r}; the model has {model.poi}")
     names = model.names
     best = minimize(model.nll, names, [0.0] * len(names), hesse=False)
-    grid = np.asarray(grid, dtype=float)
-    t_obs, t_crit = np.empty(len(grid)), np.empty(len(grid))
-    points: Callable[[], Iterable[int]] = lambda: track(range(len(grid)), description=f"Neyman {poi}") if progress else range(len(grid))  # noqa: E731
+    values = np.asarray(grid, dtype=float)
+    t_obs, t_crit = np.empty(len(values)), np.empty(len(values))
+    points: Callable[[], Iterable[int]] = lambda: track(range(len(values)), description=f"Neyman {poi}") if progress else range(len(values))  # noqa: E731
     for i in points():
-        mu = float(grid[i])
+        mu = float(values[i])
         at = minimize(model.nll, names, [best.values[n] for n in names], fixed={poi: mu}, hesse=False)
         t_obs[i] = max(0.0, 2.0 * (at.nll - best.nll))
         generating = [at.values[n] for n in names]
         toys = (toy.nll for toy in unbinned_toys(model, generating, n_toys, seed + i))
         result = coverage(toys, names, {poi: mu}, generating)
         t_crit[i] = float(np.quantile(result.t, level))
-    return NeymanResult(poi, grid, t_obs, t_crit, level)
+    return NeymanResult(poi, values, t_obs, t_crit, level)

@@ -234,12 +234,13 @@ class _DataShapeTerm:
         self.slope_down = -(weights[:, None] * self.table.log_down).sum(dim=0)
         tolerance = 1e-9 * float(weights.abs().sum())
         checks = np.linspace(-0.987, 0.993, 17)
-        coefficients, self.exact = [], []
+        coefficients: list[np.ndarray] = []
+        self.exact: list[int] = []
         for k in range(len(systematics)):
             exact_at = lambda a, k=k: self._exact(k, np.atleast_1d(a))  # noqa: E731
             reference = exact_at(checks)
             for degree in self.DEGREES:
-                c = np.polynomial.chebyshev.chebinterpolate(exact_at, degree)
+                c = np.asarray(np.polynomial.chebyshev.chebinterpolate(exact_at, degree))  # type: ignore[type-var]
                 if np.max(np.abs(np.polynomial.chebyshev.chebval(checks, c) - reference)) < tolerance:
                     break
             else:

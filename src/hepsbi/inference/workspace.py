@@ -78,19 +78,19 @@ def histogram_workspace(
     """
     import pyhf
 
-    edges = np.asarray(edges, dtype=float)
-    if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
-        raise InferenceError(f"edges must increase strictly, at least two of them (got {edges.tolist()})")
+    bins = np.asarray(edges, dtype=float)
+    if bins.ndim != 1 or len(bins) < 2 or np.any(np.diff(bins) <= 0):
+        raise InferenceError(f"edges must increase strictly, at least two of them (got {bins.tolist()})")
     if not any(s.signal for s in samples):
         raise InferenceError(f"no sample is marked signal=True to carry the normfactor {poi!r}")
     names = [s.name for s in samples]
     if len(set(names)) != len(names):
         raise InferenceError(f"sample names must be unique (got {names})")
     stat_name = f"staterror_{channel}"
-    total = np.zeros(len(edges) - 1)
+    total = np.zeros(len(bins) - 1)
     entries = []
     for s in samples:
-        nominal = _histogram(s.values, s.weights, edges)
+        nominal = _histogram(s.values, s.weights, bins)
         if np.any(nominal < 0):
             raise InferenceError(f"sample {s.name!r} has negative expected counts in bins "
                                  f"{np.flatnonzero(nominal < 0).tolist()}; HistFactory needs non-negative yields")
@@ -101,11 +101,11 @@ def histogram_workspace(
         for n in s.norm:
             modifiers.append({"name": n.name, "type": "normsys", "data": {"hi": float(n.up), "lo": float(n.down)}})
         for sh in s.shape:
-            hi = _histogram(s.values, s.weights * sh.up.numpy(), edges)
-            lo = _histogram(s.values, s.weights * sh.down.numpy(), edges)
+            hi = _histogram(s.values, s.weights * sh.up.numpy(), bins)
+            lo = _histogram(s.values, s.weights * sh.down.numpy(), bins)
             modifiers.append({"name": sh.name, "type": "histosys", "data": {"hi_data": hi.tolist(), "lo_data": lo.tolist()}})
         if staterror:
-            error = np.sqrt(_histogram(s.values, s.weights**2, edges))
+            error = np.sqrt(_histogram(s.values, s.weights**2, bins))
             modifiers.append({"name": stat_name, "type": "staterror", "data": error.tolist()})
         entries.append({"name": s.name, "data": nominal.tolist(), "modifiers": modifiers})
     data = total if observed is None else np.asarray(observed, dtype=float)

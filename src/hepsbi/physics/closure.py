@@ -91,7 +91,8 @@ def closure(
         lm, lp = hard_leptons(latent)
         return kin.mass(lm + lp), kin.cos_theta_star(lm, lp, latent[:, 2], latent[:, 3], latent[:, 0])
 
-    rw, dr = {"m": [], "c": [], "w": []}, {"m": [], "c": [], "w": []}
+    rw: dict[str, list[np.ndarray]] = {"m": [], "c": [], "w": []}
+    dr: dict[str, list[np.ndarray]] = {"m": [], "c": [], "w": []}
     sigma_rw = sigma_rw_var = sigma_d = sigma_d_var = 0.0
     for i, mass_slice in enumerate(sim.mass_slices(n_events)):
         sm = sim.run.generate(mass_slice, seed=seed + i)
@@ -103,12 +104,14 @@ def closure(
         rel = np.hypot(sm.sigma_err_pb / sm.sigma_pb, np.std(r, ddof=1) / np.sqrt(len(r)) / np.mean(r))
         sigma_rw, sigma_rw_var = sigma_rw + s_i, sigma_rw_var + (s_i * rel) ** 2
         m, c = shapes(sm.latent)
-        rw["m"].append(m), rw["c"].append(c), rw["w"].append(w)
+        for key, value in (("m", m), ("c", c), ("w", w)):
+            rw[key].append(value)
 
         direct = direct_run.generate(mass_slice, seed=seed + 1000 + i)
         sigma_d, sigma_d_var = sigma_d + direct.sigma_pb, sigma_d_var + direct.sigma_err_pb**2
         m, c = shapes(direct.latent)
-        dr["m"].append(m), dr["c"].append(c), dr["w"].append(direct.weights)
+        for key, value in (("m", m), ("c", c), ("w", direct.weights)):
+            dr[key].append(value)
 
     cat = {k: np.concatenate(v) for k, v in rw.items()}
     dcat = {k: np.concatenate(v) for k, v in dr.items()}

@@ -52,6 +52,10 @@ def _one_point(theta: Tensor | Sequence[float]) -> Tensor:
     return theta
 
 
+#: the four contact-interaction coefficients, in the order of θ
+ALL_PARAMETERS = tuple(f"c_{h}" for h in HELICITIES)
+
+
 class DrellYanContact:
     r"""p p → ℓ⁺ℓ⁻ with contact interactions (the Simulator protocol, plus weighted sampling).
 
@@ -84,7 +88,7 @@ class DrellYanContact:
         observables: Sequence[str] = DEFAULT_OBSERVABLES,
         detector: FastDetector | dict[str, Any] | None = None,
         c_max: float = 1.0,
-        parameters: Sequence[str] = tuple(f"c_{h}" for h in HELICITIES),
+        parameters: Sequence[str] = ALL_PARAMETERS,
         seed: int = 1,
         sm: SMInputs | dict[str, Any] | None = None,
         settings: Sequence[str] = (),

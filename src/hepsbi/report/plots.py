@@ -5,7 +5,7 @@ Every function writes one PNG (atomically) and returns its path."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -146,7 +146,8 @@ def plot_pulls(pulls: Mapping[str, tuple[float, float]], path: str | os.PathLike
     return _save(fig, path)
 
 
-def plot_brazil(mu: np.ndarray, cls_obs: np.ndarray, cls_exp: np.ndarray, path: str | os.PathLike[str],
+def plot_brazil(mu: Sequence[float] | np.ndarray, cls_obs: Sequence[float] | np.ndarray,
+                cls_exp: Sequence[Sequence[float]] | np.ndarray, path: str | os.PathLike[str],
                 poi: str = "mu", level: float = 0.05) -> Path:
     """CLs against the tested value with the expected median and its ±1σ/±2σ bands.
 
@@ -208,7 +209,7 @@ def plot_coverage(statistics: Mapping[str, np.ndarray], dof: int, path: str | os
     top = max(8.0, max(float(np.quantile(t, 0.99)) for t in statistics.values()))
     bins = np.linspace(0, top, 31)
     for label, t in statistics.items():
-        ax.hist(np.clip(t, 0, top), bins=bins, density=True, histtype="step", lw=1.5,
+        ax.hist(np.clip(t, 0, top), bins=list(bins), density=True, histtype="step", lw=1.5,
                 label=f"{_LABELS.get(label, label)} ({len(t)} toys)")
     grid = np.linspace(bins[1] / 4, top, 300)
     ax.plot(grid, stats.chi2.pdf(grid, dof), "k--", label=rf"$\chi^2_{{{dof}}}$")

@@ -48,7 +48,7 @@ def _import(target: str) -> type:
     except ImportError as exc:
         raise SimulatorError(f"cannot import simulator module {module_name!r}: {exc}") from None
     try:
-        return getattr(module, attr)  # type: ignore[no-any-return]
+        return getattr(module, attr)
     except AttributeError:
         raise SimulatorError(f"module {module_name!r} has no attribute {attr!r}") from None
 

@@ -225,7 +225,7 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
     run_dir = str(Path(run_dir).resolve())
     graph = _graph(spec, run_dir, build_simulator(spec.simulator.name, spec.simulator.options), progress)
     # every task in one flat list (chunks first), so progress can count them as they finish
-    roles = [("merged", None), ("training", None)]
+    roles: list[tuple[str, Any]] = [("merged", None), ("training", None)]
     roles += [("estimators", (label, m)) for label, members in graph["estimators"].items() for m in range(len(members))]
     roles += [("sally", None)] if graph["sally"] is not None else []
     roles += [("infer", g) for g in range(len(graph["infer"]))] + [("report", None)] if infer else []

@@ -64,7 +64,7 @@ def batch_cluster(kind: str, options: dict[str, Any]) -> Any:
     except ImportError:
         raise SpecError("execution.cluster: needs dask-jobqueue (pip install 'hepsbi[cluster]')") from None
     classes = {"htcondor": dask_jobqueue.HTCondorCluster, "slurm": dask_jobqueue.SLURMCluster}
-    settings = {"cores": 1, "memory": "4GB"} | dict(options)
+    settings: dict[str, Any] = {"cores": 1, "memory": "4GB"} | dict(options)
     exports = [f"export {k}={v}" for k, v in WORKER_MALLOC.items()]  # see WORKER_MALLOC
     settings["job_script_prologue"] = exports + list(settings.get("job_script_prologue") or [])
     if kind == "htcondor":

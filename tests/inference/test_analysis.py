@@ -1,0 +1,178 @@
+"""The analysis layer against closed forms: a weighted toy whose event weights are (1 + c z)² (conftest), so
+every expected yield, Fisher information and histogram is a sum over its pool that the tests compute directly."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from hepsbi.errors import InferenceError
+from hepsbi.inference import (
+    NormSys,
+    Tilt,
+    WeightedAnalysis,
+    asimov_expected_events,
+    bin_index_edges,
+    bin_index_quantiles,
+    model_information,
+    normalised_log_ratio,
+    profiled_information,
+    reference_weights,
+    template_log_likelihood,
+    weighted_asimov_dataset,
+)
+
+L_FB = 50.0  # 100 000 expected events at c = 0 (σ = 2 pb)
+
+
+def th(c: float) -> torch.Tensor:
+    return torch.tensor([c], dtype=torch.float64)
+
+
+def pool(sim):
+    return sim.events.z[:, 0], sim.events.weights
+
+
+def test_weighted_asimov_helpers(weighted_toy):
+    z, w = pool(weighted_toy)
+    lumi = 1000.0 * L_FB
+    data = weighted_asimov_dataset(weighted_toy, th(0.2), lumi)
+    np.testing.assert_allclose(data.weights.numpy(), lumi * w * (1 + 0.2 * z) ** 2, rtol=1e-12)
+    np.testing.assert_allclose(reference_weights(weighted_toy, data).numpy(), lumi * w, rtol=1e-12)
+    nu = asimov_expected_events(weighted_toy, data)
+    for c in (-0.3, 0.0, 0.45):
+        assert nu(th(c)) == pytest.approx(lumi * np.sum(w * (1 + c * z) ** 2), rel=1e-12)
+    subset = weighted_asimov_dataset(weighted_toy, th(0.2), lumi, n_mc=500, seed=3)
+    assert len(subset.weights) == 500 and float(subset.weights.sum()) == pytest.approx(float(data.weights.sum()), rel=1e-12)
+    assert asimov_expected_events(weighted_toy, subset)(th(0.2)) == pytest.approx(float(data.weights.sum()), rel=1e-12)
+    with pytest.raises(InferenceError, match="weighted simulator"):
+        from hepsbi.simulators import GaussianLatent
+
+        weighted_asimov_dataset(GaussianLatent(), th(0.0), lumi)
+
+
+def test_normalised_log_ratio_removes_any_offset_and_is_differentiable():
+    gen = torch.Generator().manual_seed(1)
+    z = torch.rand(300, generator=gen, dtype=torch.float64) * 3
+    w_ref = torch.rand(300, generator=gen, dtype=torch.float64) + 0.5
+    log_r = lambda th: 2 * torch.log1p(th[0] * z)  # noqa: E731
+    offset = lambda th: log_r(th) + 5 * th[0] + 3 * th[0] ** 2  # noqa: E731  # an unnormalised ratio
+    normalised = normalised_log_ratio(offset, w_ref)
+    for c in (-0.2, 0.1, 0.4):
+        theta = torch.tensor([c], dtype=torch.float64)
+        expected = log_r(theta) - torch.log((w_ref * torch.exp(log_r(theta))).sum() / w_ref.sum())
+        torch.testing.assert_close(normalised(theta), expected, rtol=1e-12, atol=1e-12)
+        assert float((w_ref * torch.exp(normalised(theta))).sum() / w_ref.sum()) == pytest.approx(1.0, rel=1e-12)
+    assert torch.autograd.gradcheck(lambda th: normalised(th), torch.tensor([0.3], dtype=torch.float64, requires_grad=True))
+
+
+def test_fisher_information_of_the_analysis_equals_sums_over_the_pool(weighted_toy):
+    z, w = pool(weighted_toy)
+    x = weighted_toy.events.x[:, 0]
+    lumi = 1000.0 * L_FB
+    analysis = WeightedAnalysis(weighted_toy, {"c": 0.0}, L_FB)
+    edges = [0.0, 0.5, 1.0, 2.0, 4.0, 30.0]
+    info = analysis.fisher_information({}, truth=True, rate=True, histogram=(["x"], [edges]))
+    # per event at c = 0: ∂_c log(w r) = 2z, so I_truth = L Σ w (2z)²; the rate alone (∂ν)²/ν
+    assert info["truth"][0, 0] == pytest.approx(lumi * np.sum(w * 4 * z**2), rel=1e-9)
+    assert info["rate"][0, 0] == pytest.approx((lumi * np.sum(2 * w * z)) ** 2 / (lumi * np.sum(w)), rel=1e-9)
+    index = np.digitize(x, edges) - 1
+    dnu = np.array([lumi * np.sum(2 * w[index == b] * z[index == b]) for b in range(5)])
+    nu = np.array([lumi * np.sum(w[index == b]) for b in range(5)])
+    assert info["histogram"][0, 0] == pytest.approx(np.sum(dnu**2 / nu), rel=1e-6)
+    assert info["rate"][0, 0] < info["histogram"][0, 0] < info["truth"][0, 0]
+
+
+def test_truth_likelihoods_peak_at_the_truth_with_the_fisher_width(weighted_toy, weighted_toy_no_morphing):
+    analysis = WeightedAnalysis(weighted_toy, [0.1], L_FB)
+    scans = analysis.scans({}, points=61, zoom=2, truth=True)
+    info = analysis.fisher_information({}, truth=True)["truth"][0, 0]
+    scan = scans["truth"]
+    assert scan.mle["c"] == pytest.approx(0.1, abs=1e-5)
+    lo, hi = scan.intervals["c"]["68"]
+    assert (hi - lo) / 2 == pytest.approx(info**-0.5, rel=0.02)
+    # the unbinned model's Hessian on its Asimov dataset is the same information; the morphing (LinearRatio)
+    # and the plain joint_log_prob paths give the same model
+    with_morphing = analysis.models({}, truth=True)["truth"]
+    plain = WeightedAnalysis(weighted_toy_no_morphing, [0.1], L_FB).models({}, truth=True)["truth"]
+    assert model_information(with_morphing, [0.1])[0, 0] == pytest.approx(info, rel=1e-6)
+    for c in (0.05, 0.1, 0.2):
+        params = torch.tensor([c], dtype=torch.float64)
+        assert float(with_morphing.nll(params)) == pytest.approx(float(plain.nll(params)), rel=1e-10)
+
+
+def test_systematics_cost_information_only_when_they_mimic_the_parameter(weighted_toy):
+    base = WeightedAnalysis(weighted_toy, [0.0], L_FB).models({}, truth=True)["truth"]
+    unprofiled = model_information(base, [0.0])[0, 0]
+    tiny = WeightedAnalysis(weighted_toy, [0.0], L_FB, systematics=[NormSys("lumi", 1 + 1e-7, 1 - 1e-7)])
+    wide = WeightedAnalysis(weighted_toy, [0.0], L_FB, systematics=[NormSys("lumi", 1.05, 0.95)])
+    independent = WeightedAnalysis(weighted_toy, [0.0], L_FB, systematics=[Tilt("u_tilt", "u", 0.1)])
+
+    def profiled(analysis):
+        model = analysis.models({}, truth=True)["truth"]
+        return profiled_information(model_information(model, [0.0, 0.0]), 1)[0, 0]
+
+    assert profiled(tiny) == pytest.approx(unprofiled, rel=1e-6)
+    assert profiled(wide) < 0.999 * unprofiled  # a yield uncertainty takes the rate's share of the information
+    assert profiled(independent) == pytest.approx(unprofiled, rel=1e-3)  # u does not depend on c
+    with pytest.raises(InferenceError, match="'nope' is not an observable"):
+        WeightedAnalysis(weighted_toy, [0.0], L_FB, systematics=[Tilt("t", "nope", 0.1)])
+    with pytest.raises(InferenceError, match="names must be unique"):
+        WeightedAnalysis(weighted_toy, [0.0], L_FB, systematics=[NormSys("c", 1.1, 0.9)])
+
+
+def test_poisson_toys_give_chi2_distributed_statistics(weighted_toy):
+    analysis = WeightedAnalysis(weighted_toy, [0.1], 0.5)  # 1000 expected events
+    models = analysis.models({}, truth=True)
+    result = analysis.toys(models, seed=7, first=0, count=60)["truth"]
+    assert result.n_toys + result.failed == 60 and np.all(result.t >= 0)
+    assert abs(np.mean(result.t) - 1.0) < 3 * np.sqrt(2 / 60)  # χ²₁: mean 1, variance 2
+    again = analysis.toys(models, seed=7, first=30, count=30)["truth"]
+    np.testing.assert_array_equal(again.t, result.t[30:])  # toy k draws from its own seed
+
+
+def test_template_likelihood_is_the_poisson_likelihood_of_the_asimov_counts(weighted_toy):
+    z, w = pool(weighted_toy)
+    index, n_bins = bin_index_edges(weighted_toy.events.x[:, 0], [0.0, 1.0, 2.0, 30.0])
+    lumi = 1000.0 * L_FB
+    log_l = template_log_likelihood(weighted_toy, index, n_bins, th(0.1), lumi)
+
+    def poisson(c):
+        nu = np.array([lumi * np.sum(w[index == b] * (1 + c * z[index == b]) ** 2) for b in range(n_bins)])
+        n = np.array([lumi * np.sum(w[index == b] * (1 + 0.1 * z[index == b]) ** 2) for b in range(n_bins)])
+        return np.sum(n * np.log(nu) - nu)
+
+    values = log_l(torch.tensor([[0.0], [0.1], [0.3]], dtype=torch.float64))
+    assert values[0] - values[1] == pytest.approx(poisson(0.0) - poisson(0.1), rel=1e-9)
+    assert values[2] - values[1] == pytest.approx(poisson(0.3) - poisson(0.1), rel=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 40), st.just(2)), elements=st.floats(-5, 5)),
+       st.lists(st.floats(-4, 4), min_size=2, max_size=6, unique=True),
+       st.lists(st.floats(-4, 4), min_size=2, max_size=4, unique=True))
+def test_k_dimensional_bins_agree_with_numpy_histogramdd(values, first, second):
+    edges = [sorted(first), sorted(second)]
+    index, n_bins = bin_index_edges(values, edges)
+    assert n_bins == (len(first) - 1) * (len(second) - 1)
+    counts = np.bincount(index[index >= 0], minlength=n_bins)
+    # numpy closes the last bin on the right; hepsbi's bins are [e_k, e_k+1) throughout
+    inside = np.all([(values[:, j] < edges[j][-1]) for j in range(2)], axis=0)
+    reference, _ = np.histogramdd(values[inside], bins=edges)
+    np.testing.assert_array_equal(counts, reference.ravel().astype(int))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(20, 400), st.integers(2, 6), st.integers(0, 10_000))
+def test_quantile_bins_hold_equal_weight(n, bins, seed):
+    rng = np.random.default_rng(seed)
+    values, weights = rng.normal(size=n), rng.uniform(0.5, 1.5, size=n)
+    index, n_bins = bin_index_quantiles(values, bins, weights)
+    assert n_bins == bins and index.min() >= 0 and index.max() < bins
+    share = np.bincount(index, weights=weights, minlength=bins) / weights.sum()
+    # every bin holds 1/bins of the weight, up to the one event that straddles each cut
+    assert np.all(np.abs(share - 1 / bins) <= 2 * weights.max() / weights.sum() + 1e-12)
+    order = np.argsort(values)
+    assert np.all(np.diff(index[order]) >= 0)  # bins follow the values
