@@ -74,7 +74,7 @@ def test_fisher_information_of_the_analysis_equals_sums_over_the_pool(weighted_t
     lumi = 1000.0 * L_FB
     analysis = WeightedAnalysis(weighted_toy, {"c": 0.0}, L_FB)
     edges = [0.0, 0.5, 1.0, 2.0, 4.0, 30.0]
-    info = analysis.fisher_information({}, truth=True, rate=True, histogram=(["x"], [edges]))
+    info = analysis.fisher_information({}, parton_level=True, rate=True, histogram=(["x"], [edges]))
     # per event at c = 0: ∂_c log(w r) = 2z, so I_truth = L Σ w (2z)²; the rate alone (∂ν)²/ν
     assert info["truth"][0, 0] == pytest.approx(lumi * np.sum(w * 4 * z**2), rel=1e-9)
     assert info["rate"][0, 0] == pytest.approx((lumi * np.sum(2 * w * z)) ** 2 / (lumi * np.sum(w)), rel=1e-9)
@@ -87,16 +87,16 @@ def test_fisher_information_of_the_analysis_equals_sums_over_the_pool(weighted_t
 
 def test_truth_likelihoods_peak_at_the_truth_with_the_fisher_width(weighted_toy, weighted_toy_no_morphing):
     analysis = WeightedAnalysis(weighted_toy, [0.1], L_FB)
-    scans = analysis.scans({}, points=61, zoom=2, truth=True)
-    info = analysis.fisher_information({}, truth=True)["truth"][0, 0]
+    scans = analysis.scans({}, points=61, zoom=2, parton_level=True)
+    info = analysis.fisher_information({}, parton_level=True)["truth"][0, 0]
     scan = scans["truth"]
     assert scan.mle["c"] == pytest.approx(0.1, abs=1e-5)
     lo, hi = scan.intervals["c"]["68"]
     assert (hi - lo) / 2 == pytest.approx(info**-0.5, rel=0.02)
     # the unbinned model's Hessian on its Asimov dataset is the same information; the morphing (LinearRatio)
     # and the plain joint_log_prob paths give the same model
-    with_morphing = analysis.models({}, truth=True)["truth"]
-    plain = WeightedAnalysis(weighted_toy_no_morphing, [0.1], L_FB).models({}, truth=True)["truth"]
+    with_morphing = analysis.models({}, parton_level=True)["truth"]
+    plain = WeightedAnalysis(weighted_toy_no_morphing, [0.1], L_FB).models({}, parton_level=True)["truth"]
     assert model_information(with_morphing, [0.1])[0, 0] == pytest.approx(info, rel=1e-6)
     for c in (0.05, 0.1, 0.2):
         params = torch.tensor([c], dtype=torch.float64)
@@ -104,14 +104,14 @@ def test_truth_likelihoods_peak_at_the_truth_with_the_fisher_width(weighted_toy,
 
 
 def test_systematics_cost_information_only_when_they_mimic_the_parameter(weighted_toy):
-    base = WeightedAnalysis(weighted_toy, [0.0], L_FB).models({}, truth=True)["truth"]
+    base = WeightedAnalysis(weighted_toy, [0.0], L_FB).models({}, parton_level=True)["truth"]
     unprofiled = model_information(base, [0.0])[0, 0]
     tiny = WeightedAnalysis(weighted_toy, [0.0], L_FB, systematics=[NormSys("lumi", 1 + 1e-7, 1 - 1e-7)])
     wide = WeightedAnalysis(weighted_toy, [0.0], L_FB, systematics=[NormSys("lumi", 1.05, 0.95)])
     independent = WeightedAnalysis(weighted_toy, [0.0], L_FB, systematics=[Tilt("u_tilt", "u", 0.1)])
 
     def profiled(analysis):
-        model = analysis.models({}, truth=True)["truth"]
+        model = analysis.models({}, parton_level=True)["truth"]
         return profiled_information(model_information(model, [0.0, 0.0]), 1)[0, 0]
 
     assert profiled(tiny) == pytest.approx(unprofiled, rel=1e-6)
@@ -125,7 +125,7 @@ def test_systematics_cost_information_only_when_they_mimic_the_parameter(weighte
 
 def test_poisson_toys_give_chi2_distributed_statistics(weighted_toy):
     analysis = WeightedAnalysis(weighted_toy, [0.1], 0.5)  # 1000 expected events
-    models = analysis.models({}, truth=True)
+    models = analysis.models({}, parton_level=True)
     result = analysis.toys(models, seed=7, first=0, count=60)["truth"]
     assert result.n_toys + result.failed == 60 and np.all(result.t >= 0)
     assert abs(np.mean(result.t) - 1.0) < 3 * np.sqrt(2 / 60)  # χ²₁: mean 1, variance 2

@@ -9,7 +9,12 @@ import torch
 from hepsbi.errors import InferenceError
 from hepsbi.inference.nuisance import NormSys
 from hepsbi.inference.profile import minimize
-from hepsbi.inference.toys import neyman_interval, poisson_counts, unbinned_coverage, unbinned_toys
+from hepsbi.inference.pseudo_experiments import (
+    neyman_interval,
+    poisson_counts,
+    unbinned_coverage,
+    unbinned_toys,
+)
 from hepsbi.inference.unbinned import UnbinnedModel
 from hepsbi.simulators import GaussianLatent
 
@@ -72,7 +77,7 @@ def test_neyman_interval_equals_the_wilks_interval_for_a_gaussian_mean():
 
 
 def test_toy_batches_join_in_order_and_an_all_failed_study_is_an_error():
-    from hepsbi.inference.toys import CoverageResult
+    from hepsbi.inference.pseudo_experiments import CoverageResult
 
     first = CoverageResult(np.array([0.1, 2.0]), 1, 1, [{"a": 0.0}, {"a": 1.0}])
     second = CoverageResult(np.array([5.0]), 1, 0, [{"a": 2.0}])

@@ -76,7 +76,7 @@ def test_asimov_mle_sits_at_the_truth_and_weights_scale_the_curvature():
     sim = GaussianLatent()
     truth = torch.tensor([-0.2], dtype=torch.float64)
     small = asimov_dataset(sim, truth, n_expected=50, n_mc=50_000, seed=0)
-    large = Dataset(small.x, small.weights * 4, small.truth, "asimov")
+    large = Dataset(small.x, small.weights * 4, small.theta_true, "asimov")
     s_small = likelihood_scan(exact_log_ratio(sim)(small.x), small, sim.space, points=201)
     s_large = likelihood_scan(exact_log_ratio(sim)(large.x), large, sim.space, points=201)
     assert s_small.mle["theta"] == pytest.approx(-0.2, abs=0.01)

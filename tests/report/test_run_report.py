@@ -15,16 +15,16 @@ from hepsbi.report.summary import print_summary
 
 def test_report_of_a_notebook_analysis(weighted_toy, tmp_path):
     analysis = WeightedAnalysis(weighted_toy, [0.1], 20.0, systematics=[NormSys("lumi", 1.02, 0.98)])
-    scans = analysis.scans({}, points=41, truth=True)
+    scans = analysis.scans({}, points=41, parton_level=True)
     bins = analysis.histogram_bins(["x"], [[0.0, 0.5, 1.0, 2.0, 30.0]])
     comparisons = {**scans, "histogram": analysis.binned_scan(*bins, points=41)}
-    informations = analysis.fisher_information({}, truth=True, rate=True, histogram=(["x"], [[0.0, 0.5, 1.0, 2.0, 30.0]]))
-    profiled = profile_scans(analysis.models({}, truth=True), weighted_toy.space, analysis.truth, points=9, around=scans)
+    informations = analysis.fisher_information({}, parton_level=True, rate=True, histogram=(["x"], [[0.0, 0.5, 1.0, 2.0, 30.0]]))
+    profiled = profile_scans(analysis.models({}, parton_level=True), weighted_toy.space, analysis.theta_true, points=9, around=scans)
     # the "learned" group: the truth again, under another label, as an estimator would give it
     learned = {"scans": {"ml": scans["truth"]}, "informations": {"ml": informations["truth"]}, "profiled": {}}
     others = {"scans": comparisons, "informations": informations, "profiled": profiled}
     history = TrainingHistory(train_loss=[1.0, 0.5], val_loss=[1.1, 0.6], learning_rate=[1e-3, 1e-3], best_epoch=2)
-    results = write_run_report(tmp_path, weighted_toy.space, analysis.truth, [learned, others],
+    results = write_run_report(tmp_path, weighted_toy.space, analysis.theta_true, [learned, others],
                                {"ml": {"method": "alices"}}, {"spec_name": "notebook"}, {"kind": "asimov"},
                                histories={"ml": history})
     on_disk = json.loads((tmp_path / "results.json").read_text())

@@ -75,3 +75,21 @@ def test_histogram_one_or_more_observables_and_systematics():
     lumi = {"name": "lumi", "kind": "norm", "up": 1.02, "down": 0.98}
     with pytest.raises(SpecError, match="inference.systematics: nuisance parameters need a weighted simulator"):
         prepare(parse_spec({"inference": {"systematics": [lumi]}}))
+
+
+def test_parton_level_flag_and_its_old_name():
+    assert parse_spec({}).inference.parton_level is True
+    assert parse_spec({"inference": {"parton_level": False}}).inference.parton_level is False
+    old = parse_spec({"inference": {"truth": False}})  # specs written before the rename still mean the same
+    assert old.inference.parton_level is False and "truth" not in old.model_dump()["inference"]
+    with pytest.raises(SpecError, match="inference.parton_level"):
+        parse_spec({"inference": {"parton_level": "maybe"}})
+
+
+def test_method_names_come_from_the_estimator_registry():
+    from hepsbi.estimators.registry import RATIO_METHODS
+
+    schema = RunSpec.model_json_schema()
+    assert tuple(schema["$defs"]["EstimatorSpec"]["properties"]["method"]["enum"]) == RATIO_METHODS
+    with pytest.raises(SpecError, match="training.estimators.0.method"):
+        parse_spec({"training": {"estimators": [{"method": "sally"}]}})  # a score method, not a ratio method

@@ -31,6 +31,12 @@ from hepsbi.inference.fisher import (
 from hepsbi.inference.hypotest import HypotestResult, upper_limit
 from hepsbi.inference.nuisance import NormSys, ShapeSys, code4, gaussian_constraint
 from hepsbi.inference.profile import FitResult, hessian, minimize, profile_scan
+from hepsbi.inference.pseudo_experiments import (
+    CoverageResult,
+    neyman_interval,
+    unbinned_coverage,
+    unbinned_toys,
+)
 from hepsbi.inference.ratios import (
     LogRatioOfTheta,
     PerEventLogRatio,
@@ -48,7 +54,6 @@ from hepsbi.inference.scan import (
     wilks_threshold,
 )
 from hepsbi.inference.templates import bin_index_edges, bin_index_quantiles, template_log_likelihood
-from hepsbi.inference.toys import CoverageResult, neyman_interval, unbinned_coverage, unbinned_toys
 from hepsbi.inference.unbinned import LinearRatio, UnbinnedModel
 from hepsbi.inference.validation import log_ratio_comparison, log_ratio_mse
 from hepsbi.inference.workspace import Sample, histogram_workspace, write_workspace

@@ -17,9 +17,9 @@ Example (the Drell–Yan analysis of ``make demo``, without a spec)::
 
     analysis = WeightedAnalysis(sim, theta_true=[0.0, 0.0], luminosity_fb=139.0, n_mc=30_000, seed=1,
                                 systematics=[NormSys("lumi", 1.017, 0.983), Tilt("mll_tilt", "m_ll", 0.02)])
-    models = analysis.models({"alices": alices.log_ratio_of_theta}, truth=True)
-    profiled = profile_scans(models, sim.space, analysis.truth, points=15)
-    informations = analysis.fisher_information({"alices": alices.log_ratio_of_theta}, truth=True,
+    models = analysis.models({"alices": alices.log_ratio_of_theta}, parton_level=True)
+    profiled = profile_scans(models, sim.space, analysis.theta_true, points=15)
+    informations = analysis.fisher_information({"alices": alices.log_ratio_of_theta}, parton_level=True,
                                                histogram=(["m_ll"], [edges]))
 """
 
@@ -52,6 +52,7 @@ from hepsbi.inference.fisher import (
 )
 from hepsbi.inference.nuisance import NormSys, ShapeSys
 from hepsbi.inference.profile import NLL, minimize, profile_scan
+from hepsbi.inference.pseudo_experiments import CoverageResult, poisson_counts, toy_statistics
 from hepsbi.inference.ratios import (
     LogRatioOfTheta,
     PerEventLogRatio,
@@ -61,7 +62,6 @@ from hepsbi.inference.ratios import (
 )
 from hepsbi.inference.scan import ScanResult, likelihood_scan, scan_log_likelihood
 from hepsbi.inference.templates import bin_index_edges, bin_index_quantiles, template_log_likelihood
-from hepsbi.inference.toys import CoverageResult, poisson_counts, toy_statistics
 from hepsbi.inference.unbinned import LinearRatio, UnbinnedModel
 from hepsbi.simulators.protocol import Simulator, check_weighted_simulator, has_exact_likelihood, has_morphing
 from hepsbi.space import ParameterSpace
@@ -116,7 +116,7 @@ def fisher_informations(ratios: Mapping[str, PerEventLogRatio], dataset: Dataset
     return {label: information_from_scores(per_event_scores(fn, theta), d, rate) for label, fn in ratios.items()}
 
 
-def simulator_toys(sim: Simulator, truth: Tensor, ratios: Mapping[str, LogRatioOfTheta], n_events: int, seed: int,
+def simulator_toys(sim: Simulator, theta_true: Tensor, ratios: Mapping[str, LogRatioOfTheta], n_events: int, seed: int,
                    first: int = 0, count: int = 100, exact: bool = True,
                    progress: bool = False) -> dict[str, CoverageResult]:
     """t(θ_true) of pseudo-experiments ``first`` … ``first + count − 1`` with ``n_events`` events drawn by the
@@ -124,17 +124,17 @@ def simulator_toys(sim: Simulator, truth: Tensor, ratios: Mapping[str, LogRatioO
     exact one when the simulator has it). Toy k draws from seed + 1 + k, so batches of toys give the same
     numbers wherever and in whatever order they run."""
     names = list(sim.space.names)
-    truth_dict = sim.space.as_dict(truth)
+    truth_dict = sim.space.as_dict(theta_true)
     limits = {p.name: (p.low, p.high) for p in sim.space.parameters}
     functions = dict(ratios)
     if exact and has_exact_likelihood(sim):
         functions["exact"] = exact_log_ratio(sim)
     per_label: dict[str, list[NLL]] = {label: [] for label in functions}
     for k in range(first, first + count):
-        x = observed_dataset(sim, truth, n_events, seed=seed + 1 + k).x
+        x = observed_dataset(sim, theta_true, n_events, seed=seed + 1 + k).x
         for label, of_events in functions.items():
             per_label[label].append(_sum_nll(of_events(x)))
-    return {label: toy_statistics(nlls, names, truth_dict, truth.tolist(), limits, count, progress, f"toys: {label}")
+    return {label: toy_statistics(nlls, names, truth_dict, theta_true.tolist(), limits, count, progress, f"toys: {label}")
             for label, nlls in per_label.items()}
 
 
@@ -144,7 +144,7 @@ def _sum_nll(per_event: PerEventLogRatio) -> NLL:
 
 
 # -- profile scans -------------------------------------------------------------------------------------------
-def profile_scans(models: Mapping[str, UnbinnedModel], space: ParameterSpace, truth: Tensor, points: int = 15,
+def profile_scans(models: Mapping[str, UnbinnedModel], space: ParameterSpace, theta_true: Tensor, points: int = 15,
                   around: Mapping[str, ScanResult] | None = None, progress: bool = False) -> dict[str, dict[str, Any]]:
     """Per model: the profile scan (``scan``) on ``points`` nodes per parameter over the 95 % region of the
     model's plain scan in ``around`` widened ×1.5 (the whole parameter range without one), the nuisance
@@ -162,7 +162,7 @@ def profile_scans(models: Mapping[str, UnbinnedModel], space: ParameterSpace, tr
                 axes[p.name] = np.linspace(max(p.low, centre - half), min(p.high, centre + half), points)
             else:
                 axes[p.name] = np.linspace(p.low, p.high, points)
-        start = truth.tolist() + [0.0] * len(model.nuisance)
+        start = theta_true.tolist() + [0.0] * len(model.nuisance)
         best = minimize(model.nll, model.names, start, limits)
         out[label] = {
             "pulls": {n: {"value": best.values[n], "error": best.errors[n]} for n in model.nuisance},
@@ -197,9 +197,9 @@ class WeightedAnalysis:
         self.sim = check_weighted_simulator(sim)
         if not luminosity_fb > 0:
             raise InferenceError(f"luminosity_fb must be positive (got {luminosity_fb})")
-        self.truth = sim.space.point(theta_true, what="theta_true")
+        self.theta_true = sim.space.point(theta_true, what="theta_true")
         self.luminosity_fb = float(luminosity_fb)
-        self.dataset = weighted_asimov_dataset(sim, self.truth, self.luminosity_pb, n_mc, seed)
+        self.dataset = weighted_asimov_dataset(sim, self.theta_true, self.luminosity_pb, n_mc, seed)
         self.w_ref = reference_weights(sim, self.dataset)
         self.expected_events = asimov_expected_events(sim, self.dataset)
         self.systematics = list(systematics)
@@ -227,21 +227,21 @@ class WeightedAnalysis:
         """θ ↦ log r̂(x_i | θ) − log Z(θ) on the dataset's events, Z from the same events at θ_ref."""
         return normalised_log_ratio(ratio(self.dataset.x), self.w_ref)
 
-    def truth_ratio(self) -> PerEventLogRatio:
+    def parton_level_ratio(self) -> PerEventLogRatio:
         """The parton-level likelihood ratio of the dataset's latent records, normalised on them."""
         assert self.dataset.z is not None
         return normalised_log_ratio(latent_log_ratio(self.sim)(self.dataset.z), self.w_ref)
 
     # -- scans -------------------------------------------------------------------------------------------------
     def scans(self, ratios: Mapping[str, LogRatioOfTheta], points: int = 31, zoom: int = 0,
-              truth: bool = False) -> dict[str, ScanResult]:
-        """Extended unbinned likelihood scans of each learned ratio (normalised), and with ``truth`` of the
-        parton-level likelihood (label ``truth``)."""
+              parton_level: bool = False) -> dict[str, ScanResult]:
+        """Extended unbinned likelihood scans of each learned ratio (normalised), and with ``parton_level`` of
+        the parton-level likelihood (label ``truth``)."""
         functions = {label: self.normalised(fn) for label, fn in ratios.items()}
         out = scan_likelihoods(functions, self.dataset, self.space, points, zoom, self.expected_events)
-        if truth:
-            latent = Dataset(self.dataset.z, self.dataset.weights, self.dataset.truth, self.dataset.kind)  # type: ignore[arg-type]
-            out["truth"] = likelihood_scan(self.truth_ratio(), latent, self.space, points=points,
+        if parton_level:
+            latent = Dataset(self.dataset.z, self.dataset.weights, self.dataset.theta_true, self.dataset.kind)  # type: ignore[arg-type]
+            out["truth"] = likelihood_scan(self.parton_level_ratio(), latent, self.space, points=points,
                                            expected_events=self.expected_events, zoom=zoom)
         return out
 
@@ -264,13 +264,13 @@ class WeightedAnalysis:
     def binned_scan(self, bin_index: np.ndarray, n_bins: int, points: int = 31, zoom: int = 0) -> ScanResult:
         """Scan of the Poisson template likelihood of the Asimov counts at θ_true in the pool bins ``bin_index``
         (from :meth:`histogram_bins` or :meth:`statistic_bins`)."""
-        likelihood = template_log_likelihood(self.sim, bin_index, n_bins, self.truth, self.luminosity_pb)
+        likelihood = template_log_likelihood(self.sim, bin_index, n_bins, self.theta_true, self.luminosity_pb)
         return scan_log_likelihood(likelihood, self.space, points=points, zoom=zoom)
 
     # -- unbinned models ---------------------------------------------------------------------------------------
-    def models(self, ratios: Mapping[str, LogRatioOfTheta], truth: bool = False) -> dict[str, UnbinnedModel]:
+    def models(self, ratios: Mapping[str, LogRatioOfTheta], parton_level: bool = False) -> dict[str, UnbinnedModel]:
         """Extended unbinned models (:class:`~hepsbi.inference.UnbinnedModel`) of the dataset with the
-        analysis' systematics: each learned ratio and, with ``truth``, the parton-level one (label ``truth``;
+        analysis' systematics: each learned ratio and, with ``parton_level``, the parton-level one (label ``truth``;
         a :class:`~hepsbi.inference.LinearRatio` when the simulator has a morphing basis), all normalised on
         the dataset's events. ν(θ) reweights the same events; they are also the Monte Carlo of the yield
         corrections (weights at θ_ref)."""
@@ -286,38 +286,38 @@ class WeightedAnalysis:
             return (w_ref * sim.weight_ratio(z, theta)).sum()
 
         functions: dict[str, PerEventLogRatio] = {label: self.normalised(fn) for label, fn in ratios.items()}
-        if truth and has_morphing(sim):
+        if parton_level and has_morphing(sim):
             coef = sim.morphing_coefficients(z)  # type: ignore[attr-defined]
             functions["truth"] = LinearRatio(sim.morphing_basis, coef, (w_ref @ coef) / w_ref.sum())  # type: ignore[attr-defined]
-        elif truth:
+        elif parton_level:
             functions["truth"] = normalised_log_ratio(lambda th: sim.joint_log_prob(z, th), w_ref)
         names = list(self.space.names)
         return {label: UnbinnedModel(names, fn, self.dataset.weights, nu, norm=norm, shape=shape, mc_log_ratio=fn,
                                      mc_weights=w_ref, mc_shape=shape) for label, fn in functions.items()}
 
     # -- Fisher information --------------------------------------------------------------------------------------
-    def fisher_information(self, ratios: Mapping[str, LogRatioOfTheta], truth: bool = False, rate: bool = False,
+    def fisher_information(self, ratios: Mapping[str, LogRatioOfTheta], parton_level: bool = False, rate: bool = False,
                            histogram: tuple[Sequence[str], Sequence[Sequence[float]]] | None = None,
                            score: Statistic | None = None) -> dict[str, np.ndarray]:
         r"""Fisher information at θ_true of the extended likelihoods (see :mod:`hepsbi.inference.fisher`),
-        label → (p, p): each learned ratio (normalised), and optionally the parton-level ``truth``, the ``rate``
+        label → (p, p): each learned ratio (normalised), and optionally the ``parton_level`` one (label ``truth``), the ``rate``
         alone, the ``histogram`` (observables, edges) of expected counts and SALLY's ``score`` statistic
         (label ``sally_score``; its score is local to θ_ref, so only at θ_true = θ_ref)."""
-        rate_part = rate_score(self.expected_events, self.truth)
+        rate_part = rate_score(self.expected_events, self.theta_true)
         d = self.dataset.weights.to(torch.float64)
         infos = fisher_informations({label: self.normalised(fn) for label, fn in ratios.items()}, self.dataset,
-                                    self.truth, rate_part)
-        if truth:
+                                    self.theta_true, rate_part)
+        if parton_level:
             z = self.dataset.z
             sim = self.sim
-            infos["truth"] = information_from_scores(per_event_scores(lambda t: sim.joint_log_prob(z, t), self.truth),  # type: ignore[arg-type]
+            infos["truth"] = information_from_scores(per_event_scores(lambda t: sim.joint_log_prob(z, t), self.theta_true),  # type: ignore[arg-type]
                                                      d, rate_part)
         if rate:
-            infos["rate"] = rate_information(self.expected_events, self.truth)
+            infos["rate"] = rate_information(self.expected_events, self.theta_true)
         if histogram is not None:
             index, n_bins = self.histogram_bins(*histogram)
-            infos["histogram"] = binned_information(self.sim.expected_counts(index, n_bins, self.luminosity_pb), self.truth)
-        if score is not None and torch.allclose(self.truth, self.space.reference):
+            infos["histogram"] = binned_information(self.sim.expected_counts(index, n_bins, self.luminosity_pb), self.theta_true)
+        if score is not None and torch.allclose(self.theta_true, self.space.reference):
             infos["sally_score"] = information_from_scores(score(self.dataset.x), d, rate_part)
         return infos
 
@@ -326,12 +326,12 @@ class WeightedAnalysis:
              progress: bool = False) -> dict[str, CoverageResult]:
         """t(θ_true) of toys ``first`` … ``first + count − 1`` for each model: a Poisson bootstrap of the
         dataset's events (counts ~ Poisson(expected events)) and auxiliary data ~ N(0, 1), shared by every
-        model; toy k draws from seed + 1 + k (:func:`~hepsbi.inference.toys.toy_statistics`)."""
+        model; toy k draws from seed + 1 + k (:func:`~hepsbi.inference.pseudo_experiments.toy_statistics`)."""
         if not models:
             return {}
         model = next(iter(models.values()))
-        truth_dict = self.space.as_dict(self.truth)
-        start = self.truth.tolist() + [0.0] * len(model.nuisance)
+        truth_dict = self.space.as_dict(self.theta_true)
+        start = self.theta_true.tolist() + [0.0] * len(model.nuisance)
 
         def draw(k: int) -> tuple[Tensor, Tensor]:
             gen = torch.Generator().manual_seed(seed + 1 + k)

@@ -23,12 +23,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Dataset:
-    """Events to infer on: observables x (n, d_x) and weights (n,); ``truth`` is θ_true (p,) when known;
-    ``z`` the latent record (n, d_z) when the dataset is simulated and keeps it (parton-level truth)."""
+    """Events to infer on: observables x (n, d_x) and weights (n,); ``theta_true`` (p,) when known; ``z`` the
+    latent record (n, d_z) when the dataset is simulated and keeps it (for the parton-level likelihood)."""
 
     x: Tensor
     weights: Tensor
-    truth: Tensor | None = None
+    theta_true: Tensor | None = None
     kind: str = "observed"
     z: Tensor | None = None
 
@@ -48,7 +48,7 @@ def observed_dataset(sim: Simulator, theta_true: Tensor, n_events: int, seed: in
     gen = torch.Generator().manual_seed(int(seed))
     theta = torch.as_tensor(theta_true, dtype=torch.float64).reshape(1, -1).expand(n_events, -1)
     x, _ = sim.sample(theta, gen)
-    return Dataset(x=x, weights=torch.ones(n_events, dtype=torch.float64), truth=theta[0].clone(), kind="observed")
+    return Dataset(x=x, weights=torch.ones(n_events, dtype=torch.float64), theta_true=theta[0].clone(), kind="observed")
 
 
 def asimov_dataset(sim: Simulator, theta_true: Tensor, n_expected: float, n_mc: int, seed: int) -> Dataset:
@@ -59,7 +59,7 @@ def asimov_dataset(sim: Simulator, theta_true: Tensor, n_expected: float, n_mc: 
     if n_mc < 1 or n_expected <= 0:
         raise InferenceError(f"asimov needs n_mc >= 1 and n_expected > 0 (got {n_mc}, {n_expected})")
     data = observed_dataset(sim, theta_true, n_mc, seed)
-    return Dataset(x=data.x, weights=torch.full((n_mc,), n_expected / n_mc, dtype=torch.float64), truth=data.truth, kind="asimov")
+    return Dataset(x=data.x, weights=torch.full((n_mc,), n_expected / n_mc, dtype=torch.float64), theta_true=data.theta_true, kind="asimov")
 
 
 def weighted_asimov_dataset(
@@ -77,14 +77,14 @@ def weighted_asimov_dataset(
         keep = torch.randperm(len(w), generator=torch.Generator().manual_seed(int(seed)))[:n_mc]
         total = w.sum()
         x, z, w = x[keep], z[keep], w[keep] * (total / w[keep].sum())
-    return Dataset(x=x, weights=w, truth=torch.as_tensor(theta_true, dtype=torch.float64), kind="asimov", z=z)
+    return Dataset(x=x, weights=w, theta_true=torch.as_tensor(theta_true, dtype=torch.float64), kind="asimov", z=z)
 
 
 def reference_weights(sim: Simulator, data: Dataset) -> Tensor:
     """The weights the events of a weighted Asimov dataset have at θ_ref: w_i / r_i(θ_true), (n,)."""
-    if data.z is None or data.truth is None:
-        raise InferenceError("reference_weights needs a weighted Asimov dataset (with z and truth)")
-    return data.weights.to(torch.float64) / _weighted(sim).weight_ratio(data.z, data.truth)
+    if data.z is None or data.theta_true is None:
+        raise InferenceError("reference_weights needs a weighted Asimov dataset (with z and theta_true)")
+    return data.weights.to(torch.float64) / _weighted(sim).weight_ratio(data.z, data.theta_true)
 
 
 def asimov_expected_events(sim: Simulator, data: Dataset) -> Callable[[Tensor], float]:

@@ -2,7 +2,7 @@ r"""``hepsbi coverage SPEC``: do the intervals a spec produces cover the truth a
 
 Simulate and train as :func:`hepsbi.workflow.run` does, then draw pseudo-experiments at θ_true and, for each
 learned likelihood (and the exact or parton-level one when there is one), decide with two fits whether the
-Wilks 68 % / 95 % region contains θ_true (see :mod:`hepsbi.inference.toys`):
+Wilks 68 % / 95 % region contains θ_true (see :mod:`hepsbi.inference.pseudo_experiments`):
 
 * simulators with exact sampling (the toys): ``inference.n_events`` events per pseudo-experiment, drawn by
   the simulator; likelihood Σ_i log r(x_i | θ) of those events;
@@ -28,7 +28,7 @@ from torch import Tensor
 from hepsbi.errors import SpecError
 from hepsbi.files import write_json
 from hepsbi.inference.analysis import simulator_toys
-from hepsbi.inference.toys import CoverageResult
+from hepsbi.inference.pseudo_experiments import CoverageResult
 from hepsbi.report.plots import plot_coverage
 from hepsbi.simulators.protocol import is_weighted
 from hepsbi.workflow.graph import build_and_run
@@ -43,7 +43,7 @@ __all__ = ["TOYS_PER_TASK", "run_coverage", "toy_batch"]
 TOYS_PER_TASK = 25
 
 
-def _toy_statistics(spec: RunSpec, sim: Any, truth: Tensor, estimators: dict[str, Any], first: int, count: int,
+def _toy_statistics(spec: RunSpec, sim: Any, theta_true: Tensor, estimators: dict[str, Any], first: int, count: int,
                     progress: bool) -> dict[str, CoverageResult]:
     """Per likelihood, t(θ_true) of toys ``first`` … ``first + count − 1`` (toy k draws from inference.seed + 1 + k,
     so a batch gives the same numbers wherever and in whatever order it runs): Poisson-bootstrap toys of the
@@ -51,9 +51,9 @@ def _toy_statistics(spec: RunSpec, sim: Any, truth: Tensor, estimators: dict[str
     inf = spec.inference
     ratios = {label: est.log_ratio_of_theta for label, est in estimators.items()}
     if is_weighted(sim):
-        analysis = weighted_analysis(spec, sim, truth)
-        return analysis.toys(analysis.models(ratios, truth=inf.truth), inf.seed, first, count, progress)
-    return simulator_toys(sim, truth, ratios, int(round(inf.n_events)), inf.seed, first, count, progress=progress)
+        analysis = weighted_analysis(spec, sim, theta_true)
+        return analysis.toys(analysis.models(ratios, parton_level=inf.parton_level), inf.seed, first, count, progress)
+    return simulator_toys(sim, theta_true, ratios, int(round(inf.n_events)), inf.seed, first, count, progress=progress)
 
 
 def toy_batch(document: dict[str, Any], merged: str, estimators: dict[str, list[str]], first: int,
@@ -61,9 +61,9 @@ def toy_batch(document: dict[str, Any], merged: str, estimators: dict[str, list[
     """A Dask task: toys ``first`` … ``first + count − 1`` of the spec, with the estimators and the pool loaded
     from their stage directories."""
     spec = RunSpec.model_validate(document)
-    sim, truth, _, loaded, _ = load_run(spec, merged, estimators, None)
+    sim, theta_true, _, loaded, _ = load_run(spec, merged, estimators, None)
     use_thread_setting()
-    return _toy_statistics(spec, sim, truth, loaded, first, count, progress=False)
+    return _toy_statistics(spec, sim, theta_true, loaded, first, count, progress=False)
 
 
 def run_coverage(spec: RunSpec, out: str | os.PathLike[str], n_toys: int = 300, progress: bool = True,
@@ -75,7 +75,7 @@ def run_coverage(spec: RunSpec, out: str | os.PathLike[str], n_toys: int = 300, 
     if n_toys < 1:
         raise SpecError(f"--toys must be at least 1 (got {n_toys})")
     out = Path(out)
-    sim, truth = prepare(spec)
+    sim, theta_true = prepare(spec)
     out.mkdir(parents=True, exist_ok=True)
     use_thread_setting()
     with timed("simulate + train", {}, console):
@@ -83,7 +83,7 @@ def run_coverage(spec: RunSpec, out: str | os.PathLike[str], n_toys: int = 300, 
     with dask_client(spec) as client:
         if client is None:
             _, estimators, _ = load_stages(sim, stages["merged"], stages["estimators"], None)
-            batches = [_toy_statistics(spec, sim, truth, estimators, 0, n_toys, progress)]
+            batches = [_toy_statistics(spec, sim, theta_true, estimators, 0, n_toys, progress)]
         else:
             document = spec.model_dump(mode="json")
             firsts = range(0, n_toys, TOYS_PER_TASK)
@@ -95,7 +95,7 @@ def run_coverage(spec: RunSpec, out: str | os.PathLike[str], n_toys: int = 300, 
     # batches in toy order; an error if every fit of a likelihood failed
     results = {label: CoverageResult.join([b[label] for b in batches]) for label in batches[0]}
     names = list(sim.space.names)
-    document = {"spec_name": spec.name, "truth": sim.space.as_dict(truth), "n_toys": n_toys,
+    document = {"spec_name": spec.name, "truth": sim.space.as_dict(theta_true), "n_toys": n_toys,
                 "likelihoods": {label: r.to_dict() for label, r in results.items()}}
     write_json(out / "coverage.json", document)
     plot_coverage({label: r.t for label, r in results.items()}, len(names), out / "plots" / "coverage.png")

@@ -79,7 +79,7 @@ def use_thread_setting() -> None:
 
 
 # -- the likelihoods of one group ----------------------------------------------------------------------------
-def weighted_analysis(spec: RunSpec, sim: Simulator, truth: torch.Tensor) -> WeightedAnalysis:
+def weighted_analysis(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor) -> WeightedAnalysis:
     """The spec's :class:`~hepsbi.inference.analysis.WeightedAnalysis`: Asimov dataset at θ_true, luminosity,
     Monte Carlo size and seed, and the systematics."""
     inf = spec.inference
@@ -87,10 +87,10 @@ def weighted_analysis(spec: RunSpec, sim: Simulator, truth: torch.Tensor) -> Wei
     systematics: list[Systematic] = [
         NormSys(s.name, s.up, s.down) if s.kind == "norm" else Tilt(s.name, s.observable, s.size)  # type: ignore[arg-type]
         for s in inf.systematics]
-    return WeightedAnalysis(sim, truth, inf.luminosity, inf.n_mc, inf.seed, systematics)
+    return WeightedAnalysis(sim, theta_true, inf.luminosity, inf.n_mc, inf.seed, systematics)
 
 
-def infer_group(spec: RunSpec, sim: Simulator, truth: torch.Tensor, estimators: dict[str, Any],
+def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimators: dict[str, Any],
                 sally: ScoreEstimator | None, group: str, progress: bool = False) -> dict[str, Any]:
     """One group of likelihoods (``group`` = an estimator's label, or :data:`COMPARISONS`) on the run's
     dataset: ``scans`` (label → ScanResult), ``informations`` (label → (p, p) Fisher matrix), with nuisance
@@ -101,9 +101,9 @@ def infer_group(spec: RunSpec, sim: Simulator, truth: torch.Tensor, estimators: 
     learned = {} if comparisons else {group: estimators[group].log_ratio_of_theta}
     profiled: dict[str, Any] = {}
     if is_weighted(sim):
-        analysis = weighted_analysis(spec, sim, truth)
+        analysis = weighted_analysis(spec, sim, theta_true)
         dataset = analysis.dataset
-        scans = analysis.scans(learned, inf.grid_points, inf.zoom, truth=comparisons and inf.truth)
+        scans = analysis.scans(learned, inf.grid_points, inf.zoom, parton_level=comparisons and inf.parton_level)
         hist = inf.histogram if comparisons else None
         score = sally.score if comparisons and sally is not None and spec.training.sally is not None else None
         if hist is not None:
@@ -114,20 +114,20 @@ def infer_group(spec: RunSpec, sim: Simulator, truth: torch.Tensor, estimators: 
             scans["sally"] = analysis.binned_scan(*analysis.statistic_bins(score, spec.training.sally.bins),
                                                   points=inf.grid_points, zoom=inf.zoom)
         informations = analysis.fisher_information(
-            learned, truth=comparisons and inf.truth, rate=comparisons,
+            learned, parton_level=comparisons and inf.parton_level, rate=comparisons,
             histogram=(hist.observables, hist.edges) if hist is not None else None,
             score=sally.score if comparisons and sally is not None else None)
         if inf.profile is not None or inf.systematics:
-            models = analysis.models(learned, truth=inf.truth and comparisons)
+            models = analysis.models(learned, parton_level=inf.parton_level and comparisons)
             points = (inf.profile or ProfileSpec()).grid_points
-            profiled = profile_scans(models, sim.space, truth, points, around=scans, progress=progress)
+            profiled = profile_scans(models, sim.space, theta_true, points, around=scans, progress=progress)
     else:
-        dataset = inference_dataset(spec, sim, truth)
+        dataset = inference_dataset(spec, sim, theta_true)
         ratios = {label: fn(dataset.x) for label, fn in learned.items()}
         if comparisons and has_exact_likelihood(sim):
             ratios["exact"] = exact_log_ratio(sim)(dataset.x)
         scans = scan_likelihoods(ratios, dataset, sim.space, inf.grid_points, inf.zoom)
-        informations = fisher_informations(ratios, dataset, truth)
+        informations = fisher_informations(ratios, dataset, theta_true)
     return {
         "scans": scans,
         "informations": informations,
@@ -137,7 +137,7 @@ def infer_group(spec: RunSpec, sim: Simulator, truth: torch.Tensor, estimators: 
 
 
 # -- the report ------------------------------------------------------------------------------------------------
-def report(spec: RunSpec, sim: Simulator, truth: torch.Tensor, pool: Any, estimators: dict[str, Any],
+def report(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, pool: Any, estimators: dict[str, Any],
            sally: ScoreEstimator | None, groups: list[dict[str, Any]], out: Path, timings: dict[str, float],
            console: Console) -> dict[str, Any]:
     """Evaluate the learned ratios against the exact one (toys), then write ``out/results.json`` and
@@ -180,7 +180,7 @@ def report(spec: RunSpec, sim: Simulator, truth: torch.Tensor, pool: Any, estima
     if sally is not None:
         histories["sally"] = sally.history
     with timed("report", timings, console):
-        return write_run_report(out, sim.space, truth, groups, extra, provenance, dataset_info, histories, comparison,
+        return write_run_report(out, sim.space, theta_true, groups, extra, provenance, dataset_info, histories, comparison,
                                 plots=spec.report.plots)
 
 
@@ -198,11 +198,11 @@ def infer_stage(spec: RunSpec, run_dir: str | Path, merged: str, estimators: dic
     console = run_console(progress)
 
     def work(tmp: Path) -> None:
-        sim, truth, _, loaded, score = load_run(spec, merged, estimators, sally)
+        sim, theta_true, _, loaded, score = load_run(spec, merged, estimators, sally)
         use_thread_setting()
         timings: dict[str, float] = {}
         with timed(f"infer: {group}", timings, console):
-            result = infer_group(spec, sim, truth, loaded, score, group, progress=not console.quiet)
+            result = infer_group(spec, sim, theta_true, loaded, score, group, progress=not console.quiet)
         result["timings"] = timings
         with open(tmp / _OUTPUT, "wb") as f:  # inside the stage directory: checksummed by its manifest
             pickle.dump(result, f, protocol=4)
@@ -218,14 +218,14 @@ def report_stage(spec: RunSpec, run_dir: str | Path, merged: str, estimators: di
     console = run_console(progress)
 
     def work(tmp: Path) -> None:
-        sim, truth, pool, loaded, score = load_run(spec, merged, estimators, sally)
+        sim, theta_true, pool, loaded, score = load_run(spec, merged, estimators, sally)
         use_thread_setting()
         parts = []
         for directory in groups:
             with open(Path(directory) / _OUTPUT, "rb") as f:
                 parts.append(pickle.load(f))
         timings = {name: seconds for part in parts for name, seconds in part["timings"].items()}
-        report(spec, sim, truth, pool, loaded, score, parts, tmp, timings, console)
+        report(spec, sim, theta_true, pool, loaded, score, parts, tmp, timings, console)
         write_json(tmp / "timings.json", timings)  # kept in the stage (provenance), not published
 
     return run_stage(run_dir, "report", key, work, {"spec_hash": spec_hash(spec)},

@@ -35,7 +35,7 @@ def prepare(spec: RunSpec) -> tuple[Simulator, torch.Tensor]:
     except SimulatorError as exc:
         raise SpecError(f"simulator: {exc}") from None
     try:
-        truth = sim.space.point(spec.inference.theta_true, what="inference.theta_true")
+        theta_true = sim.space.point(spec.inference.theta_true, what="inference.theta_true")
     except ParameterError as exc:
         raise SpecError(str(exc)) from None
     labels = [e.label or e.method for e in spec.training.estimators]
@@ -75,7 +75,7 @@ def prepare(spec: RunSpec) -> tuple[Simulator, torch.Tensor]:
         missing = [o for o in spec.inference.histogram.observables if o not in names]
         if missing:
             raise SpecError(f"inference.histogram.observable: {missing[0]!r} is not an observable of the simulator ({names})")
-    return sim, truth
+    return sim, theta_true
 
 
 @dataclass(frozen=True)
@@ -114,15 +114,15 @@ def theta_sampler(spec: RunSpec, sim: Simulator) -> ThetaSampler:
     return PriorSampler(sim.space)
 
 
-def inference_dataset(spec: RunSpec, sim: Simulator, truth: torch.Tensor) -> Dataset:
+def inference_dataset(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor) -> Dataset:
     """The dataset the run infers from: a weighted Asimov dataset (weighted simulators), else Asimov or observed."""
     inf = spec.inference
     if is_weighted(sim):
         assert inf.luminosity is not None
-        return weighted_asimov_dataset(sim, truth, inf.luminosity * PB_PER_FB, inf.n_mc, inf.seed)
+        return weighted_asimov_dataset(sim, theta_true, inf.luminosity * PB_PER_FB, inf.n_mc, inf.seed)
     if inf.dataset == "asimov":
-        return asimov_dataset(sim, truth, inf.n_events, inf.n_mc, inf.seed)
-    return observed_dataset(sim, truth, int(round(inf.n_events)), inf.seed)
+        return asimov_dataset(sim, theta_true, inf.n_events, inf.n_mc, inf.seed)
+    return observed_dataset(sim, theta_true, int(round(inf.n_events)), inf.seed)
 
 
 def load_stages(sim: Simulator, merged: str, estimators: dict[str, list[str]], sally: str | None
@@ -144,5 +144,5 @@ def load_run(spec: RunSpec, merged: str, estimators: dict[str, list[str]], sally
              ) -> tuple[Simulator, torch.Tensor, Any, dict[str, Any], ScoreEstimator | None]:
     """What a task rebuilds from the spec and its input stages: the simulator, θ_true (:func:`prepare`), the
     pool, the estimators and SALLY (:func:`load_stages`)."""
-    sim, truth = prepare(spec)
-    return (sim, truth, *load_stages(sim, merged, estimators, sally))
+    sim, theta_true = prepare(spec)
+    return (sim, theta_true, *load_stages(sim, merged, estimators, sally))

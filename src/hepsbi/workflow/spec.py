@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hepsbi.errors import SpecError
 from hepsbi.estimators.registry import RATIO_METHODS
@@ -155,7 +155,7 @@ class ProfileSpec(_Strict):
 class InferenceSpec(_Strict):
     """What to infer on and how finely to scan."""
 
-    theta_true: dict[str, float] = Field(default_factory=dict, description="truth; missing names take the reference")
+    theta_true: dict[str, float] = Field(default_factory=dict, description="θ_true; missing names take the reference")
     dataset: Literal["asimov", "observed"] = "asimov"
     n_events: float = Field(100.0, gt=0, description="expected (asimov) or observed number of events")
     n_mc: int = Field(20_000, ge=1, description="Monte Carlo events behind the Asimov sample (at most the pool)")
@@ -163,7 +163,9 @@ class InferenceSpec(_Strict):
     zoom: int = Field(0, ge=0, le=5, description="rescans narrowed to the 95% region")
     luminosity: float | None = Field(None, gt=0, description="fb^-1; weighted simulators: extended likelihood")
     histogram: HistogramSpec | None = None
-    truth: bool = Field(True, description="parton-level likelihood when the dataset keeps z")
+    parton_level: bool = Field(True, validation_alias=AliasChoices("parton_level", "truth"),
+                               description="compare with the parton-level likelihood (label 'truth' in results) "
+                               "when the dataset keeps z; 'truth' is accepted as the old name of this key")
     systematics: list[SystematicSpec] = Field(default_factory=list, description="nuisance parameters (weighted simulators)")
     profile: ProfileSpec | None = Field(None, description="profile scans over the systematics (default on when there are any)")
     seed: int = Field(1, ge=0)
