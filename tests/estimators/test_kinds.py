@@ -120,3 +120,19 @@ def test_readme_table_of_methods_is_the_registry():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     rows = re.findall(r"^\| `(\w+)` \| `(\w+)` \| ([\w, ]+) \| .*?(arXiv:[\d.]+) \|$", readme, flags=re.M)
     assert [(m, k, n.strip(), ref) for m, k, n, ref in rows] == [(r[0], r[1], r[2], r[4]) for r in method_table()]
+
+
+def test_files_of_earlier_versions_load(data, tmp_path):
+    """estimator.json written before the contract had no x_shape or embedding: such files load as 2-D
+    estimators without an embedding and give the same numbers."""
+    import json
+
+    est = build_estimator("alices", **SMALL).fit(data["ratio"])
+    est.save(tmp_path / "old")
+    meta_file = tmp_path / "old" / "estimator.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["x_shape"], meta["embedding"]
+    meta_file.write_text(json.dumps(meta))
+    loaded = load_estimator(tmp_path / "old")
+    x = data["ratio"].x[:9]
+    assert torch.equal(loaded.log_ratio(x, torch.tensor([0.1, 0.1])), est.log_ratio(x, torch.tensor([0.1, 0.1])))

@@ -31,9 +31,9 @@ from hepsbi.inference.analysis import simulator_toys
 from hepsbi.inference.pseudo_experiments import CoverageResult
 from hepsbi.report.plots import plot_coverage
 from hepsbi.simulators.protocol import is_weighted
+from hepsbi.workflow.console import run_console, timed, use_thread_setting
 from hepsbi.workflow.graph import build_and_run
-from hepsbi.workflow.infer import run_console, timed, use_thread_setting, weighted_analysis
-from hepsbi.workflow.inputs import load_run, load_stages, prepare
+from hepsbi.workflow.inputs import load_run, load_stages, prepare, weighted_analysis
 from hepsbi.workflow.placement import dask_client
 from hepsbi.workflow.spec import RunSpec
 

@@ -15,12 +15,7 @@ only ``report`` writes what users read.
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,66 +25,24 @@ from rich.console import Console
 from hepsbi.estimators.ensemble import RatioEnsemble
 from hepsbi.estimators.score import ScoreEstimator
 from hepsbi.files import write_json
-from hepsbi.inference.analysis import (
-    Systematic,
-    Tilt,
-    WeightedAnalysis,
-    fisher_informations,
-    profile_scans,
-    scan_likelihoods,
-)
-from hepsbi.inference.nuisance import NormSys
+from hepsbi.inference.analysis import fisher_informations, profile_scans, scan_likelihoods
 from hepsbi.inference.ratios import exact_log_ratio
 from hepsbi.inference.validation import log_ratio_comparison
 from hepsbi.report.run_report import write_run_report
 from hepsbi.simulators.protocol import Simulator, has_exact_likelihood, is_weighted
 from hepsbi.workflow.cache import run_stage
-from hepsbi.workflow.inputs import inference_dataset, load_run
+from hepsbi.workflow.console import run_console, timed, use_thread_setting
+from hepsbi.workflow.inputs import inference_dataset, load_run, weighted_analysis
 from hepsbi.workflow.spec import ProfileSpec, RunSpec, spec_hash
 
-__all__ = [
-    "COMPARISONS", "infer_group", "infer_stage", "report", "report_stage", "run_console", "stage_timings", "timed",
-    "use_thread_setting", "weighted_analysis",
-]
+__all__ = ["COMPARISONS", "infer_group", "infer_stage", "report", "report_stage", "stage_timings"]
 
 #: the group of likelihoods that are not learned (exact, truth, histogram, SALLY, rate); a reserved label
 COMPARISONS = "comparisons"
 _OUTPUT = "inference.pkl"
 
 
-@contextmanager
-def timed(name: str, timings: dict[str, float], console: Console) -> Iterator[None]:
-    """Log the start and the end of a phase and record its wall time in ``timings[name]``."""
-    console.log(f"[bold cyan]{name}[/] …")
-    start = time.perf_counter()
-    yield
-    timings[name] = round(time.perf_counter() - start, 3)
-    console.log(f"[bold cyan]{name}[/] done in {timings[name]:.1f} s")
-
-
-def run_console(progress: bool) -> Console:
-    """The console of a run's logs and tables (quiet without ``progress``)."""
-    # Off a terminal (logs, CI) rich would assume 80 columns and squeeze the tables.
-    return Console(quiet=not progress, log_path=False, width=None if sys.stdout.isatty() else 120)
-
-
-def use_thread_setting() -> None:
-    """torch threads = OMP_NUM_THREADS where it is set (a worker process gets 1 from its cluster)."""
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
-
-
 # -- the likelihoods of one group ----------------------------------------------------------------------------
-def weighted_analysis(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor) -> WeightedAnalysis:
-    """The spec's :class:`~hepsbi.inference.analysis.WeightedAnalysis`: Asimov dataset at θ_true, luminosity,
-    Monte Carlo size and seed, and the systematics."""
-    inf = spec.inference
-    assert inf.luminosity is not None
-    systematics: list[Systematic] = [
-        NormSys(s.name, s.up, s.down) if s.kind == "norm" else Tilt(s.name, s.observable, s.size)  # type: ignore[arg-type]
-        for s in inf.systematics]
-    return WeightedAnalysis(sim, theta_true, inf.luminosity, inf.n_mc, inf.seed, systematics)
-
-
 def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimators: dict[str, Any],
                 sally: ScoreEstimator | None, group: str, progress: bool = False) -> dict[str, Any]:
     """One group of likelihoods (``group`` = an estimator's label, or :data:`COMPARISONS`) on the run's

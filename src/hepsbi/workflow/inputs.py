@@ -14,15 +14,16 @@ from hepsbi.errors import ParameterError, SimulatorError, SpecError
 from hepsbi.estimators.ensemble import RatioEnsemble
 from hepsbi.estimators.ratio import RatioEstimator
 from hepsbi.estimators.score import ScoreEstimator
-from hepsbi.inference.analysis import PB_PER_FB
+from hepsbi.inference.analysis import PB_PER_FB, Systematic, Tilt, WeightedAnalysis
 from hepsbi.inference.datasets import Dataset, asimov_dataset, observed_dataset, weighted_asimov_dataset
+from hepsbi.inference.nuisance import NormSys
 from hepsbi.simulators.protocol import Simulator, is_weighted
 from hepsbi.simulators.registry import build_simulator
 from hepsbi.space import BenchmarkSampler, GridSampler, PriorSampler, ThetaSampler
 from hepsbi.workflow.spec import RunSpec
 
 __all__ = ["RESERVED_LABELS", "Training", "inference_dataset", "load_run", "load_stages", "prepare", "theta_sampler",
-           "trainings"]
+           "trainings", "weighted_analysis"]
 
 #: labels of the likelihoods a run compares the learned ones with (and of their inference group)
 RESERVED_LABELS = frozenset({"exact", "truth", "histogram", "sally", "sally_score", "rate", "comparisons"})
@@ -103,6 +104,17 @@ def trainings(spec: RunSpec) -> list[Training]:
         options = {"hidden": cfg.hidden, "seed": cfg.seed} | ({"epochs": cfg.epochs} if cfg.epochs else {})
         out.append(Training("train_sally", "sally", "sally", options, "local.h5"))
     return out
+
+
+def weighted_analysis(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor) -> WeightedAnalysis:
+    """The spec's :class:`~hepsbi.inference.analysis.WeightedAnalysis`: Asimov dataset at θ_true, luminosity,
+    Monte Carlo size and seed, and the systematics."""
+    inf = spec.inference
+    assert inf.luminosity is not None
+    systematics: list[Systematic] = [
+        NormSys(s.name, s.up, s.down) if s.kind == "norm" else Tilt(s.name, s.observable, s.size)  # type: ignore[arg-type]
+        for s in inf.systematics]
+    return WeightedAnalysis(sim, theta_true, inf.luminosity, inf.n_mc, inf.seed, systematics)
 
 
 def theta_sampler(spec: RunSpec, sim: Simulator) -> ThetaSampler:

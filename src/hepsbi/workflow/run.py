@@ -28,8 +28,9 @@ from hepsbi.files import atomic_path, write_json
 from hepsbi.report.results import environment
 from hepsbi.report.summary import print_summary
 from hepsbi.workflow.cache import stage_records
+from hepsbi.workflow.console import run_console, timed, use_thread_setting
 from hepsbi.workflow.graph import build_and_run
-from hepsbi.workflow.infer import run_console, stage_timings, timed, use_thread_setting
+from hepsbi.workflow.infer import stage_timings
 from hepsbi.workflow.inputs import prepare
 from hepsbi.workflow.spec import RunSpec
 
