@@ -13,8 +13,8 @@ import argparse
 import torch
 from _table import report
 
-from hepsbi import RatioEstimator, ScoreEstimator, TrainingData
-from hepsbi.estimators import METHODS
+from hepsbi import ScoreEstimator, TrainingData
+from hepsbi.estimators import METHODS, build_estimator
 from hepsbi.simulators import MultiParameterGaussian
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     for batch in args.batch_sizes:
         options = dict(epochs=args.epochs, patience=10_000, batch_size=batch, progress=False)
         for method in METHODS:
-            est = ScoreEstimator(**options).fit(local) if method == "sally" else RatioEstimator(method, **options).fit(data)
+            est = build_estimator(method, **options).fit(local if METHODS[method].kind is ScoreEstimator else data)
             sps = est.history.samples_per_second
             rows.append({"method": method, "batch_size": batch, "samples_per_s": round(sps), "meets_50k": sps >= 50_000})
             print(f"{method:7s} batch={batch:<5d} {sps:,.0f} samples/s", flush=True)
