@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from hepsbi._version import __version__
 from hepsbi.errors import HepsbiError
@@ -17,8 +18,14 @@ _err = Console(stderr=True)
 
 
 def _fail(exc: Exception) -> None:
-    _err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+    """Print ``exc`` literally (user text is never read as rich markup) and exit with status 2."""
+    _err.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+def _say(*parts: str | tuple[str, str], width: int | None = None) -> None:
+    """Print text literally, parts given as (text, style) in that style."""
+    Console(width=width).print(Text.assemble(*parts), soft_wrap=width is None)
 
 
 @app.command()
@@ -42,7 +49,7 @@ def run(
     except HepsbiError as exc:
         _fail(exc)
     if not quiet:
-        Console().print(f"results: [bold]{directory / 'results.json'}[/]")
+        _say("results: ", (str(directory / "results.json"), "bold"))
 
 
 def _with_execution(spec, workers: int | None, scheduler: str | None, cluster: str | None):  # noqa: ANN001, ANN202
@@ -67,7 +74,7 @@ def status(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> No
 
     from rich.table import Table
 
-    from hepsbi.workflow.cache import stage_records
+    from hepsbi.workflow.cache import edited_files, stage_records
 
     if not run_dir.is_dir():
         _fail(HepsbiError(f"{run_dir}: no such run directory"))
@@ -84,12 +91,17 @@ def status(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> No
     Console(width=160).print(f"results.json: {'written' if results.is_file() else 'not yet'}; "
                              f"{sum(r['state'] == 'done' for r in records)}/{len(records)} stages done")
     try:
-        used = set(json.loads((run_dir / "provenance.json").read_text())["stages_used"])
-    except (OSError, json.JSONDecodeError, KeyError):
+        provenance = json.loads((run_dir / "provenance.json").read_text())
+        used = set(provenance["stages_used"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
         return
     unused = sum(r["directory"] not in used for r in records)
     if unused:
         Console(width=160).print(f"{unused} stage directories not used by the last run (hepsbi clean removes them)")
+    edited = edited_files(run_dir, provenance.get("published") or {})
+    if edited:
+        _say((f"{len(edited)} published file(s) changed since the run wrote them: ", "bold red"), ", ".join(edited),
+             " (a rerun restores them from the stages)", width=160)
 
 
 @app.command()
@@ -98,26 +110,32 @@ def clean(
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="list what would be removed, remove nothing")] = False,
 ) -> None:
     """Remove the stage directories the last run did not use (stages of earlier specs, killed attempts).
-
-    Do not clean a run directory while a run is writing into it."""
+    Refuses while a run holds the directory."""
     import json
     import shutil
 
     from hepsbi.workflow.cache import unused_stages
+    from hepsbi.workflow.lock import run_lock
 
     provenance = run_dir / "provenance.json"
     if not provenance.is_file():
         _fail(HepsbiError(f"{run_dir}: no provenance.json (no finished run), so no stage is known to be unused"))
     try:
         used = json.loads(provenance.read_text())["stages_used"]
-    except (json.JSONDecodeError, KeyError):
-        _fail(HepsbiError(f"{provenance}: no 'stages_used' list (written by hepsbi run; run the spec again)"))
-    unused = unused_stages(run_dir, used)
-    size = sum(f.stat().st_size for d in unused for f in d.rglob("*") if f.is_file())
-    for directory in unused:
-        Console().print(f"{'would remove' if dry_run else 'removing'} {directory}")
-        if not dry_run:
-            shutil.rmtree(directory)
+        if not isinstance(used, list) or not all(isinstance(u, str) for u in used):
+            raise TypeError
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        _fail(HepsbiError(f"{provenance}: no 'stages_used' list of names (written by hepsbi run; run the spec again)"))
+    try:
+        with run_lock(run_dir, "hepsbi clean"):
+            unused = unused_stages(run_dir, used)
+            size = sum(f.stat().st_size for d in unused for f in d.rglob("*") if f.is_file())
+            for directory in unused:
+                Console().print(f"{'would remove' if dry_run else 'removing'} {directory}", markup=False)
+                if not dry_run:
+                    shutil.rmtree(directory)
+    except HepsbiError as exc:
+        _fail(exc)
     Console().print(f"{len(unused)} unused stage directories, {size / 1e6:.1f} MB"
                     f"{' (nothing removed: --dry-run)' if dry_run else ' removed'}; {len(used)} in use kept")
 
@@ -143,7 +161,7 @@ def coverage(
     except HepsbiError as exc:
         _fail(exc)
     if not quiet:
-        Console().print(f"coverage: [bold]{directory / 'coverage.json'}[/]")
+        _say("coverage: ", (str(directory / "coverage.json"), "bold"))
 
 
 @app.command()
@@ -156,7 +174,7 @@ def check(spec: Annotated[Path, typer.Argument(help="YAML run specification")]) 
         prepare(load_spec(spec))
     except HepsbiError as exc:
         _fail(exc)
-    Console().print(f"{spec}: valid")
+    _say(f"{spec}: valid")
 
 
 @app.command()
@@ -172,7 +190,7 @@ def inspect(file: Annotated[Path, typer.Argument(help="events file (HDF5, hepsbi
         _fail(exc)
     console = Console()
     neg = summary["negative_weights"]
-    console.print(f"[bold]{summary['file']}[/]  {summary['format']}")
+    console.print(Text.assemble((str(summary["file"]), "bold"), f"  {summary['format']}"))
     console.print(f"events: {summary['events']}   sum of weights: {summary['sum_weights']:.6g}   "
                   f"negative weights: {neg['count']} (sum {neg['sum']:.6g})")
     table = Table("observable", "min", "max")
@@ -182,7 +200,7 @@ def inspect(file: Annotated[Path, typer.Argument(help="events file (HDF5, hepsbi
     prov = summary["provenance"]
     keys = [k for k in ("generator", "pythia_version", "hepsbi_version", "seed", "shower", "sigma_total_pb") if k in prov]
     for key in keys:
-        console.print(f"{key}: {prov[key]}")
+        console.print(f"{key}: {prov[key]}", markup=False)
     for sl in prov.get("slices", []):
         console.print(f"  slice [{sl['m_min']:.0f}, {sl['m_max']:.0f}] GeV: sigma {sl['sigma_pb']:.4g} pb, "
                       f"{sl['n_passed']}/{sl['n_events']} events pass, seed {sl['seed']}")

@@ -14,6 +14,7 @@ __all__ = [
     "DataError",
     "EstimatorError",
     "InferenceError",
+    "RunDirectoryError",
 ]
 
 
@@ -39,6 +40,11 @@ class DataError(HepsbiError):
 
 class EstimatorError(HepsbiError):
     """An estimator was configured, trained, saved or loaded inconsistently."""
+
+
+class RunDirectoryError(HepsbiError):
+    """A run directory cannot be used: another run holds it, or it is read-only or full. Finished stages are
+    kept; fix the cause and rerun to resume."""
 
 
 class InferenceError(HepsbiError):

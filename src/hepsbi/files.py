@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_json"]
+__all__ = ["atomic_path", "inside", "write_json"]
 
 
 @contextmanager
@@ -38,6 +38,20 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def inside(root: str | os.PathLike[str], *parts: str | os.PathLike[str]) -> Path:
+    """``root / parts`` after checking that it resolves inside ``root`` (symbolic links followed): every path
+    hepsbi writes under a run directory goes through here. Raises :class:`~hepsbi.errors.HepsbiError` naming
+    the path otherwise (an absolute part, ``..``, or a link that leads out)."""
+    from hepsbi.errors import HepsbiError
+
+    base = Path(root).resolve()
+    target = base.joinpath(*parts)
+    resolved = target.resolve()
+    if resolved != base and base not in resolved.parents:
+        raise HepsbiError(f"refusing to write {target}: it resolves to {resolved}, outside {base}")
+    return target
 
 
 def write_json(path: str | os.PathLike[str], payload: Any) -> Path:

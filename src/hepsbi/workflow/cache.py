@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from hepsbi._version import __version__
-from hepsbi.files import write_json
+from hepsbi.files import inside, write_json
+from hepsbi.workflow.lock import check_free_space
 
-__all__ = ["MANIFEST", "STAGE_CODE", "StageRecord", "code_fingerprint", "run_stage", "stage_key", "stage_records", "unused_stages", "verify_stage"]
+__all__ = ["MANIFEST", "STAGE_CODE", "StageRecord", "code_fingerprint", "edited_files", "file_digest", "run_stage", "stage_key", "stage_records", "unused_stages", "verify_stage"]
 
 MANIFEST = "manifest.json"
 
@@ -70,6 +71,19 @@ def stage_key(name: str, config: Mapping[str, Any], inputs: Sequence[str] = ()) 
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, hex."""
+    return _sha256(path)
+
+
+def edited_files(run_dir: str | os.PathLike[str], published: Mapping[str, str]) -> list[str]:
+    """The published files of a run (path relative to the run directory → SHA-256, from ``provenance.json``)
+    that are missing or whose bytes changed since the run published them."""
+    root = Path(run_dir)
+    return [name for name, digest in published.items()
+            if not (root / name).is_file() or _sha256(root / name) != digest]
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -100,12 +114,13 @@ def run_stage(run_dir: str | os.PathLike[str], name: str, key: str, work: Callab
     """The directory of stage ``name`` with ``key``: reused when verified, else made by ``work(tmp_dir)``
     (which writes its outputs into ``tmp_dir``), renamed into place and sealed with a manifest."""
     root = Path(run_dir) / "stages"
-    final = root / f"{name}-{key}"
+    final = inside(root, f"{name}-{key}")
     if verify_stage(final):
         return final
     if final.exists():  # corrupted, or killed between rename and manifest: start it again
         shutil.rmtree(final)
     root.mkdir(parents=True, exist_ok=True)
+    check_free_space(root)
     for stale in root.glob(f".{name}-{key}.*"):  # the temporary directory of an attempt that was killed
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{key}.", dir=root))

@@ -26,7 +26,7 @@ from rich.table import Table
 from torch import Tensor
 
 from hepsbi.errors import SpecError
-from hepsbi.files import write_json
+from hepsbi.files import inside, write_json
 from hepsbi.inference.analysis import simulator_toys
 from hepsbi.inference.pseudo_experiments import CoverageResult
 from hepsbi.report.plots import plot_coverage
@@ -34,6 +34,7 @@ from hepsbi.simulators.protocol import is_weighted
 from hepsbi.workflow.console import run_console, timed, use_thread_setting
 from hepsbi.workflow.graph import build_and_run
 from hepsbi.workflow.inputs import load_run, load_stages, prepare, weighted_analysis
+from hepsbi.workflow.lock import disk_errors, run_lock
 from hepsbi.workflow.placement import dask_client
 from hepsbi.workflow.spec import RunSpec
 
@@ -76,7 +77,12 @@ def run_coverage(spec: RunSpec, out: str | os.PathLike[str], n_toys: int = 300, 
         raise SpecError(f"--toys must be at least 1 (got {n_toys})")
     out = Path(out)
     sim, theta_true = prepare(spec)
-    out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out, "hepsbi coverage"), disk_errors(out):
+        return _coverage_locked(spec, sim, theta_true, out, n_toys, progress, console)
+
+
+def _coverage_locked(spec: RunSpec, sim: Any, theta_true: Tensor, out: Path, n_toys: int, progress: bool,
+                     console: Console) -> dict[str, Any]:
     use_thread_setting()
     with timed("simulate + train", {}, console):
         stages = build_and_run(spec, out, progress, infer=False)
@@ -97,8 +103,8 @@ def run_coverage(spec: RunSpec, out: str | os.PathLike[str], n_toys: int = 300, 
     names = list(sim.space.names)
     document = {"spec_name": spec.name, "truth": sim.space.as_dict(theta_true), "n_toys": n_toys,
                 "likelihoods": {label: r.to_dict() for label, r in results.items()}}
-    write_json(out / "coverage.json", document)
-    plot_coverage({label: r.t for label, r in results.items()}, len(names), out / "plots" / "coverage.png")
+    write_json(inside(out, "coverage.json"), document)
+    plot_coverage({label: r.t for label, r in results.items()}, len(names), inside(out, "plots", "coverage.png"))
     console.print(coverage_table(document))
     return document
 

@@ -259,7 +259,7 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
             out[role].append(done[i])
         else:
             out[role].setdefault(where[0], []).append(done[i])  # an estimator's ensemble members, in order
-    _publish(Path(run_dir), out)
+    out["published"] = _publish(Path(run_dir), out)
     return out
 
 
@@ -275,27 +275,34 @@ class _Advance(Callback):
             self.bar.advance(self.task_id)
 
 
-def _publish(run_dir: Path, out: StageOutputs) -> None:
-    """Copies of the stage outputs where a run directory has always had them."""
-    from hepsbi.files import atomic_path
+def _publish(run_dir: Path, out: StageOutputs) -> dict[str, str]:
+    """Copies of the stage outputs where a run directory has always had them; every target is checked to lie
+    inside the run directory (:func:`hepsbi.files.inside`). Returns the SHA-256 of every published file by its
+    path relative to the run directory (``hepsbi status`` reports files edited since)."""
+    from hepsbi.files import atomic_path, inside
+    from hepsbi.workflow.cache import file_digest
 
-    def copy(src: Path, dst: Path) -> None:
-        with atomic_path(dst) as tmp:
+    published: dict[str, str] = {}
+
+    def copy(src: Path, relative: Path) -> None:
+        with atomic_path(inside(run_dir, relative)) as tmp:
             shutil.copyfile(src, tmp)
+        published[relative.as_posix()] = file_digest(src)
 
-    copy(Path(out["training"]) / "training.h5", run_dir / "data" / "training.h5")
+    copy(Path(out["training"]) / "training.h5", Path("data", "training.h5"))
     events = Path(out["merged"]) / "events.h5"
     if events.is_file():
-        copy(events, run_dir / "data" / "events.h5")
+        copy(events, Path("data", "events.h5"))
     models = {label: dirs[0] for label, dirs in out["estimators"].items()}
     models |= {f"{label}/member{m}": d for label, dirs in out["estimators"].items() for m, d in enumerate(dirs) if m}
     models |= {"sally": out["sally"]} if out.get("sally") else {}
     for label, directory in models.items():
         for f in Path(directory).iterdir():
             if f.name not in ("manifest.json", "stage.log"):
-                copy(f, run_dir / "models" / label / f.name)
+                copy(f, Path("models", label, f.name))
     if out.get("report"):
         directory = Path(out["report"])
         for f in sorted(directory.rglob("*")):
             if f.is_file() and f.name not in ("manifest.json", "stage.log", "timings.json"):
-                copy(f, run_dir / f.relative_to(directory))
+                copy(f, f.relative_to(directory))
+    return published

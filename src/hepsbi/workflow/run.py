@@ -24,7 +24,7 @@ import yaml
 from rich.console import Console
 
 from hepsbi.estimators.ratio import RatioEstimator
-from hepsbi.files import atomic_path, write_json
+from hepsbi.files import atomic_path, inside, write_json
 from hepsbi.report.results import environment
 from hepsbi.report.summary import print_summary
 from hepsbi.workflow.cache import stage_records
@@ -32,18 +32,25 @@ from hepsbi.workflow.console import run_console, timed, use_thread_setting
 from hepsbi.workflow.graph import build_and_run
 from hepsbi.workflow.infer import stage_timings
 from hepsbi.workflow.inputs import prepare
+from hepsbi.workflow.lock import disk_errors, run_lock
 from hepsbi.workflow.spec import RunSpec
 
 __all__ = ["prepare", "run"]
 
 
 def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, console: Console | None = None) -> dict[str, Any]:
-    """Execute ``spec`` into directory ``out``; returns the results document (also in ``results.json``)."""
+    """Execute ``spec`` into directory ``out``; returns the results document (also in ``results.json``). The
+    directory is locked for the run (a second run into it refuses, naming this one); a full or read-only disk is
+    a :class:`~hepsbi.errors.RunDirectoryError` and the finished stages are kept for the next run."""
     console = console or run_console(progress)
     out = Path(out)
     prepare(spec)  # spec errors before any work
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "spec.yaml") as tmp:
+    with run_lock(out, "hepsbi run"), disk_errors(out):
+        return _run_locked(spec, out, console, progress)
+
+
+def _run_locked(spec: RunSpec, out: Path, console: Console, progress: bool) -> dict[str, Any]:
+    with atomic_path(inside(out, "spec.yaml")) as tmp:
         tmp.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     timings: dict[str, float] = {}
     use_thread_setting()
@@ -56,13 +63,14 @@ def run(spec: RunSpec, out: str | os.PathLike[str], progress: bool = True, conso
     for label, directories in stages["estimators"].items():
         history = RatioEstimator.load(directories[0]).history
         training[label] = {"seconds": round(history.seconds, 3), "samples_per_second": round(history.samples_per_second, 1)}
-    write_json(out / "provenance.json", {
+    write_json(inside(out, "provenance.json"), {
         **environment(), **results["provenance"],
         "execution": {k: getattr(spec.execution, k) for k in ("chunks", "workers", "scheduler", "cluster")},
         "timings_s": timings,
         "training": training,
         "stages": stage_records(out),
         "stages_used": stages.directories(),  # `hepsbi clean` removes the others
+        "published": stages["published"],  # `hepsbi status` reports files edited since
     })
     print_summary(results, console)
     return results

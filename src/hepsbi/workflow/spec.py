@@ -37,6 +37,10 @@ __all__ = [
 Method = Literal[RATIO_METHODS]  # type: ignore[valid-type]
 
 
+#: estimator labels name directories (models/<label>/): a letter, then letters, digits, _ or -
+LABEL_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
 
@@ -63,7 +67,9 @@ class EstimatorSpec(_Strict):
     """One likelihood-ratio estimator and its training options (unset options take the library defaults)."""
 
     method: Method = "alices"
-    label: str | None = Field(None, description="name in results and plots; default: the method")
+    label: str | None = Field(None, pattern=LABEL_PATTERN, max_length=64,
+                              description="name in results, plots and models/<label>/ (letters, digits, _ and -, "
+                              "starting with a letter); default: the method")
     alpha: float = Field(1.0, ge=0, description="weight of the score term (cascal, rascal, alices)")
     log_r_clip: float = Field(10.0, gt=0, description="clip of the joint log ratio for rolr and rascal")
     hidden: list[int] = Field(default_factory=lambda: [64, 64, 64], min_length=1)
