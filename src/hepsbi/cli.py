@@ -64,7 +64,16 @@ def _with_execution(spec, workers: int | None, scheduler: str | None, cluster: s
     if not given:
         return spec
     placement = {"workers": None, "scheduler": None, "cluster": None} | given
-    return spec.model_copy(update={"execution": spec.execution.model_copy(update=placement)})
+    from pydantic import ValidationError
+
+    from hepsbi.workflow.spec import ExecutionSpec
+
+    try:  # validated like the spec's own execution section (model_copy would not check --workers 0)
+        execution = ExecutionSpec.model_validate(spec.execution.model_dump() | placement)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SpecError(problems) from None
+    return spec.model_copy(update={"execution": execution})
 
 
 @app.command()
@@ -230,6 +239,9 @@ def limits(
     from hepsbi.inference.pyhf_bridge import hypotest, load_workspace, scan_patchset
     from hepsbi.workflow.placement import local_client
 
+    for flag, target in (("--json", json_out), ("--brazil", brazil)):
+        if target is not None and (target.is_dir() or not target.parent.is_dir()):
+            _fail(HepsbiError(f"{flag} {target}: give a file name in an existing directory"))
     options: dict[str, Any] = {"mu": mu, "test_stat": test_stat, "poi": poi, "upper_limit": upper_limit or brazil is not None}
     if patchset is not None and name is None:
         if patch is not None:

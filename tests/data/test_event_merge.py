@@ -61,7 +61,7 @@ def test_merge_converts_float32_columns_and_names_mismatched_files(tmp_path):
     np.testing.assert_allclose(loaded.x[10:], _events(10, 2, dtype="f4").x)
     other = _events(10, 3)
     Events(other.x, other.z, other.weights, ["a", "b", "d"], ["z0", "z1"]).save(tmp_path / "c.h5")
-    with pytest.raises(DataError, match="c.h5: columns differ"):
+    with pytest.raises(DataError, match=r"c.h5: columns .* differ from those of .*a.h5"):
         merge_event_files([tmp_path / "a.h5", tmp_path / "c.h5"], tmp_path / "bad.h5")
     assert not (tmp_path / "bad.h5").exists()
     with pytest.raises(DataError, match="no event files"):

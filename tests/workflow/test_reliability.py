@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from hepsbi.cli import app
-from hepsbi.errors import HepsbiError, RunDirectoryError, SpecError
+from hepsbi.errors import HepsbiError, SpecError
 from hepsbi.files import inside
 from hepsbi.workflow.spec import parse_spec
 

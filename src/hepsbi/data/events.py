@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from hepsbi._version import __version__
-from hepsbi.data.hdf5 import COMPRESSION, open_checked
+from hepsbi.data.hdf5 import COMPRESSION, check_datasets, check_finite, json_attribute, open_checked, read
 from hepsbi.errors import DataError
 from hepsbi.files import atomic_path
 
@@ -46,7 +46,11 @@ class Events:
         if self.x.ndim != 2 or self.z.ndim != 2 or self.weights.ndim != 1 or len(self.x) != n or len(self.z) != n:
             raise DataError(f"Events: inconsistent shapes x {self.x.shape}, z {self.z.shape}, weights {self.weights.shape}")
         if self.x.shape[1] != len(self.observable_names) or self.z.shape[1] != len(self.latent_names):
-            raise DataError("Events: column names do not match the columns of x or z")
+            raise DataError(f"Events: {len(self.observable_names)} observable and {len(self.latent_names)} latent names "
+                            f"for x with {self.x.shape[1]} and z with {self.z.shape[1]} columns")
+        check_finite(self.x, "Events.x", self.observable_names)
+        check_finite(self.z, "Events.z", self.latent_names)
+        check_finite(self.weights, "Events.weights")
 
     def __len__(self) -> int:
         return len(self.weights)
@@ -67,9 +71,15 @@ class Events:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Events:
-        """Read a whole file written by :meth:`save` or :meth:`EventStore.merge`."""
+        """Read a whole file written by :meth:`save` or :meth:`EventStore.merge`; every check of
+        :func:`_open` and finite values (a :class:`DataError` names the file, column and row otherwise)."""
         with _open(path) as f:
-            return cls(f["x"][...], f["z"][...], f["weights"][...], *_names(f), json.loads(f.attrs["provenance"]))
+            columns = read(f, "x"), read(f, "z"), read(f, "weights")
+            names, provenance = _names(f), json_attribute(f, "provenance")
+        try:
+            return cls(*columns, *names, provenance)
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
 
 
 def _write_header(f: h5py.File, obs: list[str], latent: list[str], provenance: dict[str, Any]) -> None:
@@ -82,11 +92,24 @@ def _write_header(f: h5py.File, obs: list[str], latent: list[str], provenance: d
 
 
 def _names(f: h5py.File) -> tuple[list[str], list[str]]:
-    return json.loads(f.attrs["observable_names"]), json.loads(f.attrs["latent_names"])
+    names = json_attribute(f, "observable_names"), json_attribute(f, "latent_names")
+    if not all(isinstance(n, list) and all(isinstance(v, str) for v in n) for n in names):
+        raise DataError(f"{f.filename}: observable_names and latent_names must be lists of names")
+    return names
 
 
 def _open(path: str | os.PathLike[str]) -> h5py.File:
-    return open_checked(path, EVENTS_FORMAT, EVENTS_SCHEMA_VERSION, _COLUMNS)
+    """An events file, checked: format, schema version, the three datasets with the shapes their column names
+    give (x (n, observables), z (n, latent), weights (n,)) and real numeric types. The caller closes it."""
+    f = open_checked(path, EVENTS_FORMAT, EVENTS_SCHEMA_VERSION, _COLUMNS)
+    try:
+        obs, latent = _names(f)
+        check_datasets(f, {"x": (len(obs),), "z": (len(latent),), "weights": ()})
+        json_attribute(f, "provenance")
+    except DataError:
+        f.close()
+        raise
+    return f
 
 
 class EventStore:
@@ -127,11 +150,14 @@ class EventStore:
         """Read a merged file in pieces of ``chunk_size`` events."""
         with _open(path) as f:
             obs, latent = _names(f)
-            prov = json.loads(f.attrs["provenance"])
+            prov = json_attribute(f, "provenance")
             n = f["weights"].shape[0]
             for start in range(0, n, chunk_size):
-                stop = min(n, start + chunk_size)
-                yield Events(f["x"][start:stop], f["z"][start:stop], f["weights"][start:stop], obs, latent, prov)
+                rows = slice(start, min(n, start + chunk_size))
+                try:
+                    yield Events(read(f, "x", rows), read(f, "z", rows), read(f, "weights", rows), obs, latent, prov)
+                except DataError as exc:
+                    raise DataError(f"{path} (rows from {start}): {exc}") from None
 
 
 #: group of a merged file that holds its inputs' datasets, one subgroup per input (``parts/00000``, ...)
@@ -176,7 +202,11 @@ def merge_event_files(files: Sequence[str | os.PathLike[str]], path: str | os.Pa
         raise DataError("no event files to merge")
     with _open(chunks[0]) as f:
         obs, latent = _names(f)
-        merged_prov = {**json.loads(f.attrs["provenance"]), **(provenance or {})}
+        merged_prov = {**json_attribute(f, "provenance"), **(provenance or {})}
+    for chunk in chunks[1:]:  # every input checked (shapes from its names) before anything is written
+        with _open(chunk) as f:
+            if _names(f) != (obs, latent):
+                raise DataError(f"{chunk}: columns {_names(f)} differ from those of {chunks[0]} {(obs, latent)}")
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as out:
             _write_header(out, obs, latent, merged_prov)
@@ -184,8 +214,6 @@ def merge_event_files(files: Sequence[str | os.PathLike[str]], path: str | os.Pa
             sizes: list[int] = []
             for chunk in chunks:
                 with _open(chunk) as f:
-                    if _names(f) != (obs, latent):
-                        raise DataError(f"{chunk}: columns differ from {chunks[0]}")
                     for source in _parts(f):
                         n = source["weights"].shape[0]
                         if n == 0:
@@ -210,8 +238,10 @@ def inspect_events(path: str | os.PathLike[str]) -> dict[str, Any]:
         x_min = np.full(len(obs), np.inf)
         x_max = np.full(len(obs), -np.inf)
         for start in range(0, n, 200_000):
-            wc = w[start:start + 200_000]
-            xc = f["x"][start:start + 200_000]
+            rows = slice(start, start + 200_000)
+            wc, xc = read(f, "weights", rows), read(f, "x", rows)
+            check_finite(wc, f"{path}: weights", first_row=start)
+            check_finite(xc, f"{path}: x", obs, first_row=start)
             total += float(wc.sum())
             negative += float(wc[wc < 0].sum())
             n_neg += int((wc < 0).sum())
@@ -225,5 +255,5 @@ def inspect_events(path: str | os.PathLike[str]) -> dict[str, Any]:
             "negative_weights": {"count": n_neg, "sum": negative},
             "observables": {name: [float(lo), float(hi)] for name, lo, hi in zip(obs, x_min, x_max)},
             "latent": latent,
-            "provenance": json.loads(f.attrs["provenance"]),
+            "provenance": json_attribute(f, "provenance"),
         }

@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import numpy as np
 import torch
 from torch import Tensor
 
 from hepsbi._version import __version__
-from hepsbi.data.hdf5 import COMPRESSION, open_checked
-from hepsbi.errors import DataError
+from hepsbi.data.hdf5 import COMPRESSION, check_datasets, check_finite, json_attribute, open_checked, read
+from hepsbi.errors import DataError, HepsbiError
 from hepsbi.files import atomic_path
 from hepsbi.simulators.gold import joint_log_ratio, joint_score
 from hepsbi.simulators.protocol import Simulator, check_simulator, is_weighted, observable_names
@@ -43,6 +42,7 @@ __all__ = ["TrainingData", "FORMAT", "SCHEMA_VERSION"]
 FORMAT = "hepsbi.TrainingData"
 SCHEMA_VERSION = 1
 _COLUMNS = ("x", "theta", "y", "log_r_xz", "t_xz", "weights")
+_INTEGER_TYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
 
 @dataclass
@@ -80,6 +80,15 @@ class TrainingData:
             raise DataError(
                 f"TrainingData: {len(self.observable_names)} observable names for {self.x.shape[-1]} columns of x"
             )
+        for name in _COLUMNS:
+            value = getattr(self, name)
+            if not (value.dtype.is_floating_point or value.dtype in _INTEGER_TYPES):
+                raise DataError(f"TrainingData.{name} has type {value.dtype}, expected real numbers")
+            check_finite(value.numpy(), f"TrainingData.{name}",
+                         self.observable_names if name == "x" else list(self.space.names) if name in ("theta", "t_xz") else None)
+        labels = torch.unique(self.y)
+        if not all(float(v) in (0.0, 1.0) for v in labels):
+            raise DataError(f"TrainingData.y must be 0 or 1 (got values {[float(v) for v in labels[:5]]})")
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -264,14 +273,24 @@ class TrainingData:
         the problem when it is not one."""
         path = Path(path)
         with open_checked(path, FORMAT, SCHEMA_VERSION, _COLUMNS) as f:
-            cols = {c: torch.from_numpy(np.asarray(f[c][...], dtype=np.float64)) for c in _COLUMNS}
-            space = ParameterSpace.from_dict(json.loads(f.attrs["parameter_space"]))
-            names = json.loads(f.attrs["observable_names"])
-            provenance = json.loads(f.attrs.get("provenance", "{}"))
+            try:
+                space = ParameterSpace.from_dict(json_attribute(f, "parameter_space"))
+            except (KeyError, TypeError, ValueError, HepsbiError) as exc:
+                raise DataError(f"{path}: attribute 'parameter_space' does not describe a parameter space "
+                                f"({type(exc).__name__}: {exc})") from None
+            names = json_attribute(f, "observable_names")
+            provenance = json_attribute(f, "provenance") if "provenance" in f.attrs else {}
+            if not isinstance(names, list) or not isinstance(provenance, dict):
+                raise DataError(f"{path}: observable_names must be a list and provenance a mapping")
+            check_datasets(f, {"x": (None,) * (f["x"].ndim - 1) if f["x"].ndim >= 2 else (None,), "theta": (space.dim,),
+                               "y": (), "log_r_xz": (), "t_xz": (space.dim,), "weights": ()})
+            cols = {c: torch.from_numpy(read(f, c)) for c in _COLUMNS}
         try:
-            return cls(**cols, space=space, observable_names=names, provenance=provenance)
-        except DataError as exc:
+            data = cls(**cols, space=space, observable_names=names, provenance=provenance)
+            space.check(data.theta, what="theta")
+        except HepsbiError as exc:
             raise DataError(f"{path}: {exc}") from None
+        return data
 
 
 def _provenance(sim: Simulator, n: int, seed: int, sampler: str) -> dict[str, Any]:

@@ -50,13 +50,90 @@ class LimitResult:
 
 
 def _read_json(path: str | os.PathLike[str], what: str) -> Any:
+    """A JSON file (UTF-8, standard JSON: no NaN or Infinity); problems name the file."""
     path = Path(path)
     if not path.is_file():
         raise InferenceError(f"{what} {path}: no such file")
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not a number JSON allows")
+
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InferenceError(f"{what} {path}: not valid JSON ({exc})") from None
+        return json.loads(path.read_bytes().decode("utf-8"), parse_constant=refuse)
+    except UnicodeDecodeError as exc:
+        raise InferenceError(f"{what} {path}: not UTF-8 text (byte {exc.start})") from None
+    except (json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise InferenceError(f"{what} {path}: not valid JSON ({_first_line(exc)})") from None
+
+
+def _channel_bins(spec: dict[str, Any]) -> dict[str, int]:
+    """Bins of every channel (from its first sample), checking that channel names are unique."""
+    names = [c.get("name") for c in spec.get("channels", [])]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InferenceError(f"channel name(s) {duplicates} appear more than once")
+    return {c["name"]: len(c["samples"][0]["data"]) for c in spec["channels"] if c.get("samples")}
+
+
+def _staterror_names(samples: list[dict[str, Any]]) -> set[str]:
+    return {m.get("name") for s in samples for m in s.get("modifiers", []) if m.get("type") == "staterror"}
+
+
+def _apply_verified_patch(spec: dict[str, Any], operations: Any, patch: str | os.PathLike[str]) -> dict[str, Any]:
+    """Apply a JSON Patch operation by operation, verifying that every sample it adds or replaces in a channel
+    (addressed by index) fits that channel: the same number of bins, and its MC-statistics modifier (named after
+    its channel by HistFactory: ``staterror_<channel>``) the channel's own. A patch written for another ordering
+    of the channels would otherwise put the signal in the wrong region without any error."""
+    import re
+
+    import jsonpatch
+
+    if not isinstance(operations, list):
+        raise InferenceError(f"patch {patch}: a JSON Patch is a list of operations")
+    doc = spec
+    for k, op in enumerate(operations):
+        where = re.fullmatch(r"/channels/(\d+)/samples/(\d+|-)", str(op.get("path", ""))) if isinstance(op, dict) else None
+        if where and op.get("op") in ("add", "replace") and isinstance(op.get("value"), dict):
+            try:
+                channel = doc["channels"][int(where[1])]
+            except (KeyError, IndexError, TypeError):
+                raise InferenceError(f"patch {patch}: operation {k} addresses channel {where[1]}, which does not exist") from None
+            sample, name = op["value"], channel.get("name")
+            bins = len(channel["samples"][0]["data"]) if channel.get("samples") else None
+            if bins is not None and len(sample.get("data", [])) != bins:
+                raise InferenceError(f"patch {patch}: operation {k} adds {len(sample.get('data', []))} bins of "
+                                     f"{sample.get('name')!r} to channel {name!r}, which has {bins}")
+            ours, theirs = _staterror_names(channel.get("samples", [])), _staterror_names([sample])
+            if ours and theirs and not theirs <= ours:
+                raise InferenceError(f"patch {patch}: operation {k} adds {sample.get('name')!r} with {sorted(theirs)} to "
+                                     f"channel {name!r} (whose samples use {sorted(ours)}): the patch was written for "
+                                     "another ordering of the channels")
+        try:
+            doc = jsonpatch.apply_patch(doc, [op])
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError, IndexError) as exc:
+            raise InferenceError(f"patch {patch}: operation {k} cannot be applied ({_first_line(exc)})") from None
+    return doc
+
+
+def _check_numbers(spec: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Observations for every channel, of the channel's length, finite and non-negative; sample yields finite."""
+    bins = _channel_bins(spec)
+    observed = {o.get("name"): o.get("data") for o in spec.get("observations", [])}
+    for name, n in bins.items():
+        data = observed.get(name)
+        if data is None:
+            raise InferenceError(f"workspace {path}: no observation for channel {name!r}")
+        values = np.asarray(data, dtype=float)
+        if values.shape != (n,):
+            raise InferenceError(f"workspace {path}: channel {name!r} has {n} bins but {values.size} observed counts")
+        if not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise InferenceError(f"workspace {path}: observed counts of {name!r} must be finite and >= 0 (got {data})")
+    for channel in spec["channels"]:
+        for sample in channel.get("samples", []):
+            values = np.asarray(sample.get("data", []), dtype=float)
+            if values.shape != (bins[channel["name"]],) or not np.all(np.isfinite(values)):
+                raise InferenceError(f"workspace {path}: sample {sample.get('name')!r} of channel {channel['name']!r} "
+                                     f"needs {bins[channel['name']]} finite yields (got {sample.get('data')})")
 
 
 def load_workspace(
@@ -66,18 +143,21 @@ def load_workspace(
     name: str | None = None,
 ) -> Any:
     """A validated ``pyhf.Workspace`` from ``path``, with a JSON Patch file or a patchset entry applied."""
-    import jsonpatch
     import pyhf
 
     spec = _read_json(path, "workspace")
     if patch is not None and patchset is not None:
         raise InferenceError("give either --patch or --patchset, not both")
+    if not isinstance(spec, dict) or not isinstance(spec.get("channels"), list):
+        raise InferenceError(f"workspace {path}: not a pyhf workspace (no list of channels)")
+    try:
+        _channel_bins(spec)
+    except (KeyError, TypeError) as exc:
+        raise InferenceError(f"workspace {path}: malformed channels ({_first_line(exc)})") from None
+    except InferenceError as exc:
+        raise InferenceError(f"workspace {path}: {exc}") from None
     if patch is not None:
-        operations = _read_json(patch, "patch")
-        try:
-            spec = jsonpatch.apply_patch(spec, operations)
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as exc:
-            raise InferenceError(f"patch {patch}: cannot be applied to {path} ({exc})") from None
+        spec = _apply_verified_patch(spec, _read_json(patch, "patch"), patch)
     if patchset is not None:
         if not name:
             raise InferenceError("--patchset needs --name: which patch of the set to apply")
@@ -93,9 +173,11 @@ def load_workspace(
         except pyhf.exceptions.PatchSetVerificationError as exc:
             raise InferenceError(f"patchset {patchset}: does not belong to workspace {path} ({_first_line(exc)})") from None
     try:
-        return pyhf.Workspace(spec)
-    except pyhf.exceptions.InvalidSpecification as exc:
+        workspace = pyhf.Workspace(spec)
+    except (pyhf.exceptions.InvalidSpecification, pyhf.exceptions.SchemaNotFound) as exc:
         raise InferenceError(f"workspace {path}: fails pyhf's schema ({_first_line(exc)})") from None
+    _check_numbers(spec, path)
+    return workspace
 
 
 def _first_line(exc: Exception) -> str:
@@ -128,25 +210,43 @@ def hypotest(
 
     if test_stat not in ("qtilde", "q"):
         raise InferenceError(f"test statistic must be 'qtilde' or 'q' (got {test_stat!r})")
+    if not np.isfinite(mu) or (test_stat == "qtilde" and mu < 0):
+        raise InferenceError(f"--mu must be finite{' and >= 0 for qtilde' if test_stat == 'qtilde' else ''} (got {mu})")
+    low, high, points = scan
+    if not (np.isfinite(low) and np.isfinite(high) and low < high and int(points) >= 2):
+        raise InferenceError(f"the limit scan needs finite low < high and at least 2 points (got {scan})")
     pyhf.set_backend("numpy")
     settings = {"normsys": {"interpcode": normsys}, "histosys": {"interpcode": histosys}}
     overrides = {} if poi is None else {"poi_name": poi}
     try:
         model = workspace.model(modifier_settings=settings, **overrides)
     except (pyhf.exceptions.InvalidModel, KeyError) as exc:
+        if poi is None:
+            raise InferenceError(f"{labels[0]}: the workspace does not define a usable model ({_first_line(exc)})") from None
         names = sorted(workspace.parameters) if hasattr(workspace, "parameters") else []
         raise InferenceError(f"parameter {poi!r} is not in the model ({_first_line(exc)}); parameters: {names[:15]}") from None
+    poi_name = model.config.poi_name
+    if poi_name is None:
+        raise InferenceError(f"{labels[0]}: the model has no parameter of interest; give --poi")
+    if model.config.param_set(poi_name).constrained:
+        raise InferenceError(f"--poi {poi_name!r} is a constrained nuisance parameter; the parameter of interest must be "
+                             "a free normalisation factor (e.g. the signal strength)")
     data = workspace.data(model)
-    cls_obs, cls_exp = pyhf.infer.hypotest(mu, data, model, test_stat=test_stat, return_expected_set=True)
+    try:
+        cls_obs, cls_exp = pyhf.infer.hypotest(mu, data, model, test_stat=test_stat, return_expected_set=True)
+    except (pyhf.exceptions.FailedMinimization, ValueError) as exc:
+        raise InferenceError(f"{labels[0]}: the fit at {poi_name} = {mu} failed ({_first_line(exc)})") from None
     result = LimitResult(
         workspace=labels[0], patch=labels[1], poi=model.config.poi_name, mu=float(mu), test_stat=test_stat,
         cls_obs=float(cls_obs), cls_exp=[float(c) for c in np.asarray(cls_exp).ravel()],
     )
     if upper_limit:
-        low, high, points = scan
-        obs, exp, (tested, results) = pyhf.infer.intervals.upper_limits.upper_limit(
-            data, model, scan=np.linspace(low, high, int(points)), test_stat=test_stat, return_results=True
-        )
+        try:
+            obs, exp, (tested, results) = pyhf.infer.intervals.upper_limits.upper_limit(
+                data, model, scan=np.linspace(low, high, int(points)), test_stat=test_stat, return_results=True
+            )
+        except (pyhf.exceptions.FailedMinimization, ValueError) as exc:
+            raise InferenceError(f"{labels[0]}: the upper-limit scan failed ({_first_line(exc)})") from None
         result.scan_mu = [float(v) for v in tested]
         result.scan_cls_obs = [float(r[0]) for r in results]
         result.scan_cls_exp = [[float(c) for c in np.asarray(r[1]).ravel()] for r in results]

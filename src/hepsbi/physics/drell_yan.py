@@ -14,6 +14,7 @@ Parameters: θ = (c_LL, c_LR, c_RL, c_RR) in TeV⁻², c = 4πη/Λ² (Pythia's 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from hepsbi.physics import kinematics as kin
 from hepsbi.physics.detector import FastDetector
 from hepsbi.physics.matrix_elements import HELICITIES, me_weight
 from hepsbi.physics.morphing import QuadraticMorphing
-from hepsbi.physics.observables import compute_observables
+from hepsbi.physics.observables import OBSERVABLES, compute_observables
 from hepsbi.physics.pythia import LATENT_COLUMNS, MassSlice, PythiaRun, hard_leptons, pythia_version
 from hepsbi.physics.standard_model import SMInputs
 from hepsbi.simulators.gold import as_rows
@@ -101,6 +102,12 @@ class DrellYanContact:
             raise SimulatorError(f"need n_slices >= 1 and n_events >= n_slices (got {n_events}, {n_slices})")
         self.n_events, self.n_slices, self.seed = int(n_events), int(n_slices), int(seed)
         self.observable_names = tuple(observables)
+        unknown = [o for o in self.observable_names if o not in OBSERVABLES]
+        if unknown or not self.observable_names:
+            raise SimulatorError(f"unknown observable(s) {unknown}; available: {sorted(OBSERVABLES)}")
+        if not 0 < c_max < math.inf:
+            raise SimulatorError(f"c_max must be positive and finite (got {c_max})")
+        self.run.check_settings()
         self.detector = FastDetector(**detector) if isinstance(detector, dict) else (detector or FastDetector())
         self.sm = SMInputs(**sm) if isinstance(sm, dict) else (sm or SMInputs())
         every = [f"c_{h}" for h in HELICITIES]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any
@@ -41,16 +42,30 @@ def simulator_names() -> list[str]:
     return sorted(set(SIMULATORS) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
 
 
+_TARGET = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _import(target: str) -> type:
+    if not _TARGET.match(target):
+        raise SimulatorError(f"simulator {_short(target)}: give a known name or 'package.module:Class' (an absolute "
+                             "module path and a class name)")
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SimulatorError(f"cannot import simulator module {module_name!r}: {exc}") from None
+    except Exception as exc:  # an import runs arbitrary code: any failure is the simulator's, named here
+        raise SimulatorError(f"cannot import simulator module {module_name!r}: {type(exc).__name__}: {_short(str(exc))}") from None
     try:
-        return getattr(module, attr)
+        cls = getattr(module, attr)
     except AttributeError:
         raise SimulatorError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(cls, type):
+        raise SimulatorError(f"{target!r} is a {type(cls).__name__}, not a simulator class")
+    return cls
 
 
 def _resolve(name: str) -> type:
@@ -60,23 +75,28 @@ def _resolve(name: str) -> type:
         if ep.name == name:
             return _import(ep.value)
     if ":" not in name:
-        raise SimulatorError(f"unknown simulator {name!r}; known: {simulator_names()}, or give 'package.module:Class'")
+        raise SimulatorError(f"unknown simulator {_short(name)}; known: {simulator_names()}, or give "
+                             "'package.module:Class'")
     return _import(name)
 
 
 def build_simulator(name: str, options: Mapping[str, Any] | None = None) -> Simulator:
-    """Instantiate simulator ``name`` with keyword ``options``; unknown options are an error naming them. A
-    simulator with ``sample_weighted`` must implement the whole
-    :class:`~hepsbi.simulators.protocol.WeightedSimulator` protocol (the error names what is missing)."""
+    """Instantiate simulator ``name`` with keyword ``options``; unknown options are an error naming them, and so
+    is any exception the class raises (its message kept). A simulator with ``sample_weighted`` must implement
+    the whole :class:`~hepsbi.simulators.protocol.WeightedSimulator` protocol (the error names what is missing)."""
     cls = _resolve(name)
     options = dict(options or {})
-    params = inspect.signature(cls).parameters
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        raise SimulatorError(f"simulator {name!r}: cannot read the arguments of {cls.__name__}") from None
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(options) - set(params))
         if unknown:
-            raise SimulatorError(f"simulator {name!r} has no option(s) {unknown}; it takes {sorted(params)}")
+            raise SimulatorError(f"simulator {name!r} has no option(s) {_short(unknown)}; it takes {sorted(params)}")
     try:
         sim = cls(**options)
-    except (TypeError, ValueError) as exc:
-        raise SimulatorError(f"simulator {name!r} rejected its options {options}: {exc}") from None
+    except Exception as exc:  # user classes raise anything: name the options and keep the message
+        raise SimulatorError(f"simulator {name!r} rejected its options {_short(options)}: "
+                             f"{type(exc).__name__}: {_short(str(exc), 400)}") from None
     return check_weighted_simulator(sim) if is_weighted(sim) else check_simulator(sim)

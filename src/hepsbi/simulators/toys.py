@@ -25,6 +25,12 @@ def _normal_log_prob(value: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return -0.5 * ((value - mean) / std) ** 2 - torch.log(std) - _LOG_SQRT_2PI
 
 
+
+def _require(condition: bool, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``condition`` (the registry names the simulator and its options)."""
+    if not condition:
+        raise ValueError(message)
+
 class GaussianLatent:
     r"""z ~ N(θ + μ0, σ_z), x ~ N(z, σ_x): the simplest model with a latent variable.
 
@@ -40,6 +46,9 @@ class GaussianLatent:
     observable_names = ("x",)
 
     def __init__(self, mu0: float = 0.0, sigma_z: float = 1.0, sigma_x: float = 0.5, low: float = -1.0, high: float = 1.0):
+        _require(math.isfinite(mu0), f"mu0 must be finite (got {mu0})")
+        _require(0 < sigma_z < math.inf and 0 < sigma_x < math.inf,
+                 f"sigma_z and sigma_x must be positive and finite (got {sigma_z}, {sigma_x})")
         self.mu0, self.sigma_z, self.sigma_x = float(mu0), float(sigma_z), float(sigma_x)
         self.space = ParameterSpace([Parameter("theta", low, high, reference=0.0)])
 
@@ -85,8 +94,11 @@ class GaltonBoard:
     observable_names = ("slot",)
 
     def __init__(self, rows: int = 20, nails: int = 31, strength: float = 10.0, low: float = -0.5, high: float = 0.5):
-        if nails <= rows:
-            raise ValueError(f"GaltonBoard needs nails > rows so that the ball never hits a wall (got {nails}, {rows})")
+        _require(isinstance(rows, int) and isinstance(nails, int) and 2 <= rows <= 1000,
+                 f"rows must be an integer in [2, 1000] and nails an integer (got {rows!r}, {nails!r})")
+        _require(rows < nails <= 10_000, f"GaltonBoard needs rows < nails <= 10000 so that the ball never hits a wall "
+                 f"(got nails {nails}, rows {rows})")
+        _require(0 <= strength < math.inf, f"strength must be finite and >= 0 (got {strength})")
         self.rows, self.nails, self.strength = int(rows), int(nails), float(strength)
         self.space = ParameterSpace([Parameter("theta", low, high, reference=0.0)])
 
@@ -166,8 +178,13 @@ class MultiParameterGaussian:
     _D2 = (0.0, 0.2, -0.3, 0.0, 0.25)
 
     def __init__(self, sigma_x: float = 0.5, bounds: Sequence[tuple[float, float]] = ((-1.0, 1.0), (-1.0, 1.0)), mixing_seed: int = 7):
+        _require(0 < sigma_x < math.inf, f"sigma_x must be positive and finite (got {sigma_x})")
+        _require(isinstance(mixing_seed, int) and 0 <= mixing_seed < 2**63, f"mixing_seed must be an integer >= 0 (got {mixing_seed!r})")
+        try:
+            (l1, h1), (l2, h2) = bounds
+        except (TypeError, ValueError):
+            raise ValueError(f"bounds must be two pairs (low, high) (got {bounds!r})") from None
         self.sigma_x = float(sigma_x)
-        (l1, h1), (l2, h2) = bounds
         self.space = ParameterSpace([Parameter("theta1", l1, h1), Parameter("theta2", l2, h2)])
         gen = torch.Generator().manual_seed(mixing_seed)
         q, _ = torch.linalg.qr(torch.randn(5, 5, generator=gen, dtype=torch.float64))

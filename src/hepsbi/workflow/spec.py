@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import reprlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -37,6 +39,11 @@ __all__ = [
 Method = Literal[RATIO_METHODS]  # type: ignore[valid-type]
 
 
+#: seeds are combined with offsets (chunks, toys, held-out events) and must stay within every generator's range
+MAX_SEED = 2**31 - 1
+#: a hidden layer width
+Width = Annotated[int, Field(ge=1, le=65_536)]
+
 #: estimator labels name directories (models/<label>/): a letter, then letters, digits, _ or -
 LABEL_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
 
@@ -55,12 +62,12 @@ class SimulatorSpec(_Strict):
 class DataSpec(_Strict):
     """Training data: how many events and where θ comes from."""
 
-    n_samples: int = Field(20_000, ge=2, description="events (rows) of training data")
+    n_samples: int = Field(20_000, ge=2, le=10**9, description="events (rows) of training data")
     theta_sampler: Literal["prior", "grid", "benchmarks"] = "prior"
-    grid_points: int = Field(11, ge=2, description="nodes per parameter for theta_sampler = grid")
+    grid_points: int = Field(11, ge=2, le=1001, description="nodes per parameter for theta_sampler = grid")
     balance: str | None = Field(None, description="observable to balance training weights on (TrainingData.balanced)")
-    balance_bins: int = Field(20, ge=2)
-    seed: int = Field(0, ge=0)
+    balance_bins: int = Field(20, ge=2, le=10_000)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class EstimatorSpec(_Strict):
@@ -72,13 +79,13 @@ class EstimatorSpec(_Strict):
                               "starting with a letter); default: the method")
     alpha: float = Field(1.0, ge=0, description="weight of the score term (cascal, rascal, alices)")
     log_r_clip: float = Field(10.0, gt=0, description="clip of the joint log ratio for rolr and rascal")
-    hidden: list[int] = Field(default_factory=lambda: [64, 64, 64], min_length=1)
-    epochs: int | None = Field(None, ge=1)
-    batch_size: int | None = Field(None, ge=1)
-    learning_rate: float | None = Field(None, gt=0)
-    patience: int | None = Field(None, ge=1)
+    hidden: list[Width] = Field(default_factory=lambda: [64, 64, 64], min_length=1, max_length=32)
+    epochs: int | None = Field(None, ge=1, le=100_000)
+    batch_size: int | None = Field(None, ge=1, le=10**8)
+    learning_rate: float | None = Field(None, gt=0, le=10)
+    patience: int | None = Field(None, ge=1, le=100_000)
     validation_fraction: float | None = Field(None, ge=0, lt=1)
-    seed: int | None = Field(None, ge=0)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
     ensemble: int = Field(1, ge=1, le=50, description="members trained with seeds seed, seed + 1, …; log r̂ is their mean")
 
     def training_options(self) -> dict[str, Any]:
@@ -89,11 +96,11 @@ class EstimatorSpec(_Strict):
 class SallySpec(_Strict):
     """A local score estimator (SALLY) at θ_ref; inference histograms its output (quantile bins)."""
 
-    n_samples: int = Field(20_000, ge=10, description="events at θ_ref for score training")
-    bins: int = Field(6, ge=2, description="quantile bins per score component for the binned likelihood")
-    hidden: list[int] = Field(default_factory=lambda: [64, 64, 64], min_length=1)
-    epochs: int | None = Field(None, ge=1)
-    seed: int = Field(0, ge=0)
+    n_samples: int = Field(20_000, ge=10, le=10**9, description="events at θ_ref for score training")
+    bins: int = Field(6, ge=2, le=100, description="quantile bins per score component for the binned likelihood")
+    hidden: list[Width] = Field(default_factory=lambda: [64, 64, 64], min_length=1, max_length=32)
+    epochs: int | None = Field(None, ge=1, le=100_000)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class TrainingSpec(_Strict):
@@ -125,6 +132,9 @@ class HistogramSpec(_Strict):
             raise ValueError("give one observable with a list of edges, or k observables with k lists of edges")
         if any(len(e) < 2 for e in self.edges):
             raise ValueError("every list of bin edges needs at least two edges")
+        for e in self.edges:
+            if any(not b < a for b, a in zip(e, e[1:])):  # NaN fails every comparison
+                raise ValueError(f"bin edges must increase strictly (got {_short(e)})")
         return self
 
 
@@ -155,7 +165,7 @@ class SystematicSpec(_Strict):
 class ProfileSpec(_Strict):
     """Profile-likelihood scans with the systematics' nuisance parameters minimised at every node."""
 
-    grid_points: int = Field(15, ge=3, description="nodes per parameter, over the 95 % region of the plain scan")
+    grid_points: int = Field(15, ge=3, le=201, description="nodes per parameter, over the 95 % region of the plain scan")
 
 
 class InferenceSpec(_Strict):
@@ -163,25 +173,25 @@ class InferenceSpec(_Strict):
 
     theta_true: dict[str, float] = Field(default_factory=dict, description="θ_true; missing names take the reference")
     dataset: Literal["asimov", "observed"] = "asimov"
-    n_events: float = Field(100.0, gt=0, description="expected (asimov) or observed number of events")
-    n_mc: int = Field(20_000, ge=1, description="Monte Carlo events behind the Asimov sample (at most the pool)")
-    grid_points: int = Field(101, ge=3, description="scan nodes per parameter")
+    n_events: float = Field(100.0, gt=0, le=1e12, description="expected (asimov) or observed number of events")
+    n_mc: int = Field(20_000, ge=1, le=10**9, description="Monte Carlo events behind the Asimov sample (at most the pool)")
+    grid_points: int = Field(101, ge=3, le=2001, description="scan nodes per parameter")
     zoom: int = Field(0, ge=0, le=5, description="rescans narrowed to the 95% region")
-    luminosity: float | None = Field(None, gt=0, description="fb^-1; weighted simulators: extended likelihood")
+    luminosity: float | None = Field(None, gt=0, le=1e7, description="fb^-1; weighted simulators: extended likelihood")
     histogram: HistogramSpec | None = None
     parton_level: bool = Field(True, validation_alias=AliasChoices("parton_level", "truth"),
                                description="compare with the parton-level likelihood (label 'truth' in results) "
                                "when the dataset keeps z; 'truth' is accepted as the old name of this key")
     systematics: list[SystematicSpec] = Field(default_factory=list, description="nuisance parameters (weighted simulators)")
     profile: ProfileSpec | None = Field(None, description="profile scans over the systematics (default on when there are any)")
-    seed: int = Field(1, ge=0)
+    seed: int = Field(1, ge=0, le=MAX_SEED)
 
 
 class ReportSpec(_Strict):
     """Plots and validation."""
 
     plots: bool = True
-    validation_events: int = Field(2000, ge=10, description="held-out events per θ for the log r MSE")
+    validation_events: int = Field(2000, ge=10, le=10**7, description="held-out events per θ for the log r MSE")
 
 
 class ExecutionSpec(_Strict):
@@ -189,11 +199,11 @@ class ExecutionSpec(_Strict):
     seed); the rest says where tasks run, and the command line (``--workers``, ``--scheduler``, ``--cluster``)
     overrides it."""
 
-    chunks: int = Field(1, ge=1, description="simulation tasks (chunk k uses seed + 100 k); merged in order")
-    workers: int | None = Field(None, ge=1, description="local Dask workers (processes); none: in-process")
+    chunks: int = Field(1, ge=1, le=100_000, description="simulation tasks (chunk k uses seed + 100 k); merged in order")
+    workers: int | None = Field(None, ge=1, le=4096, description="local Dask workers (processes); none: in-process")
     scheduler: str | None = Field(None, description="address of a running Dask scheduler, e.g. tcp://host:8786")
     cluster: Literal["htcondor", "slurm"] | None = Field(None, description="start a batch cluster with dask-jobqueue")
-    jobs: int = Field(2, ge=1, description="batch jobs (one worker each) for cluster")
+    jobs: int = Field(2, ge=1, le=100_000, description="batch jobs (one worker each) for cluster")
     jobqueue: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of dask_jobqueue's "
                                      "HTCondorCluster / SLURMCluster, e.g. {cores: 1, memory: 4GB, disk: 4GB}")
 
@@ -210,11 +220,53 @@ class RunSpec(_Strict):
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
 
 
+#: the most values (scalars, after YAML aliases are expanded) and bytes a spec may have
+MAX_SPEC_VALUES = 100_000
+MAX_SPEC_BYTES = 1_000_000
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """``repr(value)`` cut to ``limit`` characters: error messages never print a whole (possibly huge) input."""
+    short = reprlib.Repr()
+    short.maxstring, short.maxother, short.maxlist, short.maxdict, short.maxlevel = limit, limit, 8, 8, 3
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _describe(error: Any) -> str:
     where = ".".join(str(p) for p in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key"
-    return f"{where}: {error['msg']} (got {error.get('input')!r})"
+    return f"{where}: {error['msg']} (got {_short(error.get('input'))})"
+
+
+def _check_document(data: Any, source: str) -> None:
+    """Refuse documents whose expanded size is absurd (a YAML alias bomb expands exponentially) and non-finite
+    numbers anywhere (NaN/inf in simulator options would reach the run as null), naming the key."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:  # expanded size, each shared node counted once per use but computed once
+        if id(node) in sizes:
+            return sizes[id(node)]
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        total = 1 + sum(size(child) for child in children)
+        sizes[id(node)] = min(total, MAX_SPEC_VALUES + 1)
+        return sizes[id(node)]
+
+    if size(data) > MAX_SPEC_VALUES:
+        raise SpecError(f"{source}: the spec expands to more than {MAX_SPEC_VALUES} values (nested YAML aliases?)")
+    todo: list[tuple[str, Any]] = [("", data)]
+    seen: set[int] = set()
+    while todo:
+        where, node = todo.pop()
+        if isinstance(node, (dict, list)):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            todo += [(f"{where}.{key}" if where else str(key), child) for key, child in items]
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise SpecError(f"{source}: {where or '(top level)'}: numbers must be finite (got {node})")
 
 
 def parse_spec(data: Any, source: str = "spec") -> RunSpec:
@@ -223,6 +275,7 @@ def parse_spec(data: Any, source: str = "spec") -> RunSpec:
         data = {}
     if not isinstance(data, dict):
         raise SpecError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
+    _check_document(data, source)
     try:
         return RunSpec.model_validate(data)
     except ValidationError as exc:
@@ -230,16 +283,44 @@ def parse_spec(data: Any, source: str = "spec") -> RunSpec:
         raise SpecError(f"{source}: invalid spec\n  {problems}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (the last would silently win)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+    for i, key in enumerate(keys):
+        if isinstance(key, (str, int, float, bool)) and key in keys[:i]:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_short(key)}", node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML ``text`` with the checks every spec gets: at most :data:`MAX_SPEC_BYTES`, no duplicate keys."""
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(f"{source}: {len(text)} characters; a spec has at most {MAX_SPEC_BYTES}")
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        message = " ".join(str(exc).split())
+        raise SpecError(f"{source}: not valid YAML ({message[:400]})") from None
+    except RecursionError:
+        raise SpecError(f"{source}: nested too deeply") from None
+
+
 def load_spec(path: str | os.PathLike[str]) -> RunSpec:
-    """Read and validate a YAML spec file."""
+    """Read and validate a YAML spec file (UTF-8)."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: no such spec file")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML ({exc})") from None
-    return parse_spec(data, source=str(path))
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    return parse_spec(load_yaml(text, str(path)), source=str(path))
 
 
 #: Execution settings that say where tasks run, not what they compute: left out of the spec hash.
