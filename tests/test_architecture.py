@@ -12,7 +12,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "hepsbi"
 
 #: Layers, lowest first: a package may import packages of lower layers only (same layer: not each other).
 LAYERS = [
-    {"_version", "errors", "files"},
+    {"_version", "errors"},
+    {"files"},
     {"space"},
     {"simulators"},
     {"data"},

@@ -38,7 +38,7 @@ def test_semantic_errors_name_key_and_value():
         prepare(parse_spec({"inference": {"theta_true": {"theta": 5.0}}}))
     with pytest.raises(SpecError, match=r"inference.theta_true: unknown parameter\(s\) \['c_LL'\]"):
         prepare(parse_spec({"inference": {"theta_true": {"c_LL": 0.0}}}))
-    with pytest.raises(SpecError, match=r"simulator: .*no option\(s\) \['rowz'\]"):
+    with pytest.raises(SpecError, match=r"simulator.options: .*no option\(s\) \['rowz'\]"):
         prepare(parse_spec({"simulator": {"name": "galton", "options": {"rowz": 3}}}))
     with pytest.raises(SpecError, match="training.estimators.1.label: duplicate label 'alices'"):
         prepare(parse_spec({"training": {"estimators": [{}, {}]}}))

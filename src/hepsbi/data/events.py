@@ -19,7 +19,15 @@ import h5py
 import numpy as np
 
 from hepsbi._version import __version__
-from hepsbi.data.hdf5 import COMPRESSION, check_datasets, check_finite, json_attribute, open_checked, read
+from hepsbi.data.hdf5 import (
+    COMPRESSION,
+    check_datasets,
+    check_finite,
+    damaged,
+    json_attribute,
+    open_checked,
+    read,
+)
 from hepsbi.errors import DataError
 from hepsbi.files import atomic_path
 
@@ -73,7 +81,7 @@ class Events:
     def load(cls, path: str | os.PathLike[str]) -> Events:
         """Read a whole file written by :meth:`save` or :meth:`EventStore.merge`; every check of
         :func:`_open` and finite values (a :class:`DataError` names the file, column and row otherwise)."""
-        with _open(path) as f:
+        with _open(path) as f, damaged(path):
             columns = read(f, "x"), read(f, "z"), read(f, "weights")
             names, provenance = _names(f), json_attribute(f, "provenance")
         try:
@@ -103,9 +111,10 @@ def _open(path: str | os.PathLike[str]) -> h5py.File:
     give (x (n, observables), z (n, latent), weights (n,)) and real numeric types. The caller closes it."""
     f = open_checked(path, EVENTS_FORMAT, EVENTS_SCHEMA_VERSION, _COLUMNS)
     try:
-        obs, latent = _names(f)
-        check_datasets(f, {"x": (len(obs),), "z": (len(latent),), "weights": ()})
-        json_attribute(f, "provenance")
+        with damaged(path):
+            obs, latent = _names(f)
+            check_datasets(f, {"x": (len(obs),), "z": (len(latent),), "weights": ()})
+            json_attribute(f, "provenance")
     except DataError:
         f.close()
         raise
@@ -148,7 +157,7 @@ class EventStore:
     @staticmethod
     def iterate(path: str | os.PathLike[str], chunk_size: int = 100_000) -> Iterator[Events]:
         """Read a merged file in pieces of ``chunk_size`` events."""
-        with _open(path) as f:
+        with _open(path) as f, damaged(path):
             obs, latent = _names(f)
             prov = json_attribute(f, "provenance")
             n = f["weights"].shape[0]
@@ -188,7 +197,7 @@ def _join(out: h5py.File, name: str, sources: list[str], sizes: list[int], shape
 
 
 def merge_event_files(files: Sequence[str | os.PathLike[str]], path: str | os.PathLike[str],
-                      provenance: dict[str, Any] | None = None) -> Path:
+                      provenance: dict[str, Any] | None = None, verify: bool = True) -> Path:
     """Concatenate event files in order into ``path`` (atomically); the provenance is the first file's updated
     with ``provenance``.
 
@@ -196,24 +205,31 @@ def merge_event_files(files: Sequence[str | os.PathLike[str]], path: str | os.Pa
     again) into ``/parts/NNNNN``, and ``x``, ``z``, ``weights`` become HDF5 virtual datasets joining the parts
     in order: a merge costs about a file copy and no memory, and readers (any HDF5 >= 1.10) see plain
     datasets. The merged file does not refer to its inputs; merged files merge again (their parts are
-    copied)."""
+    copied).
+
+    With ``verify`` (the default) every input is read once — every chunk decoded, every value checked finite —
+    before anything is copied: HDF5 can abort the process when it copies a damaged file. A run's merge passes
+    ``verify=False``: its inputs are stage outputs whose SHA-256 checksums were verified."""
     chunks = [Path(f) for f in files]
     if not chunks:
         raise DataError("no event files to merge")
     with _open(chunks[0]) as f:
         obs, latent = _names(f)
         merged_prov = {**json_attribute(f, "provenance"), **(provenance or {})}
-    for chunk in chunks[1:]:  # every input checked (shapes from its names) before anything is written
-        with _open(chunk) as f:
+    for chunk in chunks:  # every input checked (shapes from its names) before anything is written
+        with _open(chunk) as f, damaged(chunk):
             if _names(f) != (obs, latent):
                 raise DataError(f"{chunk}: columns {_names(f)} differ from those of {chunks[0]} {(obs, latent)}")
+        if verify:
+            for _ in EventStore.iterate(chunk, chunk_size=200_000):
+                pass
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as out:
             _write_header(out, obs, latent, merged_prov)
             parts = out.create_group(_PARTS)
             sizes: list[int] = []
             for chunk in chunks:
-                with _open(chunk) as f:
+                with _open(chunk) as f, damaged(chunk):
                     for source in _parts(f):
                         n = source["weights"].shape[0]
                         if n == 0:
@@ -230,7 +246,7 @@ def merge_event_files(files: Sequence[str | os.PathLike[str]], path: str | os.Pa
 
 def inspect_events(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A summary of an events file: counts, weight sums (negative ones too), column ranges, provenance."""
-    with _open(path) as f:
+    with _open(path) as f, damaged(path):
         obs, latent = _names(f)
         w = f["weights"]
         n = w.shape[0]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from hepsbi.errors import DataError
 
-__all__ = ["COMPRESSION", "check_datasets", "check_finite", "json_attribute", "open_checked", "read"]
+__all__ = ["COMPRESSION", "check_datasets", "check_finite", "damaged", "json_attribute", "open_checked", "read"]
 
 
 def open_checked(path: str | os.PathLike[str], fmt: str, schema_version: int, required: Sequence[str]) -> h5py.File:
@@ -27,6 +28,28 @@ def open_checked(path: str | os.PathLike[str], fmt: str, schema_version: int, re
         f = h5py.File(path, "r")
     except OSError as exc:
         raise DataError(f"{path}: not an HDF5 file ({exc})") from None
+    try:
+        with damaged(path):
+            _check_header(f, path, fmt, schema_version, required)
+    except DataError:
+        f.close()
+        raise
+    return f
+
+
+@contextmanager
+def damaged(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn what h5py raises on a damaged file (object headers, attributes or chunks that do not decode) into a
+    :class:`DataError` naming the file."""
+    try:
+        yield
+    except DataError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError) as exc:
+        raise DataError(f"{path}: the file is damaged ({type(exc).__name__}: {_short(str(exc), 200)})") from None
+
+
+def _check_header(f: h5py.File, path: Path, fmt: str, schema_version: int, required: Sequence[str]) -> None:
     problem = None
     try:
         version = int(f.attrs.get("schema_version", -1))
@@ -41,9 +64,7 @@ def open_checked(path: str | os.PathLike[str], fmt: str, schema_version: int, re
         if missing:
             problem = f"missing dataset(s) {missing}"
     if problem is not None:
-        f.close()
         raise DataError(f"{path}: {problem}")
-    return f
 
 
 def _short(value: Any, limit: int = 80) -> str:

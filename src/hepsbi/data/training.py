@@ -30,7 +30,15 @@ import torch
 from torch import Tensor
 
 from hepsbi._version import __version__
-from hepsbi.data.hdf5 import COMPRESSION, check_datasets, check_finite, json_attribute, open_checked, read
+from hepsbi.data.hdf5 import (
+    COMPRESSION,
+    check_datasets,
+    check_finite,
+    damaged,
+    json_attribute,
+    open_checked,
+    read,
+)
 from hepsbi.errors import DataError, HepsbiError
 from hepsbi.files import atomic_path
 from hepsbi.simulators.gold import joint_log_ratio, joint_score
@@ -272,7 +280,7 @@ class TrainingData:
         """Read a file written by :meth:`save`; raises :class:`~hepsbi.errors.DataError` naming the file and
         the problem when it is not one."""
         path = Path(path)
-        with open_checked(path, FORMAT, SCHEMA_VERSION, _COLUMNS) as f:
+        with open_checked(path, FORMAT, SCHEMA_VERSION, _COLUMNS) as f, damaged(path):
             try:
                 space = ParameterSpace.from_dict(json_attribute(f, "parameter_space"))
             except (KeyError, TypeError, ValueError, HepsbiError) as exc:
