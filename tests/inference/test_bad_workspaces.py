@@ -85,3 +85,13 @@ def test_limits_cli_refuses_a_directory_as_json_output(regions, tmp_path):
     result = CliRunner().invoke(app, ["limits", str(regions / "RegionA" / "BkgOnly.json"), "--patch",
                                       str(regions / "RegionA" / f"patch.{PATCH}.json"), "--json", str(tmp_path)])
     assert result.exit_code == 2 and "--json" in result.output and "existing directory" in result.output
+
+
+def test_negative_yields_give_a_named_error_not_a_failed_minimisation(regions, tmp_path):
+    def negative(spec):
+        for sample in spec["channels"][0]["samples"]:
+            sample["data"] = [-1e4 * abs(v) - 1 for v in sample["data"]]
+
+    ws = load_workspace(variant(regions, tmp_path, negative), patch=regions / "RegionA" / f"patch.{PATCH}.json")
+    with pytest.raises(InferenceError, match="failed"):
+        hypotest(ws)

@@ -173,3 +173,10 @@ def test_error_messages_are_printed_literally(tmp_path):
     bad.write_text(yaml.safe_dump({"data": {"balance": "[/]"}, "simulator": {"name": "[red]gauss"}}))
     result = CliRunner().invoke(app, ["check", str(bad)])
     assert result.exit_code == 2 and "[red]gauss" in result.output
+
+
+@pytest.mark.parametrize("provenance", ["{not json", '{"stages_used": 5}', '{"stages_used": [1, 2]}', "[]"])
+def test_clean_with_a_malformed_provenance_is_a_named_error(tmp_path, provenance):
+    (tmp_path / "provenance.json").write_text(provenance)
+    result = CliRunner().invoke(app, ["clean", str(tmp_path)])
+    assert result.exit_code == 2 and "stages_used" in result.output
