@@ -152,6 +152,8 @@ def test_a_read_only_run_directory_is_a_named_error(tmp_path, monkeypatch):
     monkeypatch.setattr(lock.os, "open", read_only)
     result = CliRunner().invoke(app, ["run", str(spec), "--out", str(out), "--quiet"])
     assert result.exit_code == 2 and "read-only" in result.output and str(out) in result.output.replace("\n", "")
+    monkeypatch.setattr(lock.os, "open", real_open)  # writable again: the same command runs
+    assert CliRunner().invoke(app, ["run", str(spec), "--out", str(out), "--quiet"]).exit_code == 0
 
 
 def test_status_reports_published_files_edited_after_the_run(tmp_path):
