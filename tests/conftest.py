@@ -130,3 +130,11 @@ def weighted_toy() -> QuadraticWeighted:
 @pytest.fixture
 def weighted_toy_no_morphing() -> QuadraticWeightedNoMorphing:
     return QuadraticWeightedNoMorphing()
+
+
+@pytest.fixture(scope="session")
+def morphing_data():
+    """Reweighted training data of the weighted toy, with its morphing coefficients (for method 'morphing')."""
+    from hepsbi.data.training import TrainingData
+
+    return TrainingData.from_simulator(QuadraticWeighted(n_events=2000), 400, seed=5)

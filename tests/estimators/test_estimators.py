@@ -9,8 +9,7 @@ import torch
 
 from hepsbi import RatioEstimator, ScoreEstimator, TrainingData
 from hepsbi.errors import EstimatorError
-from hepsbi.estimators import RATIO_METHODS
-from hepsbi.estimators.losses import ratio_loss
+from hepsbi.estimators.losses import RATIO_LOSSES, ratio_loss
 from hepsbi.estimators.networks import RatioModel
 from hepsbi.estimators.training import normalised_weights
 from hepsbi.inference import log_ratio_mse
@@ -22,7 +21,7 @@ def small_data() -> TrainingData:
     return TrainingData.from_simulator(MultiParameterGaussian(), 600, seed=5)
 
 
-@pytest.mark.parametrize("method", RATIO_METHODS)
+@pytest.mark.parametrize("method", RATIO_LOSSES)
 def test_gradients_reach_every_parameter(method, small_data):
     model = RatioModel(5, 2, small_data.reference, hidden=(16, 16))
     x, theta = small_data.x.float(), small_data.theta.float()
@@ -34,7 +33,7 @@ def test_gradients_reach_every_parameter(method, small_data):
         assert p.grad is not None and torch.any(p.grad != 0), f"{method}: no gradient reaches {name}"
 
 
-@pytest.mark.parametrize("method", RATIO_METHODS)
+@pytest.mark.parametrize("method", RATIO_LOSSES)
 def test_every_method_trains_and_is_anchored_at_the_reference(method, small_data):
     est = RatioEstimator(method, epochs=3, progress=False).fit(small_data)
     assert len(est.history.train_loss) == 3

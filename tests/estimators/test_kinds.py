@@ -18,18 +18,19 @@ SMALL = {"hidden": (16, 16), "epochs": 2, "progress": False, "batch_size": 64}
 
 
 @pytest.fixture(scope="module")
-def data() -> dict[str, TrainingData]:
+def data(morphing_data) -> dict[str, TrainingData]:
     sim = MultiParameterGaussian()
-    return {"ratio": TrainingData.from_simulator(sim, 400, seed=5), "local": TrainingData.local(sim, 300, seed=6)}
+    return {"ratio": TrainingData.from_simulator(sim, 400, seed=5), "local": TrainingData.local(sim, 300, seed=6),
+            "morphing": morphing_data}
 
 
 def data_for(method: str, data: dict[str, TrainingData]) -> TrainingData:
-    return data["local"] if method == "sally" else data["ratio"]
+    return {"sally": data["local"], "morphing": data["morphing"]}.get(method, data["ratio"])
 
 
 def outputs(est, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """What an estimator of any kind returns for events x (n, 5)."""
-    theta = torch.tensor([0.3, -0.2])
+    """What an estimator of any kind returns for events x (n, d_x), at a θ inside its space."""
+    theta = torch.tensor([0.3, -0.2][: est.space.dim])
     if isinstance(est, LogRatioEstimator):
         return {"log_ratio": est.log_ratio(x, theta), "of_theta": est.log_ratio_of_theta(x)(theta.double()),
                 "score": est.score(x, theta)}
@@ -38,9 +39,10 @@ def outputs(est, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_output_shapes(method, data):
-    est = build_estimator(method, **SMALL).fit(data_for(method, data))
-    got = outputs(est, data["ratio"].x[:7])
-    assert got["score"].shape == (7, 2)
+    d = data_for(method, data)
+    est = build_estimator(method, **SMALL).fit(d)
+    got = outputs(est, d.x[:7])
+    assert got["score"].shape == (7, d.space.dim)
     if "log_ratio" in got:
         assert got["log_ratio"].shape == (7,) and got["of_theta"].shape == (7,)
         assert got["of_theta"].dtype == torch.float64
@@ -60,7 +62,7 @@ def test_seeded_determinism(method, data):
     d = data_for(method, data)
     a, b = (build_estimator(method, seed=3, **SMALL).fit(d) for _ in range(2))
     c = build_estimator(method, seed=4, **SMALL).fit(d)
-    x = data["ratio"].x[:50]
+    x = d.x[:50]
     for key, value in outputs(a, x).items():
         assert torch.equal(value, outputs(b, x)[key]), f"{method}: {key} differs for the same seed"
         assert not torch.equal(value, outputs(c, x)[key]), f"{method}: {key} ignores the seed"
@@ -68,12 +70,13 @@ def test_seeded_determinism(method, data):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_save_load_round_trip(method, data, tmp_path):
-    est = build_estimator(method, **SMALL).fit(data_for(method, data))
+    d = data_for(method, data)
+    est = build_estimator(method, **SMALL).fit(d)
     est.save(tmp_path / method)
     loaded = load_estimator(tmp_path / method)
     assert type(loaded) is type(est) and loaded.hidden == est.hidden and loaded.space == est.space
     assert loaded.history.train_loss == est.history.train_loss
-    x = data["ratio"].x[:20]
+    x = d.x[:20]
     for key, value in outputs(est, x).items():
         assert torch.equal(outputs(loaded, x)[key], value), f"{method}: {key} changed by save/load"
 

@@ -11,6 +11,8 @@ y          (n,)      1 if the event was drawn at ``theta``, 0 if drawn at the re
 log_r_xz   (n,)      joint log ratio log r(x, z | θ, θ_ref)
 t_xz       (n, p)    joint score t(x, z | θ) = ∇_θ log p(z | θ) at ``theta``
 weights    (n,)      per-event weights; may be negative and are never dropped
+morphing   (n, K)    optional: the event's weight ratio w(z|θ)/w(z|θ_ref) = m(θ) · a(z) in the quadratic
+                     monomials m(θ) = (1, θ_i, θ_iθ_j (i ≤ j)) of θ − θ_ref, for simulators with a morphing basis
 ========== ========= ===========================================================================
 
 The HDF5 layout is documented in ``docs/formats.md`` (format ``hepsbi.TrainingData``, schema version 1).
@@ -42,10 +44,17 @@ from hepsbi.data.hdf5 import (
 from hepsbi.errors import DataError, HepsbiError
 from hepsbi.files import atomic_path
 from hepsbi.simulators.gold import joint_log_ratio, joint_score
-from hepsbi.simulators.protocol import Simulator, check_simulator, is_weighted, observable_names
+from hepsbi.simulators.protocol import (
+    Simulator,
+    check_simulator,
+    has_quadratic_morphing,
+    is_weighted,
+    observable_names,
+    quadratic_size,
+)
 from hepsbi.space import FixedSampler, ParameterSpace, PriorSampler, ThetaSampler
 
-__all__ = ["TrainingData", "FORMAT", "SCHEMA_VERSION"]
+__all__ = ["FORMAT", "SCHEMA_VERSION", "TrainingData"]
 
 FORMAT = "hepsbi.TrainingData"
 SCHEMA_VERSION = 1
@@ -66,6 +75,7 @@ class TrainingData:
     space: ParameterSpace
     observable_names: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    morphing: Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.x.shape[0]
@@ -94,6 +104,12 @@ class TrainingData:
                 raise DataError(f"TrainingData.{name} has type {value.dtype}, expected real numbers")
             check_finite(value.numpy(), f"TrainingData.{name}",
                          self.observable_names if name == "x" else list(self.space.names) if name in ("theta", "t_xz") else None)
+        if self.morphing is not None:
+            k = quadratic_size(self.space.dim)
+            if self.morphing.shape != (self.x.shape[0], k):
+                raise DataError(f"TrainingData.morphing has shape {tuple(self.morphing.shape)}, expected "
+                                f"({self.x.shape[0]}, {k}): the quadratic monomials of {self.space.dim} parameters")
+            check_finite(self.morphing.numpy(), "TrainingData.morphing")
         labels = torch.unique(self.y)
         if not all(float(v) in (0.0, 1.0) for v in labels):
             raise DataError(f"TrainingData.y must be 0 or 1 (got values {[float(v) for v in labels[:5]]})")
@@ -146,6 +162,7 @@ class TrainingData:
         y = (torch.arange(n) % 2 == 0).to(torch.float64)
         if reweight is None:
             reweight = is_weighted(sim)
+        morphing = None
         if reweight:
             if not is_weighted(sim):
                 raise DataError(f"{type(sim).__name__} has no sample_weighted(n, generator): cannot reweight")
@@ -156,7 +173,10 @@ class TrainingData:
             x, z, w = sim.sample_weighted(n, gen)  # type: ignore[attr-defined]
             log_r = joint_log_ratio(sim, z, theta, ref)
             weights = torch.where(y.bool(), w * torch.exp(log_r), w)
+            if has_quadratic_morphing(sim):
+                morphing = torch.as_tensor(sim.morphing_coefficients(z), dtype=torch.float64)  # type: ignore[attr-defined]
         else:
+            morphing = None
             theta_gen = torch.where(y.bool().unsqueeze(1), theta, ref.expand(n, -1))
             x, z = sim.sample(theta_gen, gen)
             log_r = joint_log_ratio(sim, z, theta, ref)
@@ -171,6 +191,7 @@ class TrainingData:
             space=space,
             observable_names=observable_names(sim, x.shape[-1]),
             provenance=_provenance(sim, n, seed, type(sampler).__name__) | {"reweighted": bool(reweight)},
+            morphing=morphing,
         )
 
     @classmethod
@@ -213,12 +234,24 @@ class TrainingData:
                 raise DataError(f"part {i} has another parameter space or other observables than part 0")
         cols = {name: torch.cat([getattr(p, name) for p in parts]) for name in _COLUMNS}
         provenance = dict(first.provenance) | {"n_samples": int(cols["x"].shape[0]), "chunks": len(parts)}
-        return cls(**cols, space=first.space, observable_names=list(first.observable_names), provenance=provenance)
+        blocks = [p.morphing for p in parts if p.morphing is not None]
+        morphing = torch.cat(blocks) if len(blocks) == len(parts) else None
+        return cls(**cols, space=first.space, observable_names=list(first.observable_names), provenance=provenance,
+                   morphing=morphing)
 
     def subset(self, index: Tensor) -> TrainingData:
         """Rows ``index`` (a 1-D long or bool tensor) as new TrainingData."""
         cols = {name: getattr(self, name)[index] for name in _COLUMNS}
-        return TrainingData(**cols, space=self.space, observable_names=list(self.observable_names), provenance=dict(self.provenance))
+        return TrainingData(**cols, space=self.space, observable_names=list(self.observable_names),
+                            provenance=dict(self.provenance), morphing=None if self.morphing is None else self.morphing[index])
+
+    @property
+    def reference_weights(self) -> Tensor:
+        """Each row's weight as an event at θ_ref, (n,): the weight of y = 0 rows, and w / r(x, z | θ, θ_ref) for
+        y = 1 rows of reweighted data (whose weight carries the joint ratio); ``weights`` for sampled data."""
+        if not self.provenance.get("reweighted"):
+            return self.weights
+        return torch.where(self.y > 0.5, self.weights * torch.exp(-self.log_r_xz), self.weights)
 
     def balanced(self, observable: str | int = 0, bins: int = 20) -> TrainingData:
         r"""Reweight events by a function h(x) of one observable so that each of ``bins`` quantile bins holds
@@ -273,6 +306,8 @@ class TrainingData:
                 f.attrs["provenance"] = json.dumps(self.provenance)
                 for name in _COLUMNS:
                     f.create_dataset(name, data=getattr(self, name).numpy(), **COMPRESSION)
+                if self.morphing is not None:
+                    f.create_dataset("morphing", data=self.morphing.numpy(), **COMPRESSION)
         return Path(path)
 
     @classmethod
@@ -293,6 +328,9 @@ class TrainingData:
             check_datasets(f, {"x": (None,) * (f["x"].ndim - 1) if f["x"].ndim >= 2 else (None,), "theta": (space.dim,),
                                "y": (), "log_r_xz": (), "t_xz": (space.dim,), "weights": ()})
             cols = {c: torch.from_numpy(read(f, c)) for c in _COLUMNS}
+            if "morphing" in f:
+                check_datasets(f, {"morphing": (quadratic_size(space.dim),)})
+                cols["morphing"] = torch.from_numpy(read(f, "morphing"))
         try:
             data = cls(**cols, space=space, observable_names=names, provenance=provenance)
             space.check(data.theta, what="theta")

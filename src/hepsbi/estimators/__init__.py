@@ -2,6 +2,7 @@
 
 from hepsbi.estimators.base import Estimator, LogRatioEstimator
 from hepsbi.estimators.ensemble import RatioEnsemble
+from hepsbi.estimators.morphing import MorphingRatioEstimator
 from hepsbi.estimators.ratio import RatioEstimator
 from hepsbi.estimators.registry import KINDS, METHODS, RATIO_METHODS, build_estimator, load_estimator
 from hepsbi.estimators.score import ScoreEstimator
@@ -13,6 +14,7 @@ __all__ = [
     "RATIO_METHODS",
     "Estimator",
     "LogRatioEstimator",
+    "MorphingRatioEstimator",
     "RatioEnsemble",
     "RatioEstimator",
     "ScoreEstimator",

@@ -204,7 +204,17 @@ class Estimator(ABC):
 
 
 class LogRatioEstimator(Estimator):
-    """An estimator of log r(x | θ, θ_ref): the kinds inference can use (:mod:`hepsbi.inference.ratios`)."""
+    """An estimator of log r(x | θ, θ_ref): the kinds inference can use (:mod:`hepsbi.inference.ratios`).
+
+    Attributes:
+        method: the registry method that trained it (results and ensembles name it).
+    """
+
+    method: str
+
+    @abstractmethod
+    def score(self, x: Any, theta: Any) -> Any:
+        """t̂(x | θ) = ∇_θ log r̂(x | θ, θ_ref), (n, p)."""
 
     @abstractmethod
     def log_ratio_of_theta(self, x: Any) -> Callable[[Tensor], Tensor]:

@@ -15,17 +15,17 @@ from torch import Tensor
 
 from hepsbi.errors import EstimatorError
 from hepsbi.estimators._arrays import give_back, to_tensor
-from hepsbi.estimators.ratio import RatioEstimator
+from hepsbi.estimators.base import LogRatioEstimator
 
 __all__ = ["RatioEnsemble"]
 
 
 class RatioEnsemble:
     """Members trained on the same data with different seeds; the interface of a
-    :class:`~hepsbi.estimators.ratio.RatioEstimator` for inference (``log_ratio``, ``log_ratio_of_theta``,
+    :class:`~hepsbi.estimators.base.LogRatioEstimator` for inference (``log_ratio``, ``log_ratio_of_theta``,
     ``score``), plus :meth:`log_ratio_spread`. ``method``, ``history`` and ``config`` are the first member's."""
 
-    def __init__(self, members: Sequence[RatioEstimator]):
+    def __init__(self, members: Sequence[LogRatioEstimator]):
         if not members:
             raise EstimatorError("an ensemble needs at least one member")
         methods = {m.method for m in members}

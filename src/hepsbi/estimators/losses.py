@@ -33,6 +33,7 @@ __all__ = [
     "RATIO_LOSSES",
     "ratio_loss",
     "sally",
+    "quadratic_form_mse",
 ]
 
 #: Default clip of the joint log ratio in the exponential regressions (ROLR, RASCAL): |log r(x,z)| beyond
@@ -136,6 +137,23 @@ def sally(t_hat: Tensor, t_xz: Tensor, weights: Tensor) -> Tensor:
 #: what a loss can need from the training data: labels y, the joint log ratio, the joint score, and events
 #: from both θ and θ_ref (y = 0 and y = 1)
 NEEDS = ("y", "log_r_xz", "t_xz", "both_classes")
+
+
+def quadratic_form_mse(predicted: Tensor, target: Tensor, weights: Tensor, scale: Tensor) -> Tensor:
+    r"""Morphing-aware regression: squared error of the entries of a quadratic form, each in units of its spread.
+
+    .. math:: ℓ = \sum_e s_e \big(A_e(x) - T_e(z)\big)^2
+
+    The minimiser is A(x) = E[T(z) | x]: the conditional expectation of the event's weight polynomial, which
+    makes the detector-level ratio exact (:mod:`hepsbi.estimators.morphing`).
+
+    Arguments:
+        predicted, target: entries (n, E).  weights: (n,).  scale: s_e (E,), e.g. 1/Var(T_e).
+
+    References:
+        Chen, Glioti, Panico, Wulzer, arXiv:2007.10356; Chatterjee et al., arXiv:2107.10859.
+    """
+    return weighted_mean(((predicted - target) ** 2 * scale).sum(dim=1), weights)
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from hepsbi.errors import EstimatorError
-from hepsbi.estimators.base import Estimator
+from hepsbi.estimators.base import Estimator, LogRatioEstimator
 from hepsbi.estimators.losses import RATIO_LOSSES
+from hepsbi.estimators.morphing import MorphingRatioEstimator
 from hepsbi.estimators.persistence import METADATA
 from hepsbi.estimators.ratio import RatioEstimator
 from hepsbi.estimators.score import ScoreEstimator
@@ -25,7 +26,7 @@ from hepsbi.estimators.score import ScoreEstimator
 __all__ = ["KINDS", "METHODS", "RATIO_METHODS", "Method", "build_estimator", "load_estimator", "method_table"]
 
 #: estimator kinds by the name saved in ``estimator.json``
-KINDS: dict[str, type[Estimator]] = {cls.kind: cls for cls in (RatioEstimator, ScoreEstimator)}
+KINDS: dict[str, type[Estimator]] = {cls.kind: cls for cls in (RatioEstimator, MorphingRatioEstimator, ScoreEstimator)}
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,13 @@ class Method:
 
 METHODS: dict[str, Method] = {
     **{name: Method(name, RatioEstimator, loss.needs, loss.reference, loss.summary) for name, loss in RATIO_LOSSES.items()},
+    "morphing": Method("morphing", MorphingRatioEstimator, frozenset({"morphing"}), "arXiv:2007.10356",
+                       "E[weight polynomial | x]: the exact quadratic θ-dependence"),
     "sally": Method("sally", ScoreEstimator, frozenset({"t_xz"}), "arXiv:1805.00020",
                     "local score t(x | θ_ref) regressed on the joint score"),
 }
 #: the methods that train a likelihood-ratio estimator (the spec's ``training.estimators[].method``)
-RATIO_METHODS: tuple[str, ...] = tuple(name for name, m in METHODS.items() if m.kind is RatioEstimator)
+RATIO_METHODS: tuple[str, ...] = tuple(name for name, m in METHODS.items() if issubclass(m.kind, LogRatioEstimator))
 
 
 def build_estimator(method: str, **options: Any) -> Estimator:
@@ -58,7 +61,9 @@ def build_estimator(method: str, **options: Any) -> Estimator:
     if method not in METHODS:
         raise EstimatorError(f"unknown method {method!r}; choose one of {list(METHODS)}")
     kind = METHODS[method].kind
-    return kind(method, **options) if kind is RatioEstimator else kind(**options)
+    if "method" in kind.OPTIONS:
+        options = {"method": method, **options}
+    return kind(**options)
 
 
 def load_estimator(path: str | os.PathLike[str], **options: Any) -> Estimator:

@@ -37,6 +37,9 @@ __all__ = [
     "check_weighted_simulator",
     "has_exact_likelihood",
     "has_morphing",
+    "has_quadratic_morphing",
+    "quadratic_monomials",
+    "quadratic_size",
     "is_weighted",
     "observable_names",
 ]
@@ -116,7 +119,10 @@ class WeightedSimulator(Simulator, Protocol):
 
 
 class Morphing(Protocol):
-    r"""Weight ratios linear in fixed functions of θ: r_i(θ) = a_i · m(θ) (e.g. |M|² quadratic in couplings)."""
+    r"""Weight ratios linear in fixed functions of θ: r_i(θ) = a_i · m(θ) (e.g. |M|² quadratic in couplings).
+
+    When m(θ) is :func:`quadratic_monomials` of θ − θ_ref, training data carries the a_i (``TrainingData.morphing``)
+    and the morphing-aware estimator learns E[a(z) | x]."""
 
     def morphing_basis(self, theta: Tensor) -> Tensor:
         """m(θ), (K,), for θ (p,); differentiable."""
@@ -125,6 +131,35 @@ class Morphing(Protocol):
     def morphing_coefficients(self, z: Tensor) -> Tensor:
         """a_i, (n, K), from the latent record z (n, d_z)."""
         ...
+
+
+def quadratic_size(p: int) -> int:
+    """K = 1 + p + p(p+1)/2: the number of quadratic monomials of p parameters."""
+    return 1 + p + p * (p + 1) // 2
+
+
+def quadratic_monomials(u: Tensor) -> Tensor:
+    """m(u) = (1, u_1 … u_p, u_i u_j for i ≤ j in lexicographic order): u (p,) → (K,), or (n, p) → (n, K)."""
+    rows = u.reshape(-1, u.shape[-1])
+    i, j = torch.triu_indices(rows.shape[1], rows.shape[1])
+    out = torch.cat([torch.ones_like(rows[:, :1]), rows, rows[:, i] * rows[:, j]], dim=1)
+    return out[0] if u.dim() == 1 else out
+
+
+def has_quadratic_morphing(sim: object) -> bool:
+    """Whether ``sim`` has a :class:`Morphing` basis that is :func:`quadratic_monomials` of θ − θ_ref (checked
+    at two points), so its coefficients are those of ``TrainingData.morphing``."""
+    if not has_morphing(sim):
+        return False
+    space = sim.space  # type: ignore[attr-defined]
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        theta = space.low + (space.high - space.low) * torch.rand(space.dim, generator=gen, dtype=torch.float64)
+        basis = torch.as_tensor(sim.morphing_basis(theta), dtype=torch.float64)  # type: ignore[attr-defined]
+        expected = quadratic_monomials(theta - space.reference)
+        if basis.shape != expected.shape or not torch.allclose(basis, expected, rtol=1e-10, atol=1e-12):
+            return False
+    return True
 
 
 def _members(protocol: type) -> list[str]:

@@ -11,13 +11,14 @@ import torch
 
 from hepsbi.data.events import Events
 from hepsbi.errors import ParameterError, SimulatorError, SpecError
+from hepsbi.estimators.base import LogRatioEstimator
 from hepsbi.estimators.ensemble import RatioEnsemble
-from hepsbi.estimators.ratio import RatioEstimator
+from hepsbi.estimators.registry import METHODS, load_estimator
 from hepsbi.estimators.score import ScoreEstimator
 from hepsbi.inference.analysis import PB_PER_FB, Systematic, Tilt, WeightedAnalysis
 from hepsbi.inference.datasets import Dataset, asimov_dataset, observed_dataset, weighted_asimov_dataset
 from hepsbi.inference.nuisance import NormSys
-from hepsbi.simulators.protocol import Simulator, is_weighted
+from hepsbi.simulators.protocol import Simulator, has_quadratic_morphing, is_weighted
 from hepsbi.simulators.registry import build_simulator
 from hepsbi.space import BenchmarkSampler, GridSampler, PriorSampler, ThetaSampler
 from hepsbi.workflow.spec import RunSpec
@@ -47,6 +48,10 @@ def prepare(spec: RunSpec) -> tuple[Simulator, torch.Tensor]:
         if label in RESERVED_LABELS:
             raise SpecError(f"training.estimators.{i}.label: {label!r} names a likelihood the run compares with "
                             f"(reserved: {sorted(RESERVED_LABELS)}); choose another label")
+    for i, e in enumerate(spec.training.estimators):
+        if "morphing" in METHODS[e.method].needs and not has_quadratic_morphing(sim):
+            raise SpecError(f"training.estimators.{i}.method: {e.method!r} needs a weighted simulator whose morphing "
+                            f"basis is quadratic in θ (e.g. drell_yan); {spec.simulator.name!r} has none")
     if spec.data.theta_sampler == "benchmarks" and not sim.space.benchmarks:
         raise SpecError("data.theta_sampler: 'benchmarks' needs a simulator whose parameter space defines benchmarks")
     if sim.space.dim > 2:
@@ -98,7 +103,8 @@ def trainings(spec: RunSpec) -> list[Training]:
     data at θ_ref) where the spec asks for it — every one built by :func:`hepsbi.estimators.build_estimator`."""
     out = []
     for i, e in enumerate(spec.training.estimators):
-        options = {"alpha": e.alpha, "hidden": e.hidden, "log_r_clip": e.log_r_clip, **e.training_options()}
+        given = {"alpha": e.alpha, "hidden": e.hidden, "log_r_clip": e.log_r_clip}
+        options = {k: v for k, v in given.items() if k in METHODS[e.method].kind.OPTIONS} | e.training_options()
         out.append(Training(f"train_{i}", e.label or e.method, e.method, options, "training.h5", e.ensemble))
     if spec.training.sally is not None:
         cfg = spec.training.sally
@@ -148,7 +154,12 @@ def load_stages(sim: Simulator, merged: str, estimators: dict[str, list[str]], s
         sim.use_events(pool)  # type: ignore[attr-defined]
     loaded: dict[str, Any] = {}
     for label, directories in estimators.items():
-        members = [RatioEstimator.load(d) for d in directories]
+        members: list[LogRatioEstimator] = []
+        for d in directories:
+            member = load_estimator(d)
+            if not isinstance(member, LogRatioEstimator):
+                raise SpecError(f"{d}: holds a {member.kind}, not a likelihood-ratio estimator")
+            members.append(member)
         loaded[label] = members[0] if len(members) == 1 else RatioEnsemble(members)
     return pool, loaded, ScoreEstimator.load(sally) if sally else None
 

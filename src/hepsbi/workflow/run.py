@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from hepsbi.estimators.ratio import RatioEstimator
+from hepsbi.estimators.registry import load_estimator
 from hepsbi.files import atomic_path, inside, write_json
 from hepsbi.report.results import environment
 from hepsbi.report.summary import print_summary
@@ -61,7 +61,7 @@ def _run_locked(spec: RunSpec, out: Path, console: Console, progress: bool) -> d
     timings |= stage_timings(stages["report"])
     training = {}
     for label, directories in stages["estimators"].items():
-        history = RatioEstimator.load(directories[0]).history
+        history = load_estimator(directories[0]).history
         training[label] = {"seconds": round(history.seconds, 3), "samples_per_second": round(history.samples_per_second, 1)}
     write_json(inside(out, "provenance.json"), {
         **environment(), **results["provenance"],
