@@ -96,7 +96,7 @@ def training_data(document: dict[str, Any], run_dir: str, merged: str, key: str)
     def work(tmp: Path) -> None:
         from hepsbi.data.events import Events
         from hepsbi.data.training import TrainingData
-        from hepsbi.workflow.inputs import theta_sampler
+        from hepsbi.workflow.inputs import UNBALANCED, theta_sampler, trainings
 
         spec, sim, weighted = _simulator(document)
         if weighted:
@@ -105,6 +105,8 @@ def training_data(document: dict[str, Any], run_dir: str, merged: str, key: str)
         else:
             data = TrainingData.load(Path(merged) / "training.h5")
         if spec.data.balance is not None:
+            if any(t.data == UNBALANCED for t in trainings(spec)):
+                data.save(tmp / UNBALANCED)
             data = data.balanced(spec.data.balance, spec.data.balance_bins)
         data.save(tmp / "training.h5")
         if weighted and spec.training.sally is not None:
@@ -169,7 +171,7 @@ def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
     from dask import delayed
 
     from hepsbi.simulators.protocol import is_weighted
-    from hepsbi.workflow.inputs import trainings
+    from hepsbi.workflow.inputs import UNBALANCED, trainings
 
     document = spec.model_dump(mode="json")
     chunks = spec.execution.chunks
@@ -184,7 +186,9 @@ def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
                    for k, (n, key) in enumerate(zip(sizes, chunk_keys))]
     merge_key = stage_key("merge", {}, chunk_keys)
     merged = delayed(merge, pure=False)(document, run_dir, chunk_tasks, merge_key)
-    data_key = stage_key("training", {"data": document["data"], "sally": document["training"]["sally"]}, [merge_key])
+    unbalanced = any(t.data == UNBALANCED for t in trainings(spec))
+    data_key = stage_key("training", {"data": document["data"], "sally": document["training"]["sally"],
+                                      "unbalanced": unbalanced}, [merge_key])
     data = delayed(training_data, pure=False)(document, run_dir, merged, data_key)
     estimators, estimator_keys = {}, []
     sally, sally_key = None, None

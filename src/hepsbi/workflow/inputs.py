@@ -98,6 +98,10 @@ class Training:
     members: int = 1
 
 
+#: the training data without data.balance, for methods that must not be balanced (Method.balance)
+UNBALANCED = "training_unbalanced.h5"
+
+
 def trainings(spec: RunSpec) -> list[Training]:
     """The estimators of ``training.estimators`` (stages ``train_<i>``), then SALLY (``train_sally``, on the local
     data at θ_ref) where the spec asks for it — every one built by :func:`hepsbi.estimators.build_estimator`."""
@@ -105,7 +109,8 @@ def trainings(spec: RunSpec) -> list[Training]:
     for i, e in enumerate(spec.training.estimators):
         given = {"alpha": e.alpha, "hidden": e.hidden, "log_r_clip": e.log_r_clip}
         options = {k: v for k, v in given.items() if k in METHODS[e.method].kind.OPTIONS} | e.training_options()
-        out.append(Training(f"train_{i}", e.label or e.method, e.method, options, "training.h5", e.ensemble))
+        file = "training.h5" if spec.data.balance is None or METHODS[e.method].balance else UNBALANCED
+        out.append(Training(f"train_{i}", e.label or e.method, e.method, options, file, e.ensemble))
     if spec.training.sally is not None:
         cfg = spec.training.sally
         options = {"hidden": cfg.hidden, "seed": cfg.seed} | ({"epochs": cfg.epochs} if cfg.epochs else {})
