@@ -93,3 +93,16 @@ def test_method_names_come_from_the_estimator_registry():
     assert tuple(schema["$defs"]["EstimatorSpec"]["properties"]["method"]["enum"]) == RATIO_METHODS
     with pytest.raises(SpecError, match="training.estimators.0.method"):
         parse_spec({"training": {"estimators": [{"method": "sally"}]}})  # a score method, not a ratio method
+
+
+def test_estimators_that_must_not_be_balanced_get_the_unbalanced_training_data():
+    from pathlib import Path
+
+    from hepsbi.workflow.inputs import UNBALANCED, trainings
+
+    spec = load_spec(Path(__file__).resolve().parents[2] / "examples" / "drell_yan_contact.yaml")
+    files = {t.label: t.data for t in trainings(spec)}
+    assert files == {"alices": "training.h5", "morphing": UNBALANCED, "sally": "local.h5"}
+    plain = spec.model_copy(update={"data": spec.data.model_copy(update={"balance": None})})
+    assert {t.label: t.data for t in trainings(plain)}["morphing"] == "training.h5"
+    assert {t.label: t.options for t in trainings(spec)}["morphing"] == {"hidden": [64, 64, 64]}  # no alpha, no clip
