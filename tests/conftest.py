@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -138,3 +139,23 @@ def morphing_data():
     from hepsbi.data.training import TrainingData
 
     return TrainingData.from_simulator(QuadraticWeighted(n_events=2000), 400, seed=5)
+
+
+SBOTTOM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pyhf-ins1748602-probability-models.tar.gz"
+SBOTTOM_PATCHES = ("sbottom_1300_205_60", "sbottom_600_280_150")
+
+
+@pytest.fixture(scope="session")
+def sbottom(tmp_path_factory) -> Path:
+    """The published ATLAS sbottom likelihoods (HEPData ins1748602): RegionA's background-only workspace and two
+    signal patches, RegionB's workspace, extracted into a folder of their own; skipped without shared data."""
+    import tarfile
+
+    if not SBOTTOM.is_file():
+        pytest.skip(f"published likelihoods not found at {SBOTTOM}")
+    out = tmp_path_factory.mktemp("sbottom")
+    members = ["RegionA/BkgOnly.json", "RegionB/BkgOnly.json", *(f"RegionA/patch.{p}.json" for p in SBOTTOM_PATCHES)]
+    with tarfile.open(SBOTTOM) as tar:
+        for member in members:
+            tar.extract(member, out, filter="data")
+    return out

@@ -2,7 +2,6 @@
 patchsets, upper limits and the errors users get."""
 
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -12,21 +11,14 @@ from hepsbi.cli import app
 from hepsbi.errors import InferenceError
 from hepsbi.inference.pyhf_bridge import hypotest, load_workspace
 
-TARBALL = Path(__file__).resolve().parents[3] / "shared" / "data" / "pyhf-ins1748602-probability-models.tar.gz"
 PATCH = "sbottom_1300_205_60"
 #: pyhf's own regression value for this patch (normsys code4, histosys code4p, qtilde, μ = 1).
 CLS_OBS = 0.24443627759085326
 
 
 @pytest.fixture(scope="module")
-def region_a(tmp_path_factory) -> Path:
-    if not TARBALL.is_file():
-        pytest.skip(f"published likelihoods not found at {TARBALL}")
-    out = tmp_path_factory.mktemp("sbottom")
-    with tarfile.open(TARBALL) as tar:
-        for member in ("RegionA/BkgOnly.json", f"RegionA/patch.{PATCH}.json", "RegionA/patch.sbottom_600_280_150.json"):
-            tar.extract(member, out, filter="data")
-    return out / "RegionA"
+def region_a(sbottom) -> Path:
+    return sbottom / "RegionA"
 
 
 def test_limits_cli_reproduces_the_published_cls(region_a, tmp_path):
