@@ -87,15 +87,18 @@ def main() -> None:
     test_sim.generate()
     raw = TrainingData.from_simulator(train_sim, min(args.train, len(train_sim.events)), seed=0)
     data = raw.balanced("m_ll")
-    learned = {  # as the demo trains them: ALICES balanced in m_ll, the morphing-aware estimator not (Method.balance)
-        "alices": RatioEstimator("alices", progress=False).fit(data),
+    learned = {  # as the demo trains them (unbalanced), and balanced in m_ll as the demo once did
+        "alices": RatioEstimator("alices", progress=False).fit(raw),
         "morphing": MorphingRatioEstimator(progress=False).fit(raw),
+        "alices (balanced)": RatioEstimator("alices", progress=False).fit(data),
         "morphing (balanced)": MorphingRatioEstimator(progress=False).fit(data),
     }
     sallies = {}
     for size in args.sally_sizes:
-        local = TrainingData.local(train_sim, min(size, len(train_sim.events)), seed=7).balanced("m_ll")
+        local = TrainingData.local(train_sim, min(size, len(train_sim.events)), seed=7)
         sallies[size] = ScoreEstimator(progress=False).fit(local)
+    balanced_sally = ScoreEstimator(progress=False).fit(
+        TrainingData.local(train_sim, min(args.sally_sizes[-1], len(train_sim.events)), seed=7).balanced("m_ll"))
 
     analysis = WeightedAnalysis(test_sim, [0.0, 0.0], 139.0, seed=1)  # every held-out event
     x = test_sim.events.x
@@ -108,6 +111,8 @@ def main() -> None:
         "truth (parton level)": per_event_scores(lambda t: test_sim.joint_log_prob(z, t), analysis.theta_true),
         **{f"SALLY score ({size // 1000}k)": torch.as_tensor(est.score(analysis.dataset.x), dtype=torch.float64)
            for size, est in sallies.items()},
+        f"SALLY score ({args.sally_sizes[-1] // 1000}k, balanced)":
+            torch.as_tensor(balanced_sally.score(analysis.dataset.x), dtype=torch.float64),
         **{label: per_event_scores(analysis.normalised(est.log_ratio_of_theta), analysis.theta_true)
            for label, est in learned.items()},
     }

@@ -29,6 +29,7 @@ PYTHON_BLOCKS = {
     "analysis = WeightedAnalysis(": {
         "n_events=100_000": "n_events=3_000",
         'RatioEstimator("alices")': 'RatioEstimator("alices", epochs=2, progress=False)',
+        "MorphingRatioEstimator()": "MorphingRatioEstimator(epochs=2, progress=False)",
         "n=60_000": "n=1_000",
         "n_mc=30_000": "n_mc=800",
         "points=31, zoom=2": "points=5, zoom=0",
@@ -59,7 +60,8 @@ def test_python_block_runs(marker, tmp_path, monkeypatch):
     if marker == "analysis = WeightedAnalysis(":
         # the block's analysis gives what the library promises: truth at least as informative as the histogram
         fisher, profiled = namespace["fisher"], namespace["profiled"]
-        assert set(profiled) == {"alices", "truth"} and set(fisher) == {"alices", "truth", "rate", "histogram"}
+        assert set(profiled) == {"alices", "morphing", "truth"}
+        assert set(fisher) == {"alices", "morphing", "truth", "rate", "histogram"}
         import numpy as np
 
         assert np.linalg.det(fisher["truth"]) > np.linalg.det(fisher["histogram"]) > 0

@@ -100,7 +100,8 @@ def test_estimators_that_must_not_be_balanced_get_the_unbalanced_training_data()
 
     from hepsbi.workflow.inputs import UNBALANCED, trainings
 
-    spec = load_spec(Path(__file__).resolve().parents[2] / "examples" / "drell_yan_contact.yaml")
+    example = load_spec(Path(__file__).resolve().parents[2] / "examples" / "drell_yan_contact.yaml")
+    spec = example.model_copy(update={"data": example.data.model_copy(update={"balance": "m_ll"})})
     files = {t.label: t.data for t in trainings(spec)}
     assert files == {"alices": "training.h5", "morphing": UNBALANCED, "sally": "local.h5"}
     plain = spec.model_copy(update={"data": spec.data.model_copy(update={"balance": None})})
