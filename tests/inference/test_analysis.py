@@ -176,3 +176,21 @@ def test_quantile_bins_hold_equal_weight(n, bins, seed):
     assert np.all(np.abs(share - 1 / bins) <= 2 * weights.max() / weights.sum() + 1e-12)
     order = np.argsort(values)
     assert np.all(np.diff(index[order]) >= 0)  # bins follow the values
+
+
+def test_closure_away_from_the_reference_catches_a_weak_likelihood(weighted_toy):
+    """Asimov closure: the parton-level likelihood recovers every θ_true, and so does log r = log (1 + θ x)² (x ≈ z);
+    a ratio with half the θ-dependence, log (1 + θ x / 2)², does not (its fit overshoots to make up for it)."""
+    analysis = WeightedAnalysis(weighted_toy, [0.0], L_FB, n_mc=3000, seed=2)
+
+    def ratio(strength: float):
+        return lambda x: lambda theta: torch.log((1 + strength * theta[0] * torch.as_tensor(x[:, 0], dtype=torch.float64)) ** 2)
+
+    rows = analysis.closure({"good": ratio(1.0), "weak": ratio(1 / 2)}, [[0.2], [-0.1]], scan_points=41)
+    mle = {(tuple(r["theta_true"]), r["likelihood"]): r["mle"][0] for r in rows}
+    for point in (0.2, -0.1):
+        assert mle[((point,), "truth")] == pytest.approx(point, abs=1e-4)
+        assert mle[((point,), "good")] == pytest.approx(point, abs=0.003)  # x ≈ z: nearly the exact ratio
+        assert abs(mle[((point,), "weak")] - point) > 0.015  # 10 × the good one's miss
+    assert {r["likelihood"] for r in rows} == {"good", "weak", "truth"}
+    assert all(r["half_width_68"][0] > 0 for r in rows if r["likelihood"] != "weak")

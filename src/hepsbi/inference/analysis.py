@@ -199,6 +199,7 @@ class WeightedAnalysis:
             raise InferenceError(f"luminosity_fb must be positive (got {luminosity_fb})")
         self.theta_true = sim.space.point(theta_true, what="theta_true")
         self.luminosity_fb = float(luminosity_fb)
+        self.seed = int(seed)
         self.dataset = weighted_asimov_dataset(sim, self.theta_true, self.luminosity_pb, n_mc, seed)
         self.w_ref = reference_weights(sim, self.dataset)
         self.expected_events = asimov_expected_events(sim, self.dataset)
@@ -320,6 +321,26 @@ class WeightedAnalysis:
         if score is not None and torch.allclose(self.theta_true, self.space.reference):
             infos["sally_score"] = information_from_scores(score(self.dataset.x), d, rate_part)
         return infos
+
+    # -- closure away from the reference ----------------------------------------------------------------------------
+    def closure(self, ratios: Mapping[str, LogRatioOfTheta], points: Sequence[Sequence[float]], scan_points: int = 21,
+                zoom: int = 2) -> list[dict[str, Any]]:
+        r"""Asimov closure: for each θ_true in ``points``, the extended likelihood scan of each ratio on this
+        analysis' events reweighted to θ_true (same luminosity, Monte Carlo size and seed), and the parton-level
+        one. A correct likelihood's MLE is θ_true; one whose θ-dependence is too weak lands between θ_true and
+        θ_ref — which an Asimov dataset at θ_ref, and toys there, cannot show.
+
+        Returns one row per (point, likelihood): ``theta_true``, ``likelihood``, ``mle`` and ``half_width_68``
+        (half the 68 % interval of each parameter), in parameter order."""
+        rows = []
+        for point in points:
+            away = WeightedAnalysis(self.sim, list(point), self.luminosity_fb, len(self.dataset.weights), self.seed)
+            for label, scan in away.scans(ratios, points=scan_points, zoom=zoom, parton_level=True).items():
+                rows.append({"theta_true": [float(v) for v in point], "likelihood": label,
+                             "mle": [scan.mle[n] for n in scan.names],
+                             "half_width_68": [(scan.intervals[n]["68"][1] - scan.intervals[n]["68"][0]) / 2
+                                               for n in scan.names]})
+        return rows
 
     # -- pseudo-experiments --------------------------------------------------------------------------------------
     def toys(self, models: Mapping[str, UnbinnedModel], seed: int, first: int = 0, count: int = 100,

@@ -203,6 +203,8 @@ def _zoomed_axes(result: ScanResult, space: ParameterSpace, points: Sequence[int
     for j, axis in enumerate(result.axes):
         mask = inside if inside.ndim == 1 else inside.any(axis=1 - j)
         idx = np.nonzero(mask)[0]
+        if idx.size == 0:  # the refined maximum lies off the grid, far above every node: nothing to zoom into
+            return None
         lo_i, hi_i = max(idx[0] - 1, 0), min(idx[-1] + 1, len(axis) - 1)
         width = axis[hi_i] - axis[lo_i]
         full = axis[-1] - axis[0]
