@@ -51,13 +51,14 @@ def test_paths_are_checked_to_lie_inside_the_run_directory(tmp_path):
 
 def test_publishing_refuses_a_label_that_leaves_the_run_directory(tmp_path):
     """Labels are checked by the spec; the writer checks again (a library caller can pass anything)."""
+    from hepsbi.workflow.cache import run_stage
     from hepsbi.workflow.graph import StageOutputs, _publish
 
-    stage = tmp_path / "run" / "stages" / "train_0-x"
-    stage.mkdir(parents=True)
-    (stage / "weights.pt").write_bytes(b"w")
-    for f in ("training.h5",):
-        (stage / f).write_bytes(b"t")
+    def work(tmp):
+        (tmp / "weights.pt").write_bytes(b"w")
+        (tmp / "training.h5").write_bytes(b"t")
+
+    stage = run_stage(tmp_path / "run", "train_0", "x", work)  # a sealed stage, with its manifest
     outputs = StageOutputs(training=str(stage), merged=str(stage), estimators={"/tmp/outside": [str(stage)]},
                            sally=None, report=None, chunks=[], infer=[])
     with pytest.raises(HepsbiError, match="outside"):

@@ -30,7 +30,7 @@ from hepsbi._version import __version__
 from hepsbi.files import inside, write_json
 from hepsbi.workflow.lock import check_free_space
 
-__all__ = ["MANIFEST", "STAGE_CODE", "StageRecord", "code_fingerprint", "edited_files", "file_digest", "run_stage", "stage_key", "stage_records", "unused_stages", "verify_stage"]
+__all__ = ["MANIFEST", "STAGE_CODE", "StageRecord", "code_fingerprint", "edited_files", "run_stage", "stage_digests", "stage_key", "stage_records", "unused_stages", "verify_stage"]
 
 MANIFEST = "manifest.json"
 
@@ -71,9 +71,10 @@ def stage_key(name: str, config: Mapping[str, Any], inputs: Sequence[str] = ()) 
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes, hex."""
-    return _sha256(path)
+def stage_digests(directory: Path) -> dict[str, str]:
+    """The SHA-256 of every file of a sealed stage directory by its path relative to it, as its manifest lists
+    them (computed when the stage was sealed, checked by :func:`verify_stage` whenever it is reused)."""
+    return dict(json.loads((directory / MANIFEST).read_text())["files"])
 
 
 def edited_files(run_dir: str | os.PathLike[str], published: Mapping[str, str]) -> list[str]:

@@ -10,6 +10,7 @@ order, so where a task runs never changes what it computes.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -19,7 +20,7 @@ from dask.callbacks import Callback
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hepsbi.errors import SpecError
-from hepsbi.workflow.cache import run_stage, stage_key
+from hepsbi.workflow.cache import run_stage, stage_digests, stage_key
 from hepsbi.workflow.placement import dask_client
 
 __all__ = ["StageOutputs", "build_and_run"]
@@ -286,29 +287,29 @@ def _publish(run_dir: Path, out: StageOutputs) -> dict[str, str]:
     inside the run directory (:func:`hepsbi.files.inside`). Returns the SHA-256 of every published file by its
     path relative to the run directory (``hepsbi status`` reports files edited since)."""
     from hepsbi.files import atomic_path, inside
-    from hepsbi.workflow.cache import file_digest
 
     published: dict[str, str] = {}
+    digests = functools.cache(stage_digests)  # each stage's manifest read once
 
-    def copy(src: Path, relative: Path) -> None:
+    def copy(stage: Path, name: Path, relative: Path) -> None:
         with atomic_path(inside(run_dir, relative)) as tmp:
-            shutil.copyfile(src, tmp)
-        published[relative.as_posix()] = file_digest(src)
+            shutil.copyfile(stage / name, tmp)
+        published[relative.as_posix()] = digests(stage)[str(name)]  # hashed when the stage was sealed
 
-    copy(Path(out["training"]) / "training.h5", Path("data", "training.h5"))
-    events = Path(out["merged"]) / "events.h5"
-    if events.is_file():
-        copy(events, Path("data", "events.h5"))
+    copy(Path(out["training"]), Path("training.h5"), Path("data", "training.h5"))
+    merged = Path(out["merged"])
+    if (merged / "events.h5").is_file():
+        copy(merged, Path("events.h5"), Path("data", "events.h5"))
     models = {label: dirs[0] for label, dirs in out["estimators"].items()}
     models |= {f"{label}/member{m}": d for label, dirs in out["estimators"].items() for m, d in enumerate(dirs) if m}
     models |= {"sally": out["sally"]} if out.get("sally") else {}
     for label, directory in models.items():
         for f in Path(directory).iterdir():
             if f.name not in ("manifest.json", "stage.log"):
-                copy(f, Path("models", label, f.name))
+                copy(Path(directory), Path(f.name), Path("models", label, f.name))
     if out.get("report"):
         directory = Path(out["report"])
         for f in sorted(directory.rglob("*")):
             if f.is_file() and f.name not in ("manifest.json", "stage.log", "timings.json"):
-                copy(f, f.relative_to(directory))
+                copy(directory, f.relative_to(directory), f.relative_to(directory))
     return published
