@@ -38,7 +38,7 @@ from hepsbi.estimators.networks import MLP, Standardize, embedding_slot
 from hepsbi.estimators.training import TrainingConfig, normalised_weights
 from hepsbi.space import ParameterSpace
 
-__all__ = ["MorphingRatioEstimator", "QuadraticFormModel", "quadratic_form"]
+__all__ = ["MorphingRatioEstimator", "QuadraticFormModel", "form_entries", "quadratic_form", "theta_scale"]
 
 
 def quadratic_form(coefficients: Tensor, scale: Tensor) -> Tensor:
@@ -56,6 +56,20 @@ def quadratic_form(coefficients: Tensor, scale: Tensor) -> Tensor:
     form[:, 1 + i, 1 + j] = quadratic * off
     form[:, 1 + j, 1 + i] = quadratic * off
     return form
+
+
+def theta_scale(space: ParameterSpace) -> Tensor:
+    """s = half the range of each parameter (p,): with u = (θ − θ_ref)/s the quadratic form's entries are of
+    order one."""
+    return torch.clamp((space.high - space.low) / 2, min=1e-12)
+
+
+def form_entries(p: int) -> tuple[Tensor, Tensor]:
+    """Rows and columns of the entries of a symmetric (p+1)×(p+1) form that are learned: the upper triangle
+    without A_00 (= 1 for both the events' and the predicted forms)."""
+    i, j = torch.triu_indices(p + 1, p + 1)
+    keep = (i + j) > 0
+    return i[keep], j[keep]
 
 
 class QuadraticFormModel(nn.Module):
@@ -146,9 +160,8 @@ class MorphingRatioEstimator(LogRatioEstimator):
         return "morphing"
 
     def network(self, x_shape: tuple[int, ...], space: ParameterSpace) -> QuadraticFormModel:
-        # θ in units of half its range: the quadratic form's entries are then of order one
-        scale = torch.clamp((space.high - space.low) / 2, min=1e-12)
-        return QuadraticFormModel(x_shape, space.dim, space.reference, scale, self.hidden, self.embedding)
+        return QuadraticFormModel(x_shape, space.dim, space.reference, theta_scale(space), self.hidden,
+                                  self.embedding)
 
     @property
     def _model(self) -> QuadraticFormModel:
@@ -169,12 +182,9 @@ class MorphingRatioEstimator(LogRatioEstimator):
 
     def tensors(self, data: TrainingData) -> dict[str, Tensor]:
         assert data.morphing is not None
-        scale = torch.clamp((data.space.high - data.space.low) / 2, min=1e-12)
-        form = quadratic_form(data.morphing, scale)
-        p = data.space.dim
-        i, j = torch.triu_indices(p + 1, p + 1)
-        keep = (i + j) > 0  # A_00 = 1 on both sides
-        return {"x": data.x.float(), "form": form[:, i[keep], j[keep]].float(),
+        form = quadratic_form(data.morphing, theta_scale(data.space))
+        i, j = form_entries(data.space.dim)
+        return {"x": data.x.float(), "form": form[:, i, j].float(),
                 "weights": normalised_weights(data.reference_weights).float()}
 
     def prepare(self, tensors: dict[str, Tensor]) -> None:
@@ -186,30 +196,28 @@ class MorphingRatioEstimator(LogRatioEstimator):
         # entries that vanish for every event (e.g. helicities that do not interfere) have a variance of rounding
         # noise: weigh them like a typical entry instead of by its inverse
         self._entry_scale = 1.0 / torch.clamp(variance, min=float(variance.mean()) * 1e-2)
-        p = model.p
-        i, j = torch.triu_indices(p + 1, p + 1)
-        keep = (i + j) > 0
-        full = torch.eye(p + 1)
-        full[i[keep], j[keep]] = mean
-        full[j[keep], i[keep]] = mean
+        i, j = form_entries(model.p)
+        full = torch.eye(model.p + 1)
+        full[i, j] = mean
+        full[j, i] = mean
         model.mean_form.copy_(full)  # Ā: σ(θ)/σ(θ_ref) = ũᵀ Ā ũ on the training sample
 
     def batch_loss(self, batch: dict[str, Tensor], training: bool) -> tuple[Tensor, dict[str, Tensor]]:
         """Weighted squared error of the predicted form's entries against the events' (:func:`quadratic_form_mse`)."""
         model = self._model
         form = model(batch["x"])
-        p = model.p
-        i, j = torch.triu_indices(p + 1, p + 1)
-        keep = (i + j) > 0
+        i, j = form_entries(model.p)
         assert self._entry_scale is not None
-        loss = quadratic_form_mse(form[:, i[keep], j[keep]], batch["form"], batch["weights"], self._entry_scale)
+        loss = quadratic_form_mse(form[:, i, j], batch["form"], batch["weights"], self._entry_scale)
         return loss, {"form": loss.detach()}
 
     # -- evaluation -------------------------------------------------------------------------------------------------
     def form(self, x: Any) -> Tensor:
         """A(x), (n, p+1, p+1): the conditional expectation of the events' quadratic forms given x."""
+        return self._form(to_tensor(x, "x", self._x_shape)[0])
+
+    def _form(self, xt: Tensor) -> Tensor:
         model = self._model
-        xt, _ = to_tensor(x, "x", self._x_shape)
         with torch.no_grad():
             return torch.cat([model(xb) for xb in xt.split(EVAL_BATCH)])
 
@@ -221,20 +229,20 @@ class MorphingRatioEstimator(LogRatioEstimator):
 
     def log_ratio(self, x: Any, theta: Any) -> Any:
         """log r̂(x | θ, θ_ref), (n,), for θ (p,) or (n, p); same kind as ``x``."""
-        _, as_numpy = to_tensor(x, "x", self._x_shape)
+        xt, as_numpy = to_tensor(x, "x", self._x_shape)
         assert self.space is not None
         th = torch.as_tensor(theta, dtype=torch.float64)
-        if th.shape not in ((self.space.dim,), (len(to_tensor(x, "x", self._x_shape)[0]), self.space.dim)):
+        if th.shape not in ((self.space.dim,), (len(xt), self.space.dim)):
             raise EstimatorError(f"theta must have shape ({self.space.dim},) or (n, {self.space.dim}) for parameters "
                                  f"{list(self.space.names)}, got {tuple(th.shape)}")
         with torch.no_grad():
-            out = self._model.log_ratio(self.form(x), th)
+            out = self._model.log_ratio(self._form(xt), th)
         return give_back(out.float(), as_numpy)
 
     def score(self, x: Any, theta: Any) -> Any:
         """t̂(x | θ) = ∇_θ log r̂(x | θ, θ_ref), (n, p)."""
-        _, as_numpy = to_tensor(x, "x", self._x_shape)
-        form, model = self.form(x), self._model
+        xt, as_numpy = to_tensor(x, "x", self._x_shape)
+        form, model = self._form(xt), self._model
         th = torch.as_tensor(theta, dtype=torch.float64).reshape(-1, model.p).expand(form.shape[0], -1).clone()
         th.requires_grad_(True)
         with torch.enable_grad():
