@@ -187,13 +187,14 @@ def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
                    for k, (n, key) in enumerate(zip(sizes, chunk_keys))]
     merge_key = stage_key("merge", {}, chunk_keys)
     merged = delayed(merge, pure=False)(document, run_dir, chunk_tasks, merge_key)
-    unbalanced = any(t.data == UNBALANCED for t in trainings(spec))
+    planned = trainings(spec)
+    unbalanced = any(t.data == UNBALANCED for t in planned)
     data_key = stage_key("training", {"data": document["data"], "sally": document["training"]["sally"],
                                       "unbalanced": unbalanced}, [merge_key])
     data = delayed(training_data, pure=False)(document, run_dir, merged, data_key)
     estimators, estimator_keys = {}, []
     sally, sally_key = None, None
-    for t in trainings(spec):
+    for t in planned:
         config = {"method": t.method, "options": t.options}
         keys = [stage_key("train", config | ({"member": m} if m else {}), [data_key]) for m in range(t.members)]
         tasks = [delayed(train, pure=False)(document, run_dir, data, t.stage, key, progress, m) for m, key in enumerate(keys)]
