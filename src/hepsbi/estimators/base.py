@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import torch
 from torch import Tensor, nn
 
 from hepsbi.data.training import TrainingData
@@ -107,10 +108,16 @@ class Estimator(ABC):
 
     def initialise(self: E, data: TrainingData) -> E:
         """Check ``data``, build the network with the training seed and prepare it on ``data`` (no training)."""
+        self._initialise(data)
+        return self
+
+    def _initialise(self, data: TrainingData) -> dict[str, Tensor]:
+        """:meth:`initialise`; returns the tensors the network was prepared on."""
         self._check(data)
         self._start(data)
-        self.prepare(self.tensors(data))
-        return self
+        tensors = self.tensors(data)
+        self.prepare(tensors)
+        return tensors
 
     def loss(self, data: TrainingData) -> Tensor:
         """The training loss on all of ``data`` (after :meth:`initialise` or :meth:`fit`), differentiable in the
@@ -126,11 +133,8 @@ class Estimator(ABC):
 
     def fit(self: E, data: TrainingData) -> E:
         """Train on ``data`` with the shared loop (:func:`~hepsbi.estimators.training.train`); returns self."""
-        self._check(data)
-        model = self._start(data)
-        tensors = self.tensors(data)
-        self.prepare(tensors)
-        self.history = train(model, self.batch_loss, tensors, self.config, description=self.description)
+        tensors = self._initialise(data)
+        self.history = train(self._require_model(), self.batch_loss, tensors, self.config, description=self.description)
         return self
 
     def metadata(self) -> dict[str, Any]:
@@ -143,15 +147,12 @@ class Estimator(ABC):
         return None
 
     # -- shared ---------------------------------------------------------------------------------------------------
-    def _start(self, data: TrainingData) -> nn.Module:
+    def _start(self, data: TrainingData) -> None:
         """Remember the space and features of ``data`` and build the network with the training seed."""
-        import torch
-
         self.space, self.features = data.space, list(data.observable_names)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
             self.model = self.network(tuple(data.x.shape[1:]), data.space)
-        return self.model
 
     def _require_model(self) -> nn.Module:
         if self.model is None or self.space is None:
@@ -163,7 +164,7 @@ class Estimator(ABC):
         model = self._require_model()
         assert self.space is not None
         meta: dict[str, Any] = {"kind": self.kind}
-        meta |= {name: list(v) if isinstance(v, tuple) else v for name in self.OPTIONS for v in [getattr(self, name)]}
+        meta |= {name: _plain(getattr(self, name)) for name in self.OPTIONS}
         meta |= {
             "features": self.features,
             "x_shape": list(self._x_shape),
@@ -223,3 +224,8 @@ class LogRatioEstimator(Estimator):
     @abstractmethod
     def log_ratio(self, x: Any, theta: Any) -> Any:
         """log r̂(x | θ, θ_ref), (n,), for θ (p,) or one per event (n, p); same kind (tensor/array) as x."""
+
+
+def _plain(option: Any) -> Any:
+    """An option as JSON keeps it: tuples (e.g. hidden layer widths) as lists."""
+    return list(option) if isinstance(option, tuple) else option
