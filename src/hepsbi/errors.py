@@ -31,7 +31,12 @@ class ParameterError(HepsbiError):
 
 
 class SimulatorError(HepsbiError):
-    """A simulator was misconfigured or does not implement the protocol."""
+    """A simulator was misconfigured or does not implement the protocol; ``key`` is what a spec gets wrong:
+    ``"name"`` (the class) or ``"options"`` (its keyword arguments)."""
+
+    def __init__(self, message: str, key: str = "name"):
+        super().__init__(message)
+        self.key = key
 
 
 class DataError(HepsbiError):

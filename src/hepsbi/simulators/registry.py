@@ -93,10 +93,11 @@ def build_simulator(name: str, options: Mapping[str, Any] | None = None) -> Simu
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(options) - set(params))
         if unknown:
-            raise SimulatorError(f"simulator {name!r} has no option(s) {_short(unknown)}; it takes {sorted(params)}")
+            raise SimulatorError(f"simulator {name!r} has no option(s) {_short(unknown)}; it takes {sorted(params)}",
+                                 key="options")
     try:
         sim = cls(**options)
     except Exception as exc:  # user classes raise anything: name the options and keep the message
         raise SimulatorError(f"simulator {name!r} rejected its options {_short(options)}: "
-                             f"{type(exc).__name__}: {_short(str(exc), 400)}") from None
+                             f"{type(exc).__name__}: {_short(str(exc), 400)}", key="options") from None
     return check_weighted_simulator(sim) if is_weighted(sim) else check_simulator(sim)

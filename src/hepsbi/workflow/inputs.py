@@ -35,8 +35,7 @@ def prepare(spec: RunSpec) -> tuple[Simulator, torch.Tensor]:
     try:
         sim = build_simulator(spec.simulator.name, spec.simulator.options)
     except SimulatorError as exc:
-        key = "simulator.options" if "option" in str(exc) else "simulator.name"
-        raise SpecError(f"{key}: {exc}") from None
+        raise SpecError(f"simulator.{exc.key}: {exc}") from None
     try:
         theta_true = sim.space.point(spec.inference.theta_true, what="inference.theta_true")
     except ParameterError as exc:
