@@ -291,7 +291,7 @@ class WeightedAnalysis:
             coef = sim.morphing_coefficients(z)  # type: ignore[attr-defined]
             functions["truth"] = LinearRatio(sim.morphing_basis, coef, (w_ref @ coef) / w_ref.sum())  # type: ignore[attr-defined]
         elif parton_level:
-            functions["truth"] = normalised_log_ratio(lambda th: sim.joint_log_prob(z, th), w_ref)
+            functions["truth"] = self.parton_level_ratio()
         names = list(self.space.names)
         return {label: UnbinnedModel(names, fn, self.dataset.weights, nu, norm=norm, shape=shape, mc_log_ratio=fn,
                                      mc_weights=w_ref, mc_shape=shape) for label, fn in functions.items()}
