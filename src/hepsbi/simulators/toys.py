@@ -25,11 +25,11 @@ def _normal_log_prob(value: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return -0.5 * ((value - mean) / std) ** 2 - torch.log(std) - _LOG_SQRT_2PI
 
 
-
 def _require(condition: bool, message: str) -> None:
     """Raise ``ValueError(message)`` unless ``condition`` (the registry names the simulator and its options)."""
     if not condition:
         raise ValueError(message)
+
 
 class GaussianLatent:
     r"""z ~ N(θ + μ0, σ_z), x ~ N(z, σ_x): the simplest model with a latent variable.
