@@ -110,7 +110,7 @@ class DrellYanContact:
         self.run.check_settings()
         self.detector = FastDetector(**detector) if isinstance(detector, dict) else (detector or FastDetector())
         self.sm = SMInputs(**sm) if isinstance(sm, dict) else (sm or SMInputs())
-        every = [f"c_{h}" for h in HELICITIES]
+        every = list(ALL_PARAMETERS)
         unknown = [p for p in parameters if p not in every]
         if unknown or not parameters or len(set(parameters)) != len(parameters):
             raise SimulatorError(f"parameters must be distinct names among {every} (got {list(parameters)})")

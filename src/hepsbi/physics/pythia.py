@@ -46,7 +46,6 @@ def pythia_version() -> str:
     return version("pythia8mc")
 
 
-
 @contextlib.contextmanager
 def _quiet_stdout() -> Iterator[None]:
     """Silence file descriptor 1 (Pythia prints its complaints from C++) for the block."""
@@ -59,6 +58,7 @@ def _quiet_stdout() -> Iterator[None]:
     finally:
         os.dup2(saved, 1)
         os.close(saved)
+
 
 @dataclass(frozen=True)
 class MassSlice:
