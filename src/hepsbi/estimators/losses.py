@@ -173,6 +173,9 @@ class RatioLoss:
 
 
 def _loss(name: str, term: Callable[..., Tensor], needs: str, reference: str, summary: str) -> RatioLoss:
+    unknown = set(needs.split()) - set(NEEDS)
+    if unknown:  # a misspelt need would silently never be met
+        raise ValueError(f"loss {name!r} needs {sorted(unknown)}, which are not among {NEEDS}")
     return RatioLoss(name, term, frozenset(needs.split()), reference, summary)
 
 
