@@ -29,7 +29,7 @@ from _table import report
 from hepsbi import TrainingData
 from hepsbi.estimators import MorphingRatioEstimator, RatioEstimator, ScoreEstimator
 from hepsbi.inference import WeightedAnalysis
-from hepsbi.inference.fisher import information_from_scores, per_event_scores, rate_score
+from hepsbi.inference.fisher import information_from_scores, rate_score
 from hepsbi.physics import DrellYanContact
 
 OBSERVABLES = ["m_ll", "cos_theta_cs", "y_ll", "pt_ll"]
@@ -105,16 +105,15 @@ def main() -> None:
     fine = [quantile_edges(x[:, j], test_sim.events.weights, bins) for j, bins in ((0, 20), (1, 10), (2, 6))]
     d = analysis.dataset.weights.to(torch.float64)
     rate = rate_score(analysis.expected_events, analysis.theta_true)
-    z = analysis.dataset.z
-    assert z is not None
+    learned_scores = analysis.scores({label: est.log_ratio_of_theta for label, est in learned.items()},
+                                     parton_level=True)
     per_event: dict[str, torch.Tensor] = {
-        "truth (parton level)": per_event_scores(lambda t: test_sim.joint_log_prob(z, t), analysis.theta_true),
+        "truth (parton level)": learned_scores.pop("truth"),
         **{f"SALLY score ({size // 1000}k)": torch.as_tensor(est.score(analysis.dataset.x), dtype=torch.float64)
            for size, est in sallies.items()},
         f"SALLY score ({args.sally_sizes[-1] // 1000}k, balanced)":
             torch.as_tensor(balanced_sally.score(analysis.dataset.x), dtype=torch.float64),
-        **{label: per_event_scores(analysis.normalised(est.log_ratio_of_theta), analysis.theta_true)
-           for label, est in learned.items()},
+        **learned_scores,
     }
     binned = analysis.fisher_information({}, histogram=(["m_ll", "cos_theta_cs", "y_ll"], fine))["histogram"]
     mll = analysis.fisher_information({}, histogram=(["m_ll"], [MLL_EDGES]))["histogram"]

@@ -297,6 +297,16 @@ class WeightedAnalysis:
                                      mc_weights=w_ref, mc_shape=shape) for label, fn in functions.items()}
 
     # -- Fisher information --------------------------------------------------------------------------------------
+    def scores(self, ratios: Mapping[str, LogRatioOfTheta], parton_level: bool = False) -> dict[str, Tensor]:
+        r"""Per-event scores at θ_true, label → (n, p), float64: ∇_θ log r̂(x_i | θ) of each learned ratio
+        (normalised on the dataset's events) and, with ``parton_level``, the joint score ∇_θ log p(z_i | θ) of
+        the latent records (label ``truth``)."""
+        out = {label: per_event_scores(self.normalised(fn), self.theta_true) for label, fn in ratios.items()}
+        if parton_level:
+            z, sim = self.dataset.z, self.sim
+            out["truth"] = per_event_scores(lambda t: sim.joint_log_prob(z, t), self.theta_true)  # type: ignore[arg-type]
+        return out
+
     def fisher_information(self, ratios: Mapping[str, LogRatioOfTheta], parton_level: bool = False, rate: bool = False,
                            histogram: tuple[Sequence[str], Sequence[Sequence[float]]] | None = None,
                            score: Statistic | None = None) -> dict[str, np.ndarray]:
@@ -306,13 +316,8 @@ class WeightedAnalysis:
         (label ``sally_score``; its score is local to θ_ref, so only at θ_true = θ_ref)."""
         rate_part = rate_score(self.expected_events, self.theta_true)
         d = self.dataset.weights.to(torch.float64)
-        infos = fisher_informations({label: self.normalised(fn) for label, fn in ratios.items()}, self.dataset,
-                                    self.theta_true, rate_part)
-        if parton_level:
-            z = self.dataset.z
-            sim = self.sim
-            infos["truth"] = information_from_scores(per_event_scores(lambda t: sim.joint_log_prob(z, t), self.theta_true),  # type: ignore[arg-type]
-                                                     d, rate_part)
+        infos = {label: information_from_scores(scores, d, rate_part)
+                 for label, scores in self.scores(ratios, parton_level).items()}
         if rate:
             infos["rate"] = rate_information(self.expected_events, self.theta_true)
         if histogram is not None:
