@@ -1,12 +1,23 @@
 r"""The training loop shared by every estimator.
 
-Validation split, mini-batches drawn from a seeded generator, Adam with a reduce-on-plateau learning-rate
-schedule, early stopping that restores the best weights, and a rich progress bar with epoch and losses.
+Validation split, mini-batches drawn from a seeded generator, AdamW, and one of two learning-rate schedules:
+
+- ``cosine`` (default): the rate decays per step from ``learning_rate`` to ``min_learning_rate`` along half a
+  cosine over the planned steps, max(epochs · ⌈n_train / batch_size⌉, min_steps), and the *last* weights are
+  kept. The validation loss is recorded, not acted on: on weighted physics samples and joint-ratio targets it
+  carries an irreducible noise far larger than the epoch-to-epoch change of the model (Galton board, 10k
+  events: the ALICES validation loss stays within 1e-4 of 0.8239 from epoch 15 to 60 while MSE(log r)
+  falls from 0.0031 to 0.0016), so choosing the "best" epoch on it picks noise and stops early.
+- ``plateau``: reduce the rate on a validation plateau and stop after ``patience`` epochs without improvement,
+  restoring the best epoch's weights (the classic loop; right when the validation loss is precise).
+
+A rich progress bar shows epoch and losses.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,6 +31,9 @@ from hepsbi.errors import EstimatorError
 
 __all__ = ["TrainingConfig", "TrainingHistory", "train", "normalised_weights"]
 
+#: learning-rate schedules (see the module docstring)
+SCHEDULES = ("cosine", "plateau")
+
 BatchLoss = Callable[[dict[str, Tensor], bool], tuple[Tensor, dict[str, Tensor]]]
 
 
@@ -28,22 +42,30 @@ class TrainingConfig:
     """Options of the training loop. The defaults work without tuning on the toys and the physics model.
 
     Attributes:
-        epochs: maximum number of passes over the training set.
+        epochs: passes over the training set (``plateau``: the most before early stopping). Default (None):
+            ``cosine`` plans max(50, enough for ``min_steps`` steps), ``plateau`` allows 200.
         batch_size: events per gradient step.
-        learning_rate: initial Adam learning rate.
+        learning_rate: initial AdamW learning rate.
         weight_decay: AdamW weight decay.
-        validation_fraction: share of events held out for early stopping and the schedule.
-        patience: epochs without validation improvement before stopping.
-        lr_patience, lr_factor, min_learning_rate: reduce-on-plateau schedule.
+        validation_fraction: share of events held out (the validation curve; the ``plateau`` decisions).
+        schedule: ``cosine`` (decay per step, keep the last weights) or ``plateau`` (reduce on plateau, stop early,
+            keep the best epoch).
+        min_steps: with ``epochs`` unset, ``cosine`` runs at least this many gradient steps, so that small data
+            sets are not under-trained (2k Galton events: MSE(log r) 0.0055 → 0.0039, mean of 3 seeds).
+        patience: ``plateau``: epochs without validation improvement before stopping.
+        lr_patience, lr_factor: ``plateau``: epochs of plateau before the rate is multiplied by ``lr_factor``.
+        min_learning_rate: the floor of both schedules.
         seed: seeds the initial weights, the split and the batch order.
         progress: show a progress bar.
     """
 
-    epochs: int = 200
+    epochs: int | None = None
     batch_size: int = 256
     learning_rate: float = 2e-3
     weight_decay: float = 0.0
     validation_fraction: float = 0.2
+    schedule: str = "cosine"
+    min_steps: int = 4000
     patience: int = 15
     lr_patience: int = 4
     lr_factor: float = 0.5
@@ -53,7 +75,7 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         checks = {
-            "epochs": self.epochs >= 1,
+            "epochs": self.epochs is None or self.epochs >= 1,
             "batch_size": self.batch_size >= 1,
             "learning_rate": self.learning_rate > 0,
             "weight_decay": self.weight_decay >= 0,
@@ -61,6 +83,8 @@ class TrainingConfig:
             "patience": self.patience >= 1,
             "lr_patience": self.lr_patience >= 0,
             "lr_factor": 0.0 < self.lr_factor <= 1.0,
+            "schedule": self.schedule in SCHEDULES,
+            "min_steps": self.min_steps >= 0,
         }
         for key, ok in checks.items():
             if not ok:
@@ -72,7 +96,8 @@ class TrainingConfig:
 
 @dataclass
 class TrainingHistory:
-    """Per-epoch losses and what the loop decided."""
+    """Per-epoch losses and what the loop decided: ``best_epoch`` is the epoch whose weights were kept (the last
+    one for ``cosine``), ``stopped_early`` whether ``plateau`` stopped before ``epochs``."""
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
@@ -106,7 +131,8 @@ def train(
     config: TrainingConfig,
     description: str = "training",
 ) -> TrainingHistory:
-    r"""Minimise ``batch_loss`` over ``tensors`` and leave ``model`` at its best validation epoch.
+    r"""Minimise ``batch_loss`` over ``tensors``; ``model`` is left at its last (``cosine``) or best validation
+    (``plateau``) epoch, ``history.best_epoch``.
 
     Arguments:
         model: the module whose parameters are trained.
@@ -126,11 +152,14 @@ def train(
     val_set = {k: v[val_idx] for k, v in tensors.items()}
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_learning_rate
-    )
+    steps_per_epoch = math.ceil((n - n_val) / config.batch_size)
+    cosine = config.schedule == "cosine"
+    epochs = config.epochs or (max(50, math.ceil(config.min_steps / steps_per_epoch)) if cosine else 200)
+    decay = _cosine(optimizer, epochs * steps_per_epoch, config) if cosine else None
+    plateau = None if cosine else torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_learning_rate)
     history = TrainingHistory()
-    best_loss, best_state, since_best = float("inf"), copy.deepcopy(model.state_dict()), 0
+    best_loss, best_state, since_best = float("inf"), {}, 0
     start = time.perf_counter()
     samples = 0
     columns = (
@@ -141,8 +170,8 @@ def train(
         TimeElapsedColumn(),
     )
     with Progress(*columns, disable=not config.progress, transient=False) as bar:
-        task = bar.add_task(description, total=config.epochs, losses="")
-        for epoch in range(config.epochs):
+        task = bar.add_task(description, total=epochs, losses="")
+        for epoch in range(epochs):
             model.train()
             total, count = 0.0, 0
             for idx in _batches(n - n_val, config.batch_size, gen):
@@ -154,6 +183,8 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if decay is not None:
+                    decay.step()
                 total += loss.item() * len(idx)
                 count += len(idx)
             samples += count
@@ -161,21 +192,33 @@ def train(
             monitor = _evaluate(model, batch_loss, val_set, config.batch_size * 16) if n_val else history.train_loss[-1]
             history.val_loss.append(monitor)
             history.learning_rate.append(optimizer.param_groups[0]["lr"])
-            scheduler.step(monitor)
-            if epoch == 0 or monitor < best_loss - 1e-7 * abs(best_loss):
+            if plateau is None:
+                history.best_epoch = epoch + 1  # the last weights are kept
+            else:
+                plateau.step(monitor)
+            if not cosine and (epoch == 0 or monitor < best_loss - 1e-7 * abs(best_loss)):
                 best_loss, best_state, since_best = monitor, copy.deepcopy(model.state_dict()), 0
                 history.best_epoch = epoch + 1
-            else:
+            elif not cosine:
                 since_best += 1
             bar.update(task, advance=1, losses=f"train {history.train_loss[-1]:.5g}  val {monitor:.5g}")
-            if since_best >= config.patience:
+            if not cosine and since_best >= config.patience:
                 history.stopped_early = True
                 break
-    model.load_state_dict(best_state)
+    if not cosine:
+        model.load_state_dict(best_state)
     model.eval()
     history.seconds = time.perf_counter() - start
     history.samples_per_second = samples / history.seconds if history.seconds > 0 else 0.0
     return history
+
+
+def _cosine(optimizer: torch.optim.Optimizer, steps: int, config: TrainingConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    r"""Per-step factor of the learning rate: f(k) = φ + (1 − φ) · ½ (1 + cos(π k / K)), K = ``steps``,
+    φ = min_learning_rate / learning_rate."""
+    floor = min(config.min_learning_rate / config.learning_rate, 1.0)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda k: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps)))
 
 
 def _evaluate(model: nn.Module, batch_loss: BatchLoss, tensors: dict[str, Tensor], batch_size: int) -> float:

@@ -1,0 +1,69 @@
+"""The shared training loop: the cosine schedule (planned steps, last weights kept) and the plateau schedule
+(early stopping, best epoch restored), on a least-squares problem whose optimum is known."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from hepsbi.errors import EstimatorError
+from hepsbi.estimators.training import TrainingConfig, train
+
+
+def _problem(n: int = 400, noise: float = 0.1):
+    """y = 2x − 1 + noise; the least-squares line is the exact answer of the one-layer model."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 1, generator=gen)
+    y = 2 * x[:, 0] - 1 + noise * torch.randn(n, generator=gen)
+    model = nn.Linear(1, 1)
+
+    def loss(batch, training):
+        return ((model(batch["x"])[:, 0] - batch["y"]) ** 2).mean(), {}
+
+    return model, loss, {"x": x, "y": y}
+
+
+def test_cosine_runs_the_planned_steps_decays_the_rate_and_keeps_the_last_weights():
+    model, loss, tensors = _problem()
+    config = TrainingConfig(min_steps=300, batch_size=32, learning_rate=0.05, progress=False)
+    history = train(model, loss, tensors, config)
+    steps_per_epoch = math.ceil(320 / 32)
+    assert len(history.train_loss) == max(50, math.ceil(300 / steps_per_epoch))  # min_steps not binding here
+    assert history.best_epoch == len(history.train_loss) and not history.stopped_early
+    rates = history.learning_rate
+    assert rates[0] < 0.05 and all(a >= b for a, b in zip(rates, rates[1:])) and rates[-1] == pytest.approx(1e-5, rel=0.05)
+    # the last weights are the trained line
+    assert model.weight.item() == pytest.approx(2.0, abs=0.1) and model.bias.item() == pytest.approx(-1.0, abs=0.1)
+
+
+def test_min_steps_lengthens_short_data_sets_and_explicit_epochs_win():
+    model, loss, tensors = _problem(n=100)
+    history = train(model, loss, tensors, TrainingConfig(min_steps=1000, batch_size=40, progress=False))
+    assert len(history.train_loss) == math.ceil(1000 / 2)  # 80 training events: 2 steps per epoch
+    model, loss, tensors = _problem(n=100)
+    history = train(model, loss, tensors, TrainingConfig(epochs=3, min_steps=1000, progress=False))
+    assert len(history.train_loss) == 3
+
+
+def test_plateau_stops_early_and_restores_the_best_epoch():
+    model, loss, tensors = _problem(noise=1.0)
+    config = TrainingConfig(schedule="plateau", epochs=400, patience=5, learning_rate=0.05, progress=False)
+    history = train(model, loss, tensors, config)
+    assert history.stopped_early and len(history.train_loss) < 400
+    best = history.best_epoch
+    assert history.val_loss[best - 1] == min(history.val_loss)
+    assert len(history.train_loss) == best + 5
+    # the restored weights reproduce the best validation loss
+    perm = torch.randperm(400, generator=torch.Generator().manual_seed(0))[:80]
+    with torch.no_grad():
+        val = loss({k: v[perm] for k, v in tensors.items()}, False)[0].item()
+    assert val == pytest.approx(history.val_loss[best - 1], rel=1e-5)
+
+
+@pytest.mark.parametrize("key, value", [("schedule", "linear"), ("min_steps", -1), ("epochs", 0)])
+def test_bad_options_are_named(key, value):
+    with pytest.raises(EstimatorError, match=key):
+        TrainingConfig(**{key: value})
