@@ -84,8 +84,17 @@ def test_run_end_to_end(tmp_path, simulator, truth, estimators):
         "simulate_0000", "merge", "training", "train_0", *(["train_1"] if len(labels) > 1 else []), *members,
         *(f"infer_{i}" for i in range(len(labels))), "infer_comparisons", "report"}
     assert all(r["state"] == "done" for r in provenance["stages"])
-    for plot in ("likelihood_scan.png", "log_ratio.png", "training.png"):
+    for plot in ("likelihood_scan.png", "log_ratio.png", "training.png", *(f"closure_{label}.png" for label in labels)):
         assert (out / "plots" / plot).stat().st_size > 1000
+    # closure at θ_true with each parameter at both ends of the estimator's 95 % interval, in every observable
+    for label in labels:
+        closure = results["estimators"][label]["closure"]
+        assert len(closure) == 2 * len(names)
+        for row, (k, end) in zip(closure, [(k, e) for k in range(len(names)) for e in (0, 1)]):
+            assert row["theta"][names[k]] == pytest.approx(results["estimators"][label]["intervals"][names[k]]["95"][end])
+            assert [h["observable"] for h in row["histograms"]] == list(sim.observable_names)
+            assert all(h["chi2"] >= 0 and h["ndf"] == 9 and 0 <= h["p_value"] <= 1 for h in row["histograms"])
+    assert "closure" in result.output
     for label in labels:
         assert (out / "models" / label / "estimator.json").is_file()
     for e in estimators:  # ensembles: every member saved, the size recorded
@@ -151,6 +160,10 @@ def test_drell_yan_run_compares_histogram_ml_and_truth(tmp_path):
     for name in ("c_LL", "c_LR"):
         assert info["truth"]["errors"][name] < info["histogram"]["errors"][name]
     assert (out / "plots" / "fisher_information.png").stat().st_size > 1000
+    # paired reweighting closure of ALICES in all four observables at four points around the truth
+    closure = results["estimators"]["alices"]["closure"]
+    assert len(closure) == 4 and all(len(row["histograms"]) == 4 for row in closure)
+    assert (out / "plots" / "closure_alices.png").stat().st_size > 1000
     # profiled with a luminosity and an m_ll-tilt nuisance parameter: Asimov pulls at 0; with ~1.7e5 events
     # the data constrain both (the total to 0.24 %, so the 1.7 % luminosity to ~0.14 σ); profiling widens
     profiled = results["profiled"]

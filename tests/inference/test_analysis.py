@@ -194,3 +194,70 @@ def test_closure_away_from_the_reference_catches_a_weak_likelihood(weighted_toy)
         assert abs(mle[((point,), "weak")] - point) > 0.015  # 10 × the good one's miss
     assert {r["likelihood"] for r in rows} == {"good", "weak", "truth"}
     assert all(r["half_width_68"][0] > 0 for r in rows if r["likelihood"] != "weak")
+
+
+def test_reweighting_closure_passes_the_conditional_ratio_and_fails_a_weak_one(weighted_toy):
+    """Paired closure on the toy (x = z + N(0, σ²), z ~ Exp(1)): z | x is N(x − σ², σ²) truncated at 0, so the ratio
+    E[(1 + c z)² | x] = (1 + c m)² + c² v with that posterior's mean m and variance v, which closes with χ² ≈ ndf in
+    x and in u; a ratio with half the c-dependence does not, and its classifier is off the diagonal."""
+    sigma = 0.1
+    analysis = WeightedAnalysis(weighted_toy, [0.0], L_FB, n_mc=4000, seed=2)
+
+    def ratio(strength: float):
+        def of_events(x):
+            mu = torch.as_tensor(x[:, 0], dtype=torch.float64) - sigma**2
+            alpha = -mu / sigma
+            hazard = torch.exp(-alpha**2 / 2) / (2 * torch.pi) ** 0.5 / torch.special.ndtr(-alpha)
+            mean, var = mu + sigma * hazard, sigma**2 * (1 + alpha * hazard - hazard**2)
+            return lambda theta: torch.log((1 + strength * theta[0] * mean) ** 2 + (strength * theta[0]) ** 2 * var)
+        return of_events
+
+    closure = analysis.reweighting_closure({"conditional": ratio(1.0), "weak": ratio(0.5)}, [[0.4], [-0.3]], bins=8)
+    for row in closure["conditional"]:
+        x_hist, u_hist = row["histograms"]
+        assert x_hist["observable"] == "x" and x_hist["ndf"] == 7
+        assert x_hist["p_value"] > 1e-3 and u_hist["p_value"] > 1e-3
+        assert sum(x_hist["target"]) == pytest.approx(sum(x_hist["learned"]), rel=1e-9)
+        rel = row["reliability"]
+        assert np.allclose(rel["predicted"], rel["observed"], atol=0.02)
+    for row, good in zip(closure["weak"], closure["conditional"]):
+        assert row["histograms"][0]["chi2"] > 50 * row["histograms"][0]["ndf"]
+        # against the Poisson errors of the 100k expected events: what the weak ratio gets wrong is visible
+        learned, target = np.array(row["histograms"][0]["learned"]), np.array(row["histograms"][0]["target"])
+        assert row["histograms"][0]["chi2_poisson"] == pytest.approx(np.sum((learned - target) ** 2 / target))
+        assert row["histograms"][0]["chi2_poisson"] > 10 * max(good["histograms"][0]["chi2_poisson"], 1.0)
+    weak_rel = closure["weak"][0]["reliability"]
+    assert max(abs(p - o) for p, o in zip(weak_rel["predicted"], weak_rel["observed"])) > 0.05
+
+
+def test_closure_of_independent_samples_against_the_exact_ratio():
+    """Unpaired closure on the Gaussian toy: events at θ_ref reweighted by the exact ratio against events drawn at
+    θ: χ² follows χ²_{B−1} over seeds (mean within 3σ of B − 1); the ratio at the wrong θ fails."""
+    from hepsbi.inference import exact_log_ratio
+    from hepsbi.inference.validation import reweighting_closure
+    from hepsbi.simulators import GaussianLatent
+
+    sim = GaussianLatent()
+    theta = torch.tensor([0.8], dtype=torch.float64)
+    exact = exact_log_ratio(sim)
+    chi2s = []
+    for seed in range(20):
+        gen = torch.Generator().manual_seed(seed)
+        x_ref, _ = sim.sample(sim.space.reference.expand(3000, -1), gen)
+        x_at, _ = sim.sample(theta.expand(3000, -1), gen)
+        ones = torch.ones(3000, dtype=torch.float64)
+        [hist] = reweighting_closure(x_ref, ones, exact(x_ref)(theta), x_at, ones, ["x"], bins=10)
+        chi2s.append(hist.chi2)
+    assert abs(np.mean(chi2s) - 9) < 3 * np.sqrt(2 * 9 / 20)
+    [wrong] = reweighting_closure(x_ref, ones, exact(x_ref)(theta / 2), x_at, ones, ["x"], bins=10)
+    assert wrong.p_value < 1e-6
+
+
+def test_closure_edges_of_a_discrete_observable_hold_one_value_each():
+    from hepsbi.inference.validation import closure_edges
+
+    values = torch.tensor([3.0, 5.0, 5.0, 7.0, 3.0])
+    edges = closure_edges(values, torch.ones(5), bins=10)
+    assert edges == [2.5, 4.0, 6.0, 7.5]
+    continuous = closure_edges(torch.linspace(0, 1, 1001), torch.ones(1001), bins=4)
+    assert len(continuous) == 5 and continuous[0] == 0.0 and continuous[-1] > 1.0

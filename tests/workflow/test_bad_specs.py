@@ -111,3 +111,19 @@ def test_workers_from_the_command_line_are_validated(tmp_path):
 def test_the_example_specs_still_load():
     for path in sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml")):
         load_spec(path)
+
+
+@pytest.mark.parametrize(("closure", "says"), [
+    ({"points": [{"theta": 0.2}, {"theta": 7.0}]}, "inference.closure.points.1"),
+    ({"points": [{"c_LL": 0.1}]}, "inference.closure.points.0"),
+    ({"bins": 1}, "inference.closure.bins"),
+    ({"schedule": "x"}, "inference.closure.schedule"),
+])
+def test_closure_points_are_checked_before_anything_runs(closure, says):
+    with pytest.raises(SpecError, match=says.replace(".", r"\.")):
+        prepare(parse_spec({"simulator": {"name": "gaussian"}, "inference": {"closure": closure}}))
+
+
+def test_training_schedule_is_checked_by_the_spec():
+    with pytest.raises(SpecError, match=r"training\.estimators\.0\.schedule"):
+        parse_spec({"training": {"estimators": [{"schedule": "linear"}]}})

@@ -75,7 +75,8 @@ def test_killed_run_resumes_to_byte_identical_results(tmp_path):
     result = CliRunner().invoke(app, ["run", str(spec), "--out", str(killed), "--quiet"])
     assert result.exit_code == 0, result.output
     provenance = json.loads((killed / "provenance.json").read_text())
-    assert all(r["state"] == "done" for r in provenance["stages"]) and len(provenance["stages"]) == 8 + 6
+    assert all(r["state"] == "done" for r in provenance["stages"]) and len(provenance["stages"]) == 8 + 6, \
+        [(r["stage"], r["state"]) for r in provenance["stages"]]
     assert CliRunner().invoke(app, ["run", str(spec), "--out", str(fresh), "--quiet"]).exit_code == 0
     assert outputs(killed) == outputs(fresh)
     status = CliRunner().invoke(app, ["status", str(killed)])

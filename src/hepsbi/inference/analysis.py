@@ -63,7 +63,14 @@ from hepsbi.inference.ratios import (
 from hepsbi.inference.scan import ScanResult, likelihood_scan, scan_log_likelihood
 from hepsbi.inference.templates import bin_index_edges, bin_index_quantiles, template_log_likelihood
 from hepsbi.inference.unbinned import LinearRatio, UnbinnedModel
-from hepsbi.simulators.protocol import Simulator, check_weighted_simulator, has_exact_likelihood, has_morphing
+from hepsbi.inference.validation import ClosureHistogram, reliability_curve, reweighting_closure
+from hepsbi.simulators.protocol import (
+    Simulator,
+    check_weighted_simulator,
+    has_exact_likelihood,
+    has_morphing,
+    observable_names,
+)
 from hepsbi.space import ParameterSpace
 
 __all__ = [
@@ -71,8 +78,10 @@ __all__ = [
     "Systematic",
     "Tilt",
     "WeightedAnalysis",
+    "closure_points",
     "fisher_informations",
     "profile_scans",
+    "sampled_closure",
     "scan_likelihoods",
     "simulator_toys",
 ]
@@ -136,6 +145,48 @@ def simulator_toys(sim: Simulator, theta_true: Tensor, ratios: Mapping[str, LogR
             per_label[label].append(_sum_nll(of_events(x)))
     return {label: toy_statistics(nlls, names, truth_dict, theta_true.tolist(), limits, count, progress, f"toys: {label}")
             for label, nlls in per_label.items()}
+
+
+def sampled_closure(sim: Simulator, ratios: Mapping[str, LogRatioOfTheta], points: Sequence[Sequence[float]],
+                    n_events: int, seed: int, bins: int = 10) -> dict[str, list[dict[str, Any]]]:
+    r"""Closure by reweighting for a simulator that samples at any θ: ``n_events`` drawn at θ_ref reweighted by
+    each r̂(x | θ) against ``n_events`` drawn at θ, for each θ in ``points``
+    (:func:`~hepsbi.inference.validation.reweighting_closure`, independent samples), with the classifier's
+    calibration. Same rows as :meth:`WeightedAnalysis.reweighting_closure`."""
+    space = sim.space
+    gen = torch.Generator().manual_seed(seed)
+    x_ref, _ = sim.sample(space.reference.expand(n_events, -1), gen)
+    names = observable_names(sim, x_ref.shape[1])
+    ones = torch.ones(n_events, dtype=torch.float64)
+    at_ref = {label: fn(x_ref) for label, fn in ratios.items()}
+    out: dict[str, list[dict[str, Any]]] = {label: [] for label in ratios}
+    for point in points:
+        theta = space.point(list(point), what="closure point")
+        x_at, _ = sim.sample(theta.expand(n_events, -1), gen)
+        for label, fn in ratios.items():
+            with torch.no_grad():
+                log_r_ref = torch.as_tensor(at_ref[label](theta), dtype=torch.float64)
+                log_r_at = torch.as_tensor(fn(x_at)(theta), dtype=torch.float64)
+            histograms = reweighting_closure(x_ref, ones, log_r_ref, x_at, ones, names, bins)
+            out[label].append(_closure_row(theta, histograms, reliability_curve(log_r_at, ones, log_r_ref, ones)))
+    return out
+
+
+def closure_points(scan: ScanResult, theta_true: Tensor) -> list[list[float]]:
+    """The default closure points: θ_true with each parameter in turn at the lower and the upper end of the scan's
+    95 % interval (2p points where the data still has a say)."""
+    points = []
+    for k, name in enumerate(scan.names):
+        for end in scan.intervals[name]["95"]:
+            point = theta_true.tolist()
+            point[k] = float(end)
+            points.append(point)
+    return points
+
+
+def _closure_row(theta: Tensor, histograms: Sequence[ClosureHistogram], reliability: dict[str, list[float]]) -> dict[str, Any]:
+    return {"theta": theta.tolist(), "histograms": [h.to_dict() for h in histograms],
+            "chi2": sum(h.chi2 for h in histograms), "ndf": sum(h.ndf for h in histograms), "reliability": reliability}
 
 
 def _sum_nll(per_event: PerEventLogRatio) -> NLL:
@@ -346,6 +397,32 @@ class WeightedAnalysis:
                              "half_width_68": [(scan.intervals[n]["68"][1] - scan.intervals[n]["68"][0]) / 2
                                                for n in scan.names]})
         return rows
+
+    def reweighting_closure(self, ratios: Mapping[str, LogRatioOfTheta], points: Sequence[Sequence[float]],
+                            bins: int = 10) -> dict[str, list[dict[str, Any]]]:
+        r"""Closure by reweighting at each θ in ``points``: this analysis' events at θ_ref (weights w_i^ref)
+        reweighted by each learned r̂(x_i | θ) against the same events with their true weights w_i^ref r(z_i | θ),
+        in every observable (:func:`~hepsbi.inference.validation.reweighting_closure`, paired), and the
+        calibration of the classifier between θ and θ_ref (:func:`~hepsbi.inference.validation.reliability_curve`).
+
+        Returns label → one row per point: ``theta``, ``histograms`` (per observable: edges, learned, target,
+        error, chi2, ndf, p_value), ``chi2`` and ``ndf`` summed over observables (they share events, so read the
+        sum as a summary, not a test), ``reliability``."""
+        x, z, w_ref = self.dataset.x, self.dataset.z, self.w_ref
+        assert z is not None
+        names = list(self.sim.observable_names)
+        out: dict[str, list[dict[str, Any]]] = {label: [] for label in ratios}
+        of_events = {label: fn(x) for label, fn in ratios.items()}
+        for point in points:
+            theta = self.space.point(list(point), what="closure point")
+            w_true = w_ref * self.sim.weight_ratio(z, theta)
+            for label, fn in of_events.items():
+                with torch.no_grad():
+                    log_r = torch.as_tensor(fn(theta), dtype=torch.float64)
+                histograms = reweighting_closure(x, w_ref, log_r, x, w_true, names, bins, paired=True)
+                normalised = log_r - torch.log((w_ref * torch.exp(log_r)).sum() / w_ref.sum())  # ratio of densities
+                out[label].append(_closure_row(theta, histograms, reliability_curve(normalised, w_true, normalised, w_ref)))
+        return out
 
     # -- pseudo-experiments --------------------------------------------------------------------------------------
     def toys(self, models: Mapping[str, UnbinnedModel], seed: int, first: int = 0, count: int = 100,

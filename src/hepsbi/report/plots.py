@@ -1,5 +1,6 @@
 r"""Plots a physicist wants to see after a run: learned vs exact log r, likelihood scans with the truth,
-training curves, nuisance-parameter pulls, CLs with its Brazil band, and Fisher-information ellipses.
+training curves, nuisance-parameter pulls, CLs with its Brazil band, Fisher-information ellipses, and the
+reweighting closure with the classifier's reliability.
 Every function writes one PNG (atomically) and returns its path."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hepsbi.estimators.training import TrainingHistory  # noqa: E402
 from hepsbi.files import atomic_path  # noqa: E402
 from hepsbi.inference.scan import ScanResult, wilks_threshold  # noqa: E402
 
-__all__ = ["plot_brazil", "plot_coverage", "plot_information_ellipses", "plot_log_ratio", "plot_pulls", "plot_scans", "plot_training"]
+__all__ = ["plot_brazil", "plot_closure", "plot_coverage", "plot_information_ellipses", "plot_log_ratio", "plot_pulls", "plot_scans", "plot_training"]
 
 #: Legend names of the reference likelihoods.
 _LABELS = {"truth": "parton-level truth", "exact": "exact", "histogram": "histogram", "sally": "SALLY (binned)",
@@ -117,7 +118,7 @@ def plot_training(histories: Mapping[str, TrainingHistory], path: str | os.PathL
         ax.plot(epochs, h.train_loss, label="train")
         ax.plot(epochs, h.val_loss, label="validation")
         if h.best_epoch:
-            ax.axvline(h.best_epoch, color="grey", ls=":", lw=1, label="best")
+            ax.axvline(h.best_epoch, color="grey", ls=":", lw=1, label="kept")
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
         ax.set_title(label)
@@ -219,4 +220,46 @@ def plot_coverage(statistics: Mapping[str, np.ndarray], dof: int, path: str | os
     ax.set_xlabel(r"$t(\theta_\mathrm{true}) = -2\Delta\log L$")
     ax.set_ylabel("density")
     ax.legend(frameon=False, fontsize=8)
+    return _save(fig, path)
+
+
+def plot_closure(rows: Sequence[Mapping[str, object]], parameters: Sequence[str], path: str | os.PathLike[str],
+                 title: str = "closure") -> Path:
+    r"""Reweighting closure of one learned ratio: per θ (a row of panels), for each observable the reference
+    events reweighted by r̂(x | θ) over the events at θ, per bin of equal content at θ, with the ±1σ band of the
+    events' weights and χ²/ndf; last panel the classifier's reliability (predicted σ(log r̂) against the observed
+    fraction of θ-events; the diagonal is calibrated).
+
+    Arguments:
+        rows: :meth:`~hepsbi.inference.WeightedAnalysis.reweighting_closure` rows of one ratio.
+        parameters: the parameter names (to label each row's θ).
+    """
+    n_obs = len(rows[0]["histograms"])  # type: ignore[arg-type]
+    fig, axes = plt.subplots(len(rows), n_obs + 1, figsize=(3.0 * (n_obs + 1), 2.4 * len(rows)), squeeze=False)
+    for ax_row, row in zip(axes, rows):
+        theta = ", ".join(f"{n} = {v:.3g}" for n, v in zip(parameters, row["theta"]))  # type: ignore[call-overload]
+        for ax, h in zip(ax_row, row["histograms"]):  # type: ignore[call-overload]
+            learned, target, error = (np.asarray(h[k], dtype=float) for k in ("learned", "target", "error"))
+            ok = target > 0
+            index = np.arange(len(target))[ok]
+            ax.axhline(1.0, color="black", lw=0.8)
+            ax.fill_between(index, 1 - error[ok] / target[ok], 1 + error[ok] / target[ok], step="mid", color="grey",
+                            alpha=0.3, lw=0, label="±1σ (weights)")
+            ax.plot(index, learned[ok] / target[ok], "o-", ms=3, lw=1, label=r"reweighted by $\hat r$")
+            ax.set_title(f"{h['observable']}: χ²/ndf = {h['chi2']:.1f}/{h['ndf']}", fontsize=9)
+            ax.ticklabel_format(axis="y", useOffset=False)
+            ax.set_xlabel(f"{h['observable']} bin (equal content at θ)", fontsize=8)
+        ax_row[0].set_ylabel(f"learned / true\n{theta}", fontsize=8)
+        rel = row["reliability"]
+        ax = ax_row[-1]
+        ax.plot([0, 1], [0, 1], color="black", lw=0.8)
+        ax.plot(rel["predicted"], rel["observed"], "o-", ms=3, lw=1)  # type: ignore[index]
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title("reliability", fontsize=9)
+        ax.set_xlabel(r"predicted $\sigma(\log \hat r)$", fontsize=8)
+        ax.set_ylabel("observed fraction at θ", fontsize=8)
+    axes[0][0].legend(frameon=False, fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
     return _save(fig, path)

@@ -10,11 +10,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from hepsbi.estimators.training import TrainingHistory
 from hepsbi.inference.fisher import information_summary
 from hepsbi.report.plots import (
+    plot_closure,
     plot_information_ellipses,
     plot_log_ratio,
     plot_pulls,
@@ -45,8 +47,8 @@ def write_run_report(
         out: the run directory.
         space, truth: the parameter space and θ_true (p,).
         groups: the learned likelihoods' groups first (in estimator order), the comparisons last; each a mapping
-            with ``scans`` (label → ScanResult), ``informations`` (label → (p, p)) and ``profiled`` (label →
-            {scan, pulls, information}).
+            with ``scans`` (label → ScanResult), ``informations`` (label → (p, p)), ``profiled`` (label →
+            {scan, pulls, information}) and optionally ``closure`` (label → reweighting-closure rows).
         estimators: label → what results.json says of each estimator (method, training summary, metrics); the
             first label is the primary result.
         provenance, dataset: the ``provenance`` and ``dataset`` blocks of results.json.
@@ -62,6 +64,7 @@ def write_run_report(
     comparisons = others["scans"]
     informations = {label: i for g in groups for label, i in g["informations"].items()}
     profiled = {label: p for g in groups for label, p in g["profiled"].items()}
+    closure = {label: rows for g in learned_groups for label, rows in g.get("closure", {}).items()}
     truth_dict = space.as_dict(truth)
     if plots:
         directory = out / "plots"
@@ -74,12 +77,17 @@ def write_run_report(
         plot_training(dict(histories or {}), directory / "training.png")
         if space.dim == 2 and informations:
             plot_information_ellipses(informations, truth_dict, directory / "fisher_information.png", units)
+        for label, rows in closure.items():
+            plot_closure(rows, list(space.names), directory / f"closure_{label}.png", f"closure of {label}")
         if comparison is not None:
             _, exact_lr, learned = comparison
             plot_log_ratio(exact_lr.numpy(), {k: v.numpy() for k, v in learned.items()}, directory / "log_ratio.png")
     primary = next(iter(estimators))
     results = build_results(primary, scans, truth_dict, provenance, estimators, comparisons, dataset)
     names = list(space.names)
+    for label, rows in closure.items():
+        results["estimators"][label]["closure"] = [{**row, "theta": space.as_dict(torch.tensor(row["theta"]))}
+                                                   for row in rows]
     results["fisher_information"] = {label: information_summary(info, names) for label, info in informations.items()}
     if profiled:
         results["profiled"] = {label: {**p["scan"].to_dict(), "nuisance_parameters": p["pulls"]}

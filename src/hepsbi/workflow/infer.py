@@ -25,7 +25,13 @@ from rich.console import Console
 from hepsbi.estimators.ensemble import RatioEnsemble
 from hepsbi.estimators.score import ScoreEstimator
 from hepsbi.files import write_json
-from hepsbi.inference.analysis import fisher_informations, profile_scans, scan_likelihoods
+from hepsbi.inference.analysis import (
+    closure_points,
+    fisher_informations,
+    profile_scans,
+    sampled_closure,
+    scan_likelihoods,
+)
 from hepsbi.inference.ratios import exact_log_ratio
 from hepsbi.inference.validation import log_ratio_comparison
 from hepsbi.report.run_report import write_run_report
@@ -47,7 +53,8 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
                 sally: ScoreEstimator | None, group: str, progress: bool = False) -> dict[str, Any]:
     """One group of likelihoods (``group`` = an estimator's label, or :data:`COMPARISONS`) on the run's
     dataset: ``scans`` (label → ScanResult), ``informations`` (label → (p, p) Fisher matrix), with nuisance
-    parameters ``profiled`` (label → {scan, pulls, information}), and ``dataset`` (kind and size). The
+    parameters ``profiled`` (label → {scan, pulls, information}), for an estimator its reweighting ``closure``
+    (label → rows, :mod:`hepsbi.inference.analysis`), and ``dataset`` (kind and size). The
     statistics are :mod:`hepsbi.inference.analysis`'s; this function only reads the spec."""
     inf = spec.inference
     comparisons = group == COMPARISONS
@@ -81,10 +88,20 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
             ratios["exact"] = exact_log_ratio(sim)(dataset.x)
         scans = scan_likelihoods(ratios, dataset, sim.space, inf.grid_points, inf.zoom)
         informations = fisher_informations(ratios, dataset, theta_true)
+    closure: dict[str, Any] = {}
+    if learned and inf.closure is not None:
+        closure_at = [sim.space.point({**sim.space.as_dict(theta_true), **p}).tolist() for p in inf.closure.points] or \
+            closure_points(scans[group], theta_true)  # (points checked by prepare)
+        if is_weighted(sim):
+            closure = analysis.reweighting_closure(learned, closure_at, inf.closure.bins)
+        else:
+            closure = sampled_closure(sim, learned, closure_at, inf.closure.events, inf.seed + 2_000_003,
+                                      inf.closure.bins)
     return {
         "scans": scans,
         "informations": informations,
         "profiled": profiled,
+        "closure": closure,
         "dataset": {"kind": dataset.kind, "n_events": float(dataset.weights.sum()), "n_mc": len(dataset.weights)},
     }
 

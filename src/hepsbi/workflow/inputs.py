@@ -38,6 +38,8 @@ def prepare(spec: RunSpec) -> tuple[Simulator, torch.Tensor]:
         raise SpecError(f"simulator.{exc.key}: {exc}") from None
     try:
         theta_true = sim.space.point(spec.inference.theta_true, what="inference.theta_true")
+        for i, point in enumerate(spec.inference.closure.points if spec.inference.closure else []):
+            sim.space.point({**sim.space.as_dict(theta_true), **point}, what=f"inference.closure.points.{i}")
     except ParameterError as exc:
         raise SpecError(str(exc)) from None
     labels = [e.label or e.method for e in spec.training.estimators]

@@ -84,13 +84,17 @@ class EstimatorSpec(_Strict):
     epochs: int | None = Field(None, ge=1, le=100_000)
     batch_size: int | None = Field(None, ge=1, le=10**8)
     learning_rate: float | None = Field(None, gt=0, le=10)
+    schedule: Literal["cosine", "plateau"] | None = Field(
+        None, description="cosine: per-step decay, last weights kept (default); plateau: early stopping on validation")
+    min_steps: int | None = Field(None, ge=0, le=10**8, description="cosine: at least this many gradient steps")
     patience: int | None = Field(None, ge=1, le=100_000)
     validation_fraction: float | None = Field(None, ge=0, lt=1)
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
     ensemble: int = Field(1, ge=1, le=50, description="members trained with seeds seed, seed + 1, …; log r̂ is their mean")
 
     def training_options(self) -> dict[str, Any]:
-        keys = ("epochs", "batch_size", "learning_rate", "patience", "validation_fraction", "seed")
+        keys = ("epochs", "batch_size", "learning_rate", "schedule", "min_steps", "patience", "validation_fraction",
+                "seed")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
@@ -169,6 +173,17 @@ class ProfileSpec(_Strict):
     grid_points: int = Field(15, ge=3, le=201, description="nodes per parameter, over the 95 % region of the plain scan")
 
 
+class ClosureSpec(_Strict):
+    """Closure of every learned ratio by reweighting (``results.json`` ``estimators.<label>.closure``,
+    ``plots/closure_<label>.png``)."""
+
+    points: list[dict[str, float]] = Field(default_factory=list, description="θ points; none: θ_true with each "
+                                           "parameter in turn at both ends of the estimator's 95% interval")
+    bins: int = Field(10, ge=2, le=200, description="bins of equal content at θ, per observable")
+    events: int = Field(20_000, ge=100, le=10**8, description="events drawn at θ_ref and at each θ (simulators "
+                        "without weights; weighted ones use the analysis' own n_mc events)")
+
+
 class InferenceSpec(_Strict):
     """What to infer on and how finely to scan."""
 
@@ -185,6 +200,8 @@ class InferenceSpec(_Strict):
                                "when the dataset keeps z; 'truth' is accepted as the old name of this key")
     systematics: list[SystematicSpec] = Field(default_factory=list, description="nuisance parameters (weighted simulators)")
     profile: ProfileSpec | None = Field(None, description="profile scans over the systematics (default on when there are any)")
+    closure: ClosureSpec | None = Field(default_factory=ClosureSpec, description="reweighting closure of the learned "
+                                        "ratios; null: none")
     seed: int = Field(1, ge=0, le=MAX_SEED)
 
 
