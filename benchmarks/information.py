@@ -1,20 +1,21 @@
 """How much of the information the Drell–Yan observables carry does each likelihood extract — measured on events
-the estimators never saw.
+the estimators never saw — and how does it grow with the training size?
 
-    python benchmarks/information.py                  # the demo's settings: 100k events, 60k training rows
-    python benchmarks/information.py --events 30000 --train 20000 --bootstrap 10
+    python benchmarks/information.py                  # the demo's settings; sweeps 2k … 300k training events
+    python benchmarks/information.py --events 30000 --train 20000 --sizes 2000 20000 --bootstrap 10
 
-Two pools of SM events (hard process + fast detector, the demo's observables and mass slices): one (seed 1)
-trains ALICES, the morphing-aware estimator and SALLY at several training sizes (the convergence curve of the
-bound); the other (seed 777) is the held-out Asimov dataset at 139 fb⁻¹ on which every Fisher information at the
-SM is evaluated: the parton-level truth (the ceiling), SALLY's score (the estimate of what the observables carry:
-it should converge from below as its training grows), a fine 3-D histogram (a floor), the demo's m_ℓℓ histogram
-and the learned likelihoods. For every learned statistic the table gives its *projected* information
-C_ts C_ss⁻¹ C_st (a lower bound, see projected_information) and, last column, Σ ν ŝ ŝᵀ as if it were the true
-score, which a noisy estimate inflates. Errors are the spread over Poisson bootstrap replicas of the held-out
-events. Last, Asimov datasets of the held-out events at three θ ≠ θ_ref: the MLE of every likelihood (a correct
-one recovers the truth; coverage toys at θ_ref cannot see a likelihood whose θ-dependence is too weak).
-Writes benchmarks/results/information.json.
+Two pools of SM events (hard process + fast detector, the demo's observables and mass slices): one (seed 1, as
+large as the largest training size) trains ALICES, the morphing-aware estimator and SALLY at several training
+sizes (the convergence curves); the other (seed 777, 100k events) is the held-out Asimov dataset at 139 fb⁻¹ on
+which every Fisher information at the SM is evaluated: the parton-level truth (the ceiling), SALLY's score (the
+estimate of what the observables carry: it should converge from below as its training grows), a fine 3-D
+histogram (a floor), the demo's m_ℓℓ histogram and the learned likelihoods. For every learned statistic the
+table gives its *kept* information C_ts C_ss⁻¹ C_st (a lower bound, see
+hepsbi.inference.fisher.kept_information) and, last column, Σ ν ŝ ŝᵀ as if it were the true score ("claimed"),
+which a noisy estimate inflates. Errors are the spread over Poisson bootstrap replicas of the held-out events.
+Last, Asimov datasets of the held-out events at three θ ≠ θ_ref: the MLE of every likelihood trained at the
+demo's size (a correct one recovers the truth; coverage toys at θ_ref cannot see a likelihood whose
+θ-dependence is too weak). Writes benchmarks/results/information.json.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from _table import report
 from hepsbi import TrainingData
 from hepsbi.estimators import MorphingRatioEstimator, RatioEstimator, ScoreEstimator
 from hepsbi.inference import WeightedAnalysis
-from hepsbi.inference.fisher import information_from_scores, rate_score
+from hepsbi.inference.fisher import information_from_scores, kept_information, rate_score
 from hepsbi.physics import DrellYanContact
 
 OBSERVABLES = ["m_ll", "cos_theta_cs", "y_ll", "pt_ll"]
@@ -48,24 +49,6 @@ def quantile_edges(values: np.ndarray, weights: np.ndarray, bins: int) -> list[f
     return [float(values.min()) - 1e-9, *np.unique(inner).tolist(), float(values.max()) + 1e-9]
 
 
-def projected_information(scores: torch.Tensor, truth: torch.Tensor, expected: torch.Tensor,
-                          rate: np.ndarray) -> np.ndarray:
-    r"""The information a statistic s(x) (n, p) keeps, estimated without trusting it to be a score:
-
-    .. math:: I_s = C_{ts} C_{ss}^{-1} C_{st}, \qquad C_{ab} = \sum_j ν_j a_j b_jᵀ,
-
-    with s = (1, s(x)) (the event count and the statistic, summed over events) and t = ∇ log ν + the joint
-    (parton-level) score, whose conditional expectation given x is the true score. It is the information of the
-    best linear function of the count and the summed statistic — a lower bound on what x carries, reached when s
-    is the score. Σ_j ν_j ŝ_j ŝ_jᵀ ("as likelihood") is not: the noise of a learned score adds to it, and a noisy
-    score estimate can exceed even the parton-level truth."""
-    nu = expected.numpy()[:, None]
-    s = np.hstack([np.ones((len(nu), 1)), scores.numpy()])  # the count (1) and the statistic
-    t = truth.numpy() + rate
-    c_ts, c_ss = (nu * t).T @ s, (nu * s).T @ s
-    return c_ts @ np.linalg.solve(c_ss, c_ts.T)
-
-
 def summary(info: np.ndarray) -> tuple[float, float, float]:
     cov = np.linalg.inv(info)
     return float(np.sqrt(cov[0, 0])), float(np.sqrt(cov[1, 1])), float(np.linalg.det(info))
@@ -73,16 +56,19 @@ def summary(info: np.ndarray) -> tuple[float, float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--train", type=int, default=60_000)
-    parser.add_argument("--sally-sizes", type=int, nargs="+", default=[7_500, 15_000, 30_000, 60_000])
+    parser.add_argument("--events", type=int, default=100_000, help="held-out events")
+    parser.add_argument("--train", type=int, default=60_000, help="the demo's training size")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2_000, 20_000, 100_000, 300_000],
+                        help="training sizes of the learned likelihoods' sweep")
+    parser.add_argument("--sally-sizes", type=int, nargs="+", default=[7_500, 30_000, 100_000, 300_000])
     parser.add_argument("--bootstrap", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
 
-    train_sim, test_sim = simulator(args.events, 1), simulator(args.events, 777)
+    pool = max(args.train, *args.sizes, *args.sally_sizes)
+    train_sim, test_sim = simulator(pool, 1), simulator(args.events, 777)
     train_sim.generate()
     test_sim.generate()
     raw = TrainingData.from_simulator(train_sim, min(args.train, len(train_sim.events)), seed=0)
@@ -93,6 +79,13 @@ def main() -> None:
         "alices (balanced)": RatioEstimator("alices", progress=False).fit(data),
         "morphing (balanced)": MorphingRatioEstimator(progress=False).fit(data),
     }
+    sweep = {}
+    for size in args.sizes:
+        if size == args.train:
+            continue
+        rows_at = TrainingData.from_simulator(train_sim, min(size, len(train_sim.events)), seed=0)
+        sweep[f"ALICES ({size // 1000}k)"] = RatioEstimator("alices", progress=False).fit(rows_at)
+        sweep[f"morphing-aware ({size // 1000}k)"] = MorphingRatioEstimator(progress=False).fit(rows_at)
     sallies = {}
     for size in args.sally_sizes:
         local = TrainingData.local(train_sim, min(size, len(train_sim.events)), seed=7)
@@ -105,7 +98,7 @@ def main() -> None:
     fine = [quantile_edges(x[:, j], test_sim.events.weights, bins) for j, bins in ((0, 20), (1, 10), (2, 6))]
     d = analysis.dataset.weights.to(torch.float64)
     rate = rate_score(analysis.expected_events, analysis.theta_true)
-    learned_scores = analysis.scores({label: est.log_ratio_of_theta for label, est in learned.items()},
+    learned_scores = analysis.scores({label: est.log_ratio_of_theta for label, est in {**learned, **sweep}.items()},
                                      parton_level=True)
     per_event: dict[str, torch.Tensor] = {
         "truth (parton level)": learned_scores.pop("truth"),
@@ -124,8 +117,8 @@ def main() -> None:
     rows = []
     for label, scores in per_event.items():
         central = summary(information_from_scores(scores, d, rate))
-        projected = summary(projected_information(scores, truth_scores, d, rate))
-        spread = np.std([summary(projected_information(scores, truth_scores, d * b, rate)) for b in replicas], axis=0)
+        projected = summary(kept_information(scores, truth_scores, d, rate))
+        spread = np.std([summary(kept_information(scores, truth_scores, d * b, rate)) for b in replicas], axis=0)
         rows.append({"likelihood": label, "sigma_c_LL": projected[0], "err_c_LL": float(spread[0]),
                      "sigma_c_LR": projected[1], "err_c_LR": float(spread[1]), "det_I": projected[2],
                      "err_det": float(spread[2]), "det_I_as_likelihood": central[2],
@@ -148,7 +141,7 @@ def main() -> None:
            f"(a lower bound for any statistic; errors from {args.bootstrap} bootstrap replicas) and as likelihood",
            ["likelihood", "sigma_c_LL", "err_c_LL", "sigma_c_LR", "err_c_LR", "det_I", "det_over_bound",
             "det_I_as_likelihood"], rows,
-           {"events": args.events, "training_rows": len(data), "sally_sizes": args.sally_sizes,
+           {"events": args.events, "training_rows": len(data), "sizes": args.sizes, "sally_sizes": args.sally_sizes,
             "seconds": round(time.perf_counter() - start, 1), "asimov_closure": closure})
 
 

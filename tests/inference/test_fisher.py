@@ -63,3 +63,27 @@ def test_model_information_is_the_inverse_covariance_of_the_asimov_fit():
     assert info.shape == (2, 2)
     assert profiled_information(info, 1)[0, 0] == pytest.approx(NU / 1.25, rel=0.05)  # σ² = 1.25 per event
     assert info[1, 1] == pytest.approx(1.0 + NU * math.log(1.05 / 0.95) ** 2 / 4, rel=0.05)
+
+
+def test_kept_information_is_the_binned_information_for_bin_indicators_and_everything_for_the_score():
+    """kept_information = C_ts C_ss⁻¹ C_st: with bin indicators as the statistic it is Σ_b ∂ν_b ∂ν_bᵀ / ν_b
+    (∂ν_b = Σ_{j∈b} ν_j t_j); with the joint score itself it is all of Σ ν t tᵀ; a noisy score keeps less than
+    it claims."""
+    from hepsbi.inference import information_from_scores, kept_information
+
+    rng = np.random.default_rng(3)
+    n, p, bins = 4000, 2, 5
+    nu = rng.uniform(0.5, 2.0, n)
+    t = rng.normal(size=(n, p)) + 0.3
+    b = rng.integers(0, bins, n)
+    indicators = np.eye(bins)[b][:, 1:]  # the count already carries the sum of all bins
+    d_nu = np.stack([(nu[b == k, None] * t[b == k]).sum(0) for k in range(bins)])
+    nu_b = np.array([nu[b == k].sum() for k in range(bins)])
+    np.testing.assert_allclose(kept_information(indicators, t, nu), (d_nu / nu_b[:, None]).T @ d_nu, rtol=1e-10)
+    np.testing.assert_allclose(kept_information(t, t, nu), information_from_scores(t, nu), rtol=1e-10)
+    noisy = t + rng.normal(size=(n, p))
+    kept, claimed = kept_information(noisy, t, nu), information_from_scores(noisy, nu)
+    assert np.all(np.linalg.eigvalsh(information_from_scores(t, nu) - kept) > 0)  # below what t carries
+    assert np.linalg.det(claimed) > 2 * np.linalg.det(kept)
+    with pytest.raises(Exception, match="do not match"):
+        kept_information(noisy[:10], t, nu)

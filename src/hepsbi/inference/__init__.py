@@ -23,6 +23,7 @@ from hepsbi.inference.datasets import (
 from hepsbi.inference.fisher import (
     binned_information,
     information_from_scores,
+    kept_information,
     model_information,
     per_event_scores,
     profiled_information,
@@ -68,6 +69,7 @@ __all__ = [
     "hessian",
     "histogram_workspace",
     "information_from_scores",
+    "kept_information",
     "model_information",
     "neyman_interval",
     "per_event_scores",

@@ -32,6 +32,7 @@ __all__ = [
     "binned_information",
     "information_from_scores",
     "information_summary",
+    "kept_information",
     "model_information",
     "per_event_scores",
     "profiled_information",
@@ -78,6 +79,43 @@ def information_from_scores(scores: Tensor | np.ndarray, expected: Tensor | np.n
     if rate is not None:
         s = s + np.asarray(rate, dtype=float)[None, :]
     return (w[:, None] * s).T @ s
+
+
+def kept_information(statistic: Tensor | np.ndarray, joint_scores: Tensor | np.ndarray, expected: Tensor | np.ndarray,
+                     rate: np.ndarray | None = None) -> np.ndarray:
+    r"""The information a per-event statistic s(x) keeps, estimated without trusting it to be a score:
+
+    .. math:: I_s = C_{ts} C_{ss}^{-1} C_{st}, \qquad C_{ab} = \sum_j ν_j a_j b_jᵀ,
+
+    with s = (1, s(x)) (the event count and the statistic summed over events) and t = ``rate`` + the joint
+    (parton-level) score t(x, z | θ), whose expectation given x is the true score. It is the information of the
+    best linear function of the count and the summed statistic — a lower bound on what x carries, equal to it
+    when s is the score, and to :func:`binned_information` when s holds bin indicators. Σ_j ν_j ŝ_j ŝ_jᵀ
+    (:func:`information_from_scores`, what a learned score *claims*) is no bound: its noise adds to it. Evaluate it
+    on events the statistic was not trained on (a statistic fitted to the noise of t on the same events inflates
+    C_ts).
+
+    Arguments:
+        statistic: s(x_j), (n, k).  joint_scores: t(x_j, z_j | θ), (n, p).  expected: ν_j, (n,).  rate: ∇ log ν (p,).
+
+    Returns:
+        (p, p).
+
+    References:
+        The projection of the joint score on functions of x: Brehmer, Cranmer, Louppe, Pavez, arXiv:1805.00020
+        (SALLY's score is its minimiser over all functions of x).
+    """
+    s = np.asarray(statistic, dtype=float)
+    t = np.asarray(joint_scores, dtype=float)
+    nu = np.asarray(expected, dtype=float)[:, None]
+    if s.ndim != 2 or t.ndim != 2 or len(s) != len(t) or nu.shape[0] != len(s):
+        raise InferenceError(f"statistic (n, k), joint scores (n, p) and expected events (n,) do not match: "
+                             f"{s.shape}, {t.shape}, {nu.shape[:1]}")
+    s = np.hstack([np.ones((len(s), 1)), s])
+    if rate is not None:
+        t = t + np.asarray(rate, dtype=float)[None, :]
+    c_ts, c_ss = (nu * t).T @ s, (nu * s).T @ s
+    return c_ts @ np.linalg.solve(c_ss, c_ts.T)
 
 
 def rate_information(expected: Callable[[Tensor], float | Tensor], theta: Tensor) -> np.ndarray:
