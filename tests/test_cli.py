@@ -133,7 +133,7 @@ def test_drell_yan_run_compares_histogram_ml_and_truth(tmp_path):
     spec["data"]["n_samples"] = 3000
     spec["training"]["estimators"] = [{"method": "alices", "epochs": 3}]
     spec["training"]["sally"] = {"n_samples": 2000, "bins": 3, "epochs": 3}
-    spec["inference"].update(n_mc=2000, grid_points=11, zoom=1)
+    spec["inference"].update(n_mc=2000, grid_points=11, zoom=1, held_out_events=4000)
     spec["inference"]["systematics"] = [
         {"name": "lumi", "kind": "norm", "up": 1.017, "down": 0.983},
         {"name": "mll_tilt", "kind": "shape", "observable": "m_ll", "size": 0.05},
@@ -160,6 +160,13 @@ def test_drell_yan_run_compares_histogram_ml_and_truth(tmp_path):
     for name in ("c_LL", "c_LR"):
         assert info["truth"]["errors"][name] < info["histogram"]["errors"][name]
     assert (out / "plots" / "fisher_information.png").stat().st_size > 1000
+    # on a second pool no estimator saw: what each statistic keeps, below the truth's, with bootstrap errors
+    kept = results["fisher_information_kept"]
+    assert set(kept) == {"alices", "truth", "sally_score"}
+    for label in ("alices", "sally_score"):
+        assert 0 < kept[label]["determinant"] < kept["truth"]["determinant"]
+        assert kept[label]["determinant_error"] > 0 and all(v > 0 for v in kept[label]["errors_error"].values())
+    assert "kept det I" in result.output
     # paired reweighting closure of ALICES in all four observables at four points around the truth
     closure = results["estimators"]["alices"]["closure"]
     assert len(closure) == 4 and all(len(row["histograms"]) == 4 for row in closure)

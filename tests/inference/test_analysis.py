@@ -261,3 +261,30 @@ def test_closure_edges_of_a_discrete_observable_hold_one_value_each():
     assert edges == [2.5, 4.0, 6.0, 7.5]
     continuous = closure_edges(torch.linspace(0, 1, 1001), torch.ones(1001), bins=4)
     assert len(continuous) == 5 and continuous[0] == 0.0 and continuous[-1] > 1.0
+
+
+def test_kept_information_does_not_trust_the_scale_of_a_learned_score():
+    """At c = 0 the scores of log (1 + s c x)² are 2 s x for any strength s: a too-weak ratio claims s² of the
+    information but keeps exactly what the right one keeps, which lies below the parton-level truth (x is z
+    smeared); the truth keeps all it claims; bootstrap replicas scatter around the central value."""
+    from conftest import QuadraticWeighted
+
+    held = QuadraticWeighted(seed=9)
+    held.generate()
+    analysis = WeightedAnalysis(held, [0.0], L_FB, seed=1)
+
+    def ratio(strength: float):
+        return lambda x: lambda theta: torch.log((1 + strength * theta[0] * torch.as_tensor(x[:, 0], dtype=torch.float64)) ** 2)
+
+    kept = analysis.kept_information({"good": ratio(1.0), "weak": ratio(0.5)}, {"u": lambda x: x[:, 1]}, replicas=30)
+    assert set(kept) == {"good", "weak", "truth", "u"}
+    good, weak, truth = (kept[k]["information"][0, 0] for k in ("good", "weak", "truth"))
+    assert weak == pytest.approx(good, rel=1e-9) and 0.5 * truth < good < truth
+    claimed = analysis.fisher_information({"good": ratio(1.0), "weak": ratio(0.5)}, parton_level=True, rate=True)
+    assert claimed["truth"][0, 0] == pytest.approx(truth, rel=1e-9)
+    shape = {k: claimed[k][0, 0] - claimed["rate"][0, 0] for k in ("good", "weak")}  # the count's part is exact
+    assert shape["weak"] == pytest.approx(shape["good"] / 4, rel=0.02)
+    # u carries nothing about c: with it, only the count's (rate) information is kept
+    assert kept["u"]["information"][0, 0] == pytest.approx(claimed["rate"][0, 0], rel=0.01)
+    spread = np.std([r[0, 0] for r in kept["good"]["replicas"]])
+    assert 0 < spread < 0.1 * good and abs(np.mean([r[0, 0] for r in kept["good"]["replicas"]]) - good) < 3 * spread

@@ -44,6 +44,7 @@ from hepsbi.inference.datasets import (
 from hepsbi.inference.fisher import (
     binned_information,
     information_from_scores,
+    kept_information,
     model_information,
     per_event_scores,
     profiled_information,
@@ -377,6 +378,32 @@ class WeightedAnalysis:
         if score is not None and torch.allclose(self.theta_true, self.space.reference):
             infos["sally_score"] = information_from_scores(score(self.dataset.x), d, rate_part)
         return infos
+
+    def kept_information(self, ratios: Mapping[str, LogRatioOfTheta], statistics: Mapping[str, Statistic] | None = None,
+                         replicas: int = 20, seed: int = 0) -> dict[str, dict[str, Any]]:
+        r"""The information each learned likelihood's score, and each per-event ``statistics`` (e.g. SALLY's score),
+        *keeps* at θ_true (:func:`~hepsbi.inference.fisher.kept_information`, with the joint scores of this
+        analysis' events): a lower bound on what the observables carry, valid at any θ_true. Use an analysis of
+        events no estimator was trained on (a second pool). The parton-level truth keeps all it claims (label
+        ``truth``).
+
+        Returns label → ``information`` (p, p) and ``replicas``: the same on ``replicas`` Poisson bootstrap replicas
+        of the events (their spread is the statistical error)."""
+        scores = self.scores(ratios, parton_level=True)
+        truth = scores["truth"]
+        per_event = {**scores, **{label: torch.as_tensor(np.asarray(fn(self.dataset.x)), dtype=torch.float64)
+                                  for label, fn in (statistics or {}).items()}}
+        nu = self.dataset.weights.to(torch.float64)
+        rate = rate_score(self.expected_events, self.theta_true)
+        gen = torch.Generator().manual_seed(seed)
+        draws = [torch.poisson(torch.ones(len(nu), dtype=torch.float64), generator=gen) for _ in range(replicas)]
+        out = {}
+        for label, values in per_event.items():
+            if values.dim() == 1:
+                values = values[:, None]
+            out[label] = {"information": kept_information(values, truth, nu, rate),
+                          "replicas": [kept_information(values, truth, nu * b, rate) for b in draws]}
+        return out
 
     # -- closure away from the reference ----------------------------------------------------------------------------
     def closure(self, ratios: Mapping[str, LogRatioOfTheta], points: Sequence[Sequence[float]], scan_points: int = 21,

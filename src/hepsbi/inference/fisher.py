@@ -33,6 +33,7 @@ __all__ = [
     "information_from_scores",
     "information_summary",
     "kept_information",
+    "kept_summary",
     "model_information",
     "per_event_scores",
     "profiled_information",
@@ -158,3 +159,15 @@ def information_summary(information: np.ndarray, names: Sequence[str]) -> dict[s
     except np.linalg.LinAlgError:
         errors = {n: None for n in names}
     return {"matrix": info.tolist(), "errors": errors, "determinant": float(np.linalg.det(info))}
+
+
+def kept_summary(information: np.ndarray, replicas: Sequence[np.ndarray], names: Sequence[str]) -> dict[str, object]:
+    """:func:`information_summary` of a kept information with statistical errors: the standard deviation over
+    bootstrap ``replicas`` of each Cramér–Rao error (``errors_error``) and of det I (``determinant_error``)."""
+    out = information_summary(information, names)
+    parts = [information_summary(r, names) for r in replicas]
+    if len(parts) > 1:
+        out["errors_error"] = {n: float(np.std([p["errors"][n] for p in parts]))  # type: ignore[index]
+                               if all(p["errors"][n] is not None for p in parts) else None for n in names}  # type: ignore[index]
+        out["determinant_error"] = float(np.std([float(np.linalg.det(np.asarray(r, dtype=float))) for r in replicas]))
+    return out

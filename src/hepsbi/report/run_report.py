@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from hepsbi.estimators.training import TrainingHistory
-from hepsbi.inference.fisher import information_summary
+from hepsbi.inference.fisher import information_summary, kept_summary
 from hepsbi.report.plots import (
     plot_closure,
     plot_information_ellipses,
@@ -48,7 +48,8 @@ def write_run_report(
         space, truth: the parameter space and θ_true (p,).
         groups: the learned likelihoods' groups first (in estimator order), the comparisons last; each a mapping
             with ``scans`` (label → ScanResult), ``informations`` (label → (p, p)), ``profiled`` (label →
-            {scan, pulls, information}) and optionally ``closure`` (label → reweighting-closure rows).
+            {scan, pulls, information}) and optionally ``kept`` (label → {information, replicas}) and ``closure``
+            (label → reweighting-closure rows).
         estimators: label → what results.json says of each estimator (method, training summary, metrics); the
             first label is the primary result.
         provenance, dataset: the ``provenance`` and ``dataset`` blocks of results.json.
@@ -65,6 +66,7 @@ def write_run_report(
     informations = {label: i for g in groups for label, i in g["informations"].items()}
     profiled = {label: p for g in groups for label, p in g["profiled"].items()}
     closure = {label: rows for g in learned_groups for label, rows in g.get("closure", {}).items()}
+    kept = {label: k for g in groups for label, k in g.get("kept", {}).items()}
     truth_dict = space.as_dict(truth)
     if plots:
         directory = out / "plots"
@@ -89,6 +91,9 @@ def write_run_report(
         results["estimators"][label]["closure"] = [{**row, "theta": space.as_dict(torch.tensor(row["theta"]))}
                                                    for row in rows]
     results["fisher_information"] = {label: information_summary(info, names) for label, info in informations.items()}
+    if kept:
+        results["fisher_information_kept"] = {label: kept_summary(k["information"], k["replicas"], names)
+                                              for label, k in kept.items()}
     if profiled:
         results["profiled"] = {label: {**p["scan"].to_dict(), "nuisance_parameters": p["pulls"]}
                                for label, p in profiled.items()}

@@ -49,7 +49,9 @@ def summary_table(results: Mapping[str, Any]) -> Table:
 
 
 def fisher_table(results: Mapping[str, Any]) -> Table | None:
-    """One row per likelihood: the Cramér–Rao error √(I⁻¹) of each parameter at the truth and det I."""
+    """One row per likelihood: the Cramér–Rao error √(I⁻¹) of each parameter at the truth and det I; with a
+    held-out pool, the det I each statistic keeps there (a lower bound on what the observables carry) ± its
+    bootstrap error."""
     infos = results.get("fisher_information")
     if not infos:
         return None
@@ -58,9 +60,16 @@ def fisher_table(results: Mapping[str, Any]) -> Table | None:
     for name in results["parameters"]:
         table.add_column(f"σ({name})", no_wrap=True)
     table.add_column("det I", no_wrap=True)
+    kept = results.get("fisher_information_kept") or {}
+    if kept:
+        table.add_column("kept det I (held out)", no_wrap=True)
     for label, info in infos.items():
         errors = [info["errors"][n] for n in results["parameters"]]
-        table.add_row(label, *("∞" if e is None else f"{e:.4g}" for e in errors), f"{info['determinant']:.4g}")
+        cells = [*("∞" if e is None else f"{e:.4g}" for e in errors), f"{info['determinant']:.4g}"]
+        if kept:
+            k = kept.get(label)
+            cells.append("-" if k is None else f"{k['determinant']:.3g} ± {k.get('determinant_error', 0.0):.2g}")
+        table.add_row(label, *cells)
     return table
 
 

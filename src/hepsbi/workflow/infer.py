@@ -38,7 +38,7 @@ from hepsbi.report.run_report import write_run_report
 from hepsbi.simulators.protocol import Simulator, has_exact_likelihood, is_weighted
 from hepsbi.workflow.cache import run_stage
 from hepsbi.workflow.console import run_console, timed, use_thread_setting
-from hepsbi.workflow.inputs import inference_dataset, load_run, weighted_analysis
+from hepsbi.workflow.inputs import held_out_analysis, inference_dataset, load_run, weighted_analysis
 from hepsbi.workflow.spec import ProfileSpec, RunSpec, spec_hash
 
 __all__ = ["COMPARISONS", "infer_group", "infer_stage", "report", "report_stage", "stage_timings"]
@@ -53,8 +53,10 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
                 sally: ScoreEstimator | None, group: str, progress: bool = False) -> dict[str, Any]:
     """One group of likelihoods (``group`` = an estimator's label, or :data:`COMPARISONS`) on the run's
     dataset: ``scans`` (label → ScanResult), ``informations`` (label → (p, p) Fisher matrix), with nuisance
-    parameters ``profiled`` (label → {scan, pulls, information}), for an estimator its reweighting ``closure``
-    (label → rows, :mod:`hepsbi.inference.analysis`), and ``dataset`` (kind and size). The
+    parameters ``profiled`` (label → {scan, pulls, information}), with ``inference.held_out_events`` the
+    information each statistic keeps on a second pool (``kept``: label → {information, replicas}; SALLY's score and
+    the truth in the comparisons), for an estimator its reweighting ``closure`` (label → rows,
+    :mod:`hepsbi.inference.analysis`), and ``dataset`` (kind and size). The
     statistics are :mod:`hepsbi.inference.analysis`'s; this function only reads the spec."""
     inf = spec.inference
     comparisons = group == COMPARISONS
@@ -88,6 +90,13 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
             ratios["exact"] = exact_log_ratio(sim)(dataset.x)
         scans = scan_likelihoods(ratios, dataset, sim.space, inf.grid_points, inf.zoom)
         informations = fisher_informations(ratios, dataset, theta_true)
+    kept: dict[str, Any] = {}
+    held = held_out_analysis(spec, sim, theta_true)
+    if held is not None:
+        statistics = {"sally_score": sally.score} if comparisons and sally is not None else {}
+        kept = held.kept_information(learned, statistics, seed=inf.seed)
+        if not comparisons:
+            kept.pop("truth")
     closure: dict[str, Any] = {}
     if learned and inf.closure is not None:
         closure_at = [sim.space.point({**sim.space.as_dict(theta_true), **p}).tolist() for p in inf.closure.points] or \
@@ -101,6 +110,7 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
         "scans": scans,
         "informations": informations,
         "profiled": profiled,
+        "kept": kept,
         "closure": closure,
         "dataset": {"kind": dataset.kind, "n_events": float(dataset.weights.sum()), "n_mc": len(dataset.weights)},
     }

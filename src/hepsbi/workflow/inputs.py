@@ -139,6 +139,24 @@ def theta_sampler(spec: RunSpec, sim: Simulator) -> ThetaSampler:
     return PriorSampler(sim.space)
 
 
+#: the held-out pool of ``inference.held_out_events`` uses the simulator's seed plus this
+HELD_OUT_SEED_OFFSET = 1_000_003
+
+
+def held_out_analysis(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor) -> WeightedAnalysis | None:
+    """The spec's analysis (θ_true, luminosity, systematics) on a second pool of ``inference.held_out_events``
+    events generated with the simulator's seed + :data:`HELD_OUT_SEED_OFFSET` — events no estimator saw — or None
+    when the spec asks for none."""
+    n = spec.inference.held_out_events
+    if not n or not is_weighted(sim):
+        return None
+    held = build_simulator(spec.simulator.name, spec.simulator.options)
+    held.generate(n, seed=int(getattr(sim, "seed", 0)) + HELD_OUT_SEED_OFFSET)  # type: ignore[attr-defined]
+    inf = spec.inference
+    assert inf.luminosity is not None
+    return WeightedAnalysis(held, theta_true, inf.luminosity, None, inf.seed)
+
+
 def inference_dataset(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor) -> Dataset:
     """The dataset the run infers from: a weighted Asimov dataset (weighted simulators), else Asimov or observed."""
     inf = spec.inference

@@ -200,6 +200,9 @@ class InferenceSpec(_Strict):
                                "when the dataset keeps z; 'truth' is accepted as the old name of this key")
     systematics: list[SystematicSpec] = Field(default_factory=list, description="nuisance parameters (weighted simulators)")
     profile: ProfileSpec | None = Field(None, description="profile scans over the systematics (default on when there are any)")
+    held_out_events: int | None = Field(None, ge=100, le=10**9, description="weighted simulators: generate a second "
+                                        "pool of this many events (another seed) and measure on it the information each "
+                                        "learned likelihood and SALLY's score keep (fisher_information_kept)")
     closure: ClosureSpec | None = Field(default_factory=ClosureSpec, description="reweighting closure of the learned "
                                         "ratios; null: none")
     seed: int = Field(1, ge=0, le=MAX_SEED)
