@@ -231,3 +231,28 @@ def test_coverage_command_on_the_gaussian_toy(tmp_path):
         for level in ("68", "95"):
             assert abs(block["levels"][level]["pull"]) < 3.0, (label, block["levels"])
     assert (out / "plots" / "coverage.png").stat().st_size > 1000
+
+
+def test_training_in_rounds_focuses_theta_on_the_sensitive_region(tmp_path):
+    """training.rounds = 2: round 1 trains ALICES on the prior, its scan sets the box of round 2 (the 95 % interval
+    widened ×2 around the MLE), and the run's estimator is trained on θ drawn there."""
+    import h5py
+
+    spec = tiny_spec(tmp_path, "gaussian", {"theta": 0.3}, [{"method": "alices"}])
+    document = yaml.safe_load(spec.read_text())
+    document["training"]["rounds"] = 2
+    del document["training"]["estimators"][0]["epochs"]  # a first round as trained by default (4 epochs miss θ)
+    spec.write_text(yaml.safe_dump(document))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    focus = json.loads((out / "data" / "focus_1.json").read_text())
+    (lo, hi), mle = focus["interval_95"]["theta"], focus["mle"]["theta"]
+    assert focus["low"][0] == pytest.approx(max(-1.0, mle - 2 * (mle - lo)))
+    assert focus["high"][0] == pytest.approx(min(1.0, mle + 2 * (hi - mle)))
+    assert focus["low"][0] < 0.3 < focus["high"][0] and focus["high"][0] - focus["low"][0] < 1.5  # prior: [-1, 1]
+    with h5py.File(out / "data" / "training.h5") as f:
+        theta = f["theta"][...]
+    assert theta.min() >= focus["low"][0] and theta.max() <= focus["high"][0]
+    stages = {r["stage"] for r in json.loads((out / "provenance.json").read_text())["stages"]}
+    assert {"training_1", "focus_1", "training", "train_0"} <= stages

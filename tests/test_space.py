@@ -51,3 +51,18 @@ def test_invalid_parameters_are_errors():
 def test_dict_round_trip():
     space = make_space()
     assert ParameterSpace.from_dict(space.to_dict()) == space
+
+
+def test_box_sampler_draws_inside_its_box_and_checks_it():
+    from hepsbi.errors import ParameterError
+    from hepsbi.space import BoxSampler
+
+    space = ParameterSpace([Parameter("a", -1.0, 1.0), Parameter("b", 0.0, 5.0)])
+    theta = BoxSampler(space, (-0.2, 1.0), (0.4, 1.5))(10_000, torch.Generator().manual_seed(0))
+    assert theta.shape == (10_000, 2)
+    assert theta[:, 0].min() >= -0.2 and theta[:, 0].max() <= 0.4 and theta[:, 1].min() >= 1.0 and theta[:, 1].max() <= 1.5
+    assert abs(theta[:, 0].mean().item() - 0.1) < 0.01  # uniform
+    with pytest.raises(ParameterError, match="high must exceed"):
+        BoxSampler(space, (0.4, 1.0), (0.2, 1.5))
+    with pytest.raises(ParameterError, match="outside"):
+        BoxSampler(space, (-2.0, 1.0), (0.2, 1.5))

@@ -23,6 +23,7 @@ __all__ = [
     "PriorSampler",
     "GridSampler",
     "BenchmarkSampler",
+    "BoxSampler",
     "FixedSampler",
 ]
 
@@ -240,6 +241,25 @@ class GridSampler:
     def __call__(self, n: int, generator: torch.Generator) -> Tensor:
         nodes = self.space.mesh(self.space.grid(self.points))
         return nodes[torch.randint(len(nodes), (n,), generator=generator)]
+
+
+@dataclass(frozen=True)
+class BoxSampler:
+    """θ uniform in the box [low, high] (each (p,), inside ``space``): training focused on a region, e.g. the one a
+    first round's scan found sensitive."""
+
+    space: ParameterSpace
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        low, high = self.space.point(list(self.low), what="box low"), self.space.point(list(self.high), what="box high")
+        if not bool(torch.all(high > low)):
+            raise ParameterError(f"box: every high must exceed its low (got {list(self.low)}, {list(self.high)})")
+
+    def __call__(self, n: int, generator: torch.Generator) -> Tensor:
+        low, high = torch.tensor(self.low, dtype=torch.float64), torch.tensor(self.high, dtype=torch.float64)
+        return low + (high - low) * torch.rand(n, len(low), generator=generator, dtype=torch.float64)
 
 
 @dataclass(frozen=True)

@@ -91,18 +91,30 @@ def merge(document: dict[str, Any], run_dir: str, chunks: list[str], key: str) -
     return str(run_stage(run_dir, "merge", key, work, {"chunks": len(chunks)}, [Path(c).name for c in chunks]))
 
 
-def training_data(document: dict[str, Any], run_dir: str, merged: str, key: str) -> str:
-    """Training data, balanced if asked; for a weighted simulator drawn from the merged pool."""
+def training_data(document: dict[str, Any], run_dir: str, merged: str, key: str, name: str = "training",
+                  focus: str | None = None, round_: int = 1) -> str:
+    """Training data, balanced if asked; for a weighted simulator drawn from the merged pool. A later round
+    (``focus``: the previous round's focus stage) draws θ uniformly in its box — from the pool (weighted), or
+    simulating the rows afresh with seed data.seed + 1000 (round − 1)."""
 
     def work(tmp: Path) -> None:
+        import json
+
         from hepsbi.data.events import Events
         from hepsbi.data.training import TrainingData
         from hepsbi.workflow.inputs import UNBALANCED, theta_sampler, trainings
 
         spec, sim, weighted = _simulator(document)
+        box = None
+        if focus is not None:
+            found = json.loads((Path(focus) / "focus.json").read_text())
+            box = (found["low"], found["high"])
         if weighted:
             sim.use_events(Events.load(Path(merged) / "events.h5"))
-            data = TrainingData.from_simulator(sim, spec.data.n_samples, theta_sampler(spec, sim), seed=spec.data.seed)
+            data = TrainingData.from_simulator(sim, spec.data.n_samples, theta_sampler(spec, sim, box), seed=spec.data.seed)
+        elif box is not None:
+            data = TrainingData.from_simulator(sim, spec.data.n_samples, theta_sampler(spec, sim, box),
+                                               seed=spec.data.seed + 1000 * (round_ - 1))
         else:
             data = TrainingData.load(Path(merged) / "training.h5")
         if spec.data.balance is not None:
@@ -117,7 +129,33 @@ def training_data(document: dict[str, Any], run_dir: str, merged: str, key: str)
                 local = local.balanced(spec.data.balance, spec.data.balance_bins)
             local.save(tmp / "local.h5")
 
-    return str(run_stage(run_dir, "training", key, work, {}, [Path(merged).name]))
+    inputs = [Path(merged).name] + ([Path(focus).name] if focus else [])
+    return str(run_stage(run_dir, name, key, work, {"round": round_} if focus else {}, inputs))
+
+
+def focus(document: dict[str, Any], run_dir: str, merged: str, data_dir: str, round_: int, key: str,
+          progress: bool) -> str:
+    """Training round ``round_`` of the first estimator on its data, scanned on the run's dataset: ``focus.json``
+    holds the θ box of the next round (:func:`hepsbi.workflow.infer.focus_box`)."""
+
+    def work(tmp: Path) -> None:
+        from hepsbi.data.events import Events
+        from hepsbi.data.training import TrainingData
+        from hepsbi.estimators.registry import build_estimator
+        from hepsbi.files import write_json
+        from hepsbi.workflow.infer import focus_box
+        from hepsbi.workflow.inputs import prepare, trainings
+
+        spec = _spec(document)
+        sim, theta_true = prepare(spec)
+        if (Path(merged) / "events.h5").is_file():
+            sim.use_events(Events.load(Path(merged) / "events.h5"))  # type: ignore[attr-defined]
+        t = trainings(spec)[0]
+        estimator = build_estimator(t.method, **(t.options | {"progress": progress}))
+        estimator.fit(TrainingData.load(Path(data_dir) / t.data))
+        write_json(tmp / "focus.json", focus_box(spec, sim, theta_true, estimator, t.label) | {"round": round_})
+
+    return str(run_stage(run_dir, f"focus_{round_}", key, work, {"round": round_}, [Path(data_dir).name]))
 
 
 def train(document: dict[str, Any], run_dir: str, data_dir: str, stage: str, key: str, progress: bool,
@@ -156,13 +194,19 @@ def report(document: dict[str, Any], run_dir: str, merged: str, estimators: dict
 
 
 # -- the graph -----------------------------------------------------------------------------------------------
+#: the roles of the graph whose tasks form a list (the others: one task, or label → members)
+LISTS = ("infer", "rounds", "focus")
+
+
 class StageOutputs(dict):
-    """Stage directories by role: ``chunks``, ``merged``, ``training``, ``estimators`` (label → member dirs),
-    ``sally``, ``infer`` (one per estimator, then the comparisons), ``report``."""
+    """Stage directories by role: ``chunks``, ``merged``, ``rounds`` and ``focus`` (the earlier training rounds'
+    data and the boxes they found), ``training``, ``estimators`` (label → member dirs), ``sally``, ``infer`` (one
+    per estimator, then the comparisons), ``report``."""
 
     def directories(self) -> list[str]:
         """The names of every stage directory of this run."""
-        paths = [*self["chunks"], self["merged"], self["training"], *(d for dirs in self["estimators"].values() for d in dirs),
+        paths = [*self["chunks"], self["merged"], *self.get("rounds", []), *self.get("focus", []), self["training"],
+                 *(d for dirs in self["estimators"].values() for d in dirs),
                  self.get("sally"), *self.get("infer", []), self.get("report")]
         return sorted(Path(p).name for p in paths if p)
 
@@ -189,9 +233,25 @@ def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
     merged = delayed(merge, pure=False)(document, run_dir, chunk_tasks, merge_key)
     planned = trainings(spec)
     unbalanced = any(t.data == UNBALANCED for t in planned)
-    data_key = stage_key("training", {"data": document["data"], "sally": document["training"]["sally"],
-                                      "unbalanced": unbalanced}, [merge_key])
-    data = delayed(training_data, pure=False)(document, run_dir, merged, data_key)
+    data_config = {"data": document["data"], "sally": document["training"]["sally"], "unbalanced": unbalanced}
+    rounds = spec.training.rounds
+    focus_tasks, earlier_data, focus_key, focused = [], [], "", None
+    for r in range(1, rounds + 1):
+        last = r == rounds
+        if rounds == 1:  # (the key of a run without rounds is what it always was)
+            data_key = stage_key("training", data_config, [merge_key])
+        else:
+            data_key = stage_key("training", data_config | {"round": r}, [merge_key, *([focus_key] if r > 1 else [])])
+        data = delayed(training_data, pure=False)(document, run_dir, merged, data_key,
+                                                  "training" if last else f"training_{r}", focused, r)
+        if not last:
+            earlier_data.append(data)
+            first = planned[0]
+            focus_key = stage_key("focus", {"method": first.method, "options": first.options, "round": r,
+                                            "width": spec.training.focus_width, "inference": document["inference"]},
+                                  [data_key])
+            focused = delayed(focus, pure=False)(document, run_dir, merged, data, r, focus_key, progress)
+            focus_tasks.append(focused)
     estimators, estimator_keys = {}, []
     sally, sally_key = None, None
     for t in planned:
@@ -217,8 +277,8 @@ def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
     report_key = stage_key("report", inference | {"report": document["report"]},
                            [merge_key, *member_keys, *([sally_key] if sally_key else []), *group_keys])
     reported = delayed(report, pure=False)(document, run_dir, merged, estimators, sally, groups, report_key, progress)
-    return {"chunks": chunk_tasks, "merged": merged, "training": data, "estimators": estimators, "sally": sally,
-            "infer": groups, "report": reported}
+    return {"chunks": chunk_tasks, "merged": merged, "rounds": earlier_data, "focus": focus_tasks, "training": data,
+            "estimators": estimators, "sally": sally, "infer": groups, "report": reported}
 
 
 def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = True, infer: bool = True) -> StageOutputs:
@@ -233,7 +293,9 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
     run_dir = str(Path(run_dir).resolve())
     graph = _graph(spec, run_dir, build_simulator(spec.simulator.name, spec.simulator.options), progress)
     # every task in one flat list (chunks first), so progress can count them as they finish
-    roles: list[tuple[str, Any]] = [("merged", None), ("training", None)]
+    roles: list[tuple[str, Any]] = [("merged", None)]
+    roles += [(role, r) for r in range(len(graph["focus"])) for role in ("rounds", "focus")]
+    roles += [("training", None)]
     roles += [("estimators", (label, m)) for label, members in graph["estimators"].items() for m in range(len(members))]
     roles += [("sally", None)] if graph["sally"] is not None else []
     roles += [("infer", g) for g in range(len(graph["infer"]))] + [("report", None)] if infer else []
@@ -241,7 +303,7 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
     def task(role: str, where: Any) -> Any:
         if where is None:
             return graph[role]
-        return graph[role][where] if role == "infer" else graph[role][where[0]][where[1]]
+        return graph[role][where] if role in LISTS else graph[role][where[0]][where[1]]
 
     tasks = list(graph["chunks"]) + [task(r, k) for r, k in roles]
     with dask_client(spec) as client, Progress(
@@ -258,12 +320,12 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
                 bar.advance(task_id)
             values = client.gather(futures)
     done = dict(zip(range(len(tasks)), values))
-    out = StageOutputs(merged=None, training=None, estimators={}, sally=None, infer=[], report=None,
-                       chunks=[done[i] for i in range(len(graph["chunks"]))])
+    out = StageOutputs(merged=None, training=None, estimators={}, sally=None, infer=[], report=None, rounds=[],
+                       focus=[], chunks=[done[i] for i in range(len(graph["chunks"]))])
     for i, (role, where) in enumerate(roles, start=len(graph["chunks"])):
         if where is None:
             out[role] = done[i]
-        elif role == "infer":
+        elif role in LISTS:
             out[role].append(done[i])
         else:
             out[role].setdefault(where[0], []).append(done[i])  # an estimator's ensemble members, in order
@@ -298,6 +360,8 @@ def _publish(run_dir: Path, out: StageOutputs) -> dict[str, str]:
         published[relative.as_posix()] = digests(stage)[str(name)]  # hashed when the stage was sealed
 
     copy(Path(out["training"]), Path("training.h5"), Path("data", "training.h5"))
+    for r, directory in enumerate(out.get("focus", []), start=1):  # the boxes of the training rounds
+        copy(Path(directory), Path("focus.json"), Path("data", f"focus_{r}.json"))
     merged = Path(out["merged"])
     if (merged / "events.h5").is_file():
         copy(merged, Path("events.h5"), Path("data", "events.h5"))

@@ -41,7 +41,7 @@ from hepsbi.workflow.console import run_console, timed, use_thread_setting
 from hepsbi.workflow.inputs import held_out_analysis, inference_dataset, load_run, weighted_analysis
 from hepsbi.workflow.spec import ProfileSpec, RunSpec, spec_hash
 
-__all__ = ["COMPARISONS", "infer_group", "infer_stage", "report", "report_stage", "stage_timings"]
+__all__ = ["COMPARISONS", "focus_box", "infer_group", "infer_stage", "report", "report_stage", "stage_timings"]
 
 #: the group of likelihoods that are not learned (exact, truth, histogram, SALLY, rate); a reserved label
 COMPARISONS = "comparisons"
@@ -114,6 +114,34 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
         "closure": closure,
         "dataset": {"kind": dataset.kind, "n_events": float(dataset.weights.sum()), "n_mc": len(dataset.weights)},
     }
+
+
+# -- training rounds ---------------------------------------------------------------------------------------------
+def focus_box(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimator: Any, label: str) -> dict[str, Any]:
+    """The θ box of the next training round (``training.rounds``): the scan of ``estimator`` on the run's dataset,
+    and per parameter [m − w (m − lo), m + w (hi − m)] with m its MLE, [lo, hi] its 95 % interval and
+    w = ``training.focus_width``, within the prior (a box at least 1 % of the prior wide)."""
+    inf = spec.inference
+    learned = {label: estimator.log_ratio_of_theta}
+    if is_weighted(sim):
+        scan = weighted_analysis(spec, sim, theta_true).scans(learned, inf.grid_points, inf.zoom)[label]
+    else:
+        dataset = inference_dataset(spec, sim, theta_true)
+        scan = scan_likelihoods({label: estimator.log_ratio_of_theta(dataset.x)}, dataset, sim.space,
+                                inf.grid_points, inf.zoom)[label]
+    width = spec.training.focus_width
+    low, high = [], []
+    for p in sim.space.parameters:
+        lo, hi = scan.intervals[p.name]["95"]
+        mle = scan.mle[p.name]
+        a, b = max(p.low, mle - width * (mle - lo)), min(p.high, mle + width * (hi - mle))
+        floor = 0.01 * (p.high - p.low)
+        if b - a < floor:  # a degenerate interval (a scan that found no constraint on the grid)
+            a, b = max(p.low, mle - floor), min(p.high, mle + floor)
+        low.append(float(a))
+        high.append(float(b))
+    return {"estimator": label, "mle": scan.mle, "interval_95": {n: scan.intervals[n]["95"] for n in scan.names},
+            "focus_width": width, "low": low, "high": high}
 
 
 # -- the report ------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from hepsbi.inference.datasets import Dataset, asimov_dataset, observed_dataset,
 from hepsbi.inference.nuisance import NormSys
 from hepsbi.simulators.protocol import Simulator, has_quadratic_morphing, is_weighted
 from hepsbi.simulators.registry import build_simulator
-from hepsbi.space import BenchmarkSampler, GridSampler, PriorSampler, ThetaSampler
+from hepsbi.space import BenchmarkSampler, BoxSampler, GridSampler, PriorSampler, ThetaSampler
 from hepsbi.workflow.spec import RunSpec
 
 __all__ = ["RESERVED_LABELS", "Training", "inference_dataset", "load_run", "load_stages", "prepare", "theta_sampler",
@@ -130,8 +130,11 @@ def weighted_analysis(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor) -
     return WeightedAnalysis(sim, theta_true, inf.luminosity, inf.n_mc, inf.seed, systematics)
 
 
-def theta_sampler(spec: RunSpec, sim: Simulator) -> ThetaSampler:
-    """The spec's θ sampler for training data (``data.theta_sampler``)."""
+def theta_sampler(spec: RunSpec, sim: Simulator, box: tuple[list[float], list[float]] | None = None) -> ThetaSampler:
+    """The spec's θ sampler for training data (``data.theta_sampler``), or uniform in ``box`` (low, high) — a
+    later training round's focus (``training.rounds``)."""
+    if box is not None:
+        return BoxSampler(sim.space, tuple(box[0]), tuple(box[1]))
     if spec.data.theta_sampler == "grid":
         return GridSampler(sim.space, spec.data.grid_points)
     if spec.data.theta_sampler == "benchmarks":

@@ -113,6 +113,11 @@ class TrainingSpec(_Strict):
 
     estimators: list[EstimatorSpec] = Field(default_factory=lambda: [EstimatorSpec()], min_length=1)
     sally: SallySpec | None = None
+    rounds: int = Field(1, ge=1, le=5, description="training rounds: round r + 1 draws θ uniformly in the box around "
+                        "round r's scan of the first estimator (its 95% interval widened by focus_width, within the "
+                        "prior); the estimators are trained on the last round's data")
+    focus_width: float = Field(2.0, ge=1.0, le=100.0, description="rounds: the box spans this many times the 95% "
+                               "interval, on each side of the MLE")
 
 
 class HistogramSpec(_Strict):
