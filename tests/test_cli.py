@@ -101,6 +101,11 @@ def test_run_end_to_end(tmp_path, simulator, truth, estimators):
         label = e.get("label", e["method"])
         if e.get("ensemble", 1) > 1:
             assert results["estimators"][label]["ensemble"] == e["ensemble"]
+            # each member's Fisher information at the truth: members trained with other seeds differ
+            block = results["estimators"][label]["members"]
+            assert len(block["fisher_information"]) == e["ensemble"]
+            assert all(0 < v < 1 for v in block["fisher_errors_spread"].values())
+            assert len({m["determinant"] for m in block["fisher_information"]}) == e["ensemble"]
             assert all((out / "models" / label / f"member{m}" / "weights.pt").is_file() for m in range(1, e["ensemble"]))
     assert (out / "data" / "training.h5").is_file()
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -48,8 +49,8 @@ def write_run_report(
         space, truth: the parameter space and θ_true (p,).
         groups: the learned likelihoods' groups first (in estimator order), the comparisons last; each a mapping
             with ``scans`` (label → ScanResult), ``informations`` (label → (p, p)), ``profiled`` (label →
-            {scan, pulls, information}) and optionally ``kept`` (label → {information, replicas}) and ``closure``
-            (label → reweighting-closure rows).
+            {scan, pulls, information}) and optionally ``kept`` (label → {information, replicas}), ``members``
+            (ensemble label → each member's (p, p) information) and ``closure`` (label → reweighting-closure rows).
         estimators: label → what results.json says of each estimator (method, training summary, metrics); the
             first label is the primary result.
         provenance, dataset: the ``provenance`` and ``dataset`` blocks of results.json.
@@ -67,6 +68,7 @@ def write_run_report(
     profiled = {label: p for g in groups for label, p in g["profiled"].items()}
     closure = {label: rows for g in learned_groups for label, rows in g.get("closure", {}).items()}
     kept = {label: k for g in groups for label, k in g.get("kept", {}).items()}
+    members = {label: m for g in learned_groups for label, m in g.get("members", {}).items()}
     truth_dict = space.as_dict(truth)
     if plots:
         directory = out / "plots"
@@ -87,6 +89,13 @@ def write_run_report(
     primary = next(iter(estimators))
     results = build_results(primary, scans, truth_dict, provenance, estimators, comparisons, dataset)
     names = list(space.names)
+    for label, infos in members.items():
+        summaries = [information_summary(info, names) for info in infos]
+        errors = {n: [s["errors"][n] for s in summaries] for n in names}  # type: ignore[index]
+        results["estimators"][label]["members"] = {
+            "fisher_information": summaries,
+            "fisher_errors_spread": {n: float(np.std(v)) if None not in v else None for n, v in errors.items()},
+        }
     for label, rows in closure.items():
         results["estimators"][label]["closure"] = [{**row, "theta": space.as_dict(torch.tensor(row["theta"]))}
                                                    for row in rows]

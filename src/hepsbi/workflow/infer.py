@@ -55,7 +55,8 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
     dataset: ``scans`` (label → ScanResult), ``informations`` (label → (p, p) Fisher matrix), with nuisance
     parameters ``profiled`` (label → {scan, pulls, information}), with ``inference.held_out_events`` the
     information each statistic keeps on a second pool (``kept``: label → {information, replicas}; SALLY's score and
-    the truth in the comparisons), for an estimator its reweighting ``closure`` (label → rows,
+    the truth in the comparisons), for an ensemble each member's Fisher information (``members``: label → list of
+    (p, p)), for an estimator its reweighting ``closure`` (label → rows,
     :mod:`hepsbi.inference.analysis`), and ``dataset`` (kind and size). The
     statistics are :mod:`hepsbi.inference.analysis`'s; this function only reads the spec."""
     inf = spec.inference
@@ -90,6 +91,15 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
             ratios["exact"] = exact_log_ratio(sim)(dataset.x)
         scans = scan_likelihoods(ratios, dataset, sim.space, inf.grid_points, inf.zoom)
         informations = fisher_informations(ratios, dataset, theta_true)
+    members: dict[str, list[Any]] = {}
+    ensemble = None if comparisons else estimators[group]
+    if isinstance(ensemble, RatioEnsemble) and len(ensemble) > 1:  # how far its members agree where it matters
+        ratios = {f"member{m}": e.log_ratio_of_theta for m, e in enumerate(ensemble.members)}
+        if is_weighted(sim):
+            per_member = analysis.fisher_information(ratios)
+        else:
+            per_member = fisher_informations({k: fn(dataset.x) for k, fn in ratios.items()}, dataset, theta_true)
+        members[group] = [per_member[k] for k in ratios]
     kept: dict[str, Any] = {}
     held = held_out_analysis(spec, sim, theta_true)
     if held is not None:
@@ -111,6 +121,7 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
         "informations": informations,
         "profiled": profiled,
         "kept": kept,
+        "members": members,
         "closure": closure,
         "dataset": {"kind": dataset.kind, "n_events": float(dataset.weights.sum()), "n_mc": len(dataset.weights)},
     }
