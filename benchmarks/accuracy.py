@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from _table import report  # noqa: E402
 
 from hepsbi import RatioEstimator, TrainingData  # noqa: E402
-from hepsbi.estimators import RATIO_METHODS  # noqa: E402
+from hepsbi.estimators.losses import RATIO_LOSSES  # noqa: E402
 from hepsbi.inference import log_ratio_mse  # noqa: E402
 from hepsbi.simulators import GaltonBoard, GaussianLatent  # noqa: E402
 
@@ -29,7 +29,7 @@ TOYS = {"galton": GaltonBoard, "gaussian": GaussianLatent}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--toy", choices=sorted(TOYS), default="galton")
-    parser.add_argument("--methods", nargs="+", default=list(RATIO_METHODS), choices=list(RATIO_METHODS))
+    parser.add_argument("--methods", nargs="+", default=list(RATIO_LOSSES), choices=list(RATIO_LOSSES))
     parser.add_argument("--sizes", nargs="+", type=int, default=[1_000, 10_000, 100_000])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)

@@ -27,10 +27,10 @@ def _problem(n: int = 400, noise: float = 0.1):
 
 
 def test_cosine_runs_the_planned_steps_decays_the_rate_and_keeps_the_last_weights():
-    model, loss, tensors = _problem()
-    config = TrainingConfig(min_steps=300, batch_size=32, learning_rate=0.05, progress=False)
+    model, loss, tensors = _problem(n=4000)
+    config = TrainingConfig(min_steps=300, batch_size=256, learning_rate=0.05, progress=False)
     history = train(model, loss, tensors, config)
-    steps_per_epoch = math.ceil(320 / 32)
+    steps_per_epoch = math.ceil(3200 / 256)
     assert len(history.train_loss) == max(50, math.ceil(300 / steps_per_epoch))  # min_steps not binding here
     assert history.best_epoch == len(history.train_loss) and not history.stopped_early
     rates = history.learning_rate
@@ -67,3 +67,34 @@ def test_plateau_stops_early_and_restores_the_best_epoch():
 def test_bad_options_are_named(key, value):
     with pytest.raises(EstimatorError, match=key):
         TrainingConfig(**{key: value})
+
+
+def test_cosine_restores_the_lowest_validation_epoch_when_the_model_overfits():
+    """Pure noise and a wide network: the validation loss ends far above its minimum, so the weights of the
+    minimum come back; with a tolerance above that rise the last weights stay."""
+    from hepsbi.estimators.networks import MLP
+
+    gen = torch.Generator().manual_seed(1)
+    tensors = {"x": torch.rand(50, 1, generator=gen), "y": torch.randn(50, generator=gen)}
+    perm = torch.randperm(50, generator=torch.Generator().manual_seed(0))[:10]
+
+    def run(tolerance):
+        torch.manual_seed(0)
+        model = MLP(1, 1, (64, 64))
+
+        def loss(batch, training):
+            return ((model(batch["x"])[:, 0] - batch["y"]) ** 2).mean(), {}
+
+        config = TrainingConfig(min_steps=3000, batch_size=40, learning_rate=1e-2, overfit_tolerance=tolerance,
+                                progress=False)
+        history = train(model, loss, tensors, config)
+        with torch.no_grad():
+            val = loss({k: v[perm] for k, v in tensors.items()}, False)[0].item()
+        return history, val
+
+    history, val = run(0.01)
+    rise = history.val_loss[-1] / min(history.val_loss) - 1
+    assert rise > 0.01 and history.best_epoch < len(history.train_loss)
+    assert val == pytest.approx(min(history.val_loss), rel=1e-5) == history.val_loss[history.best_epoch - 1]
+    history, val = run(rise * 2)
+    assert history.best_epoch == len(history.train_loss) and val == pytest.approx(history.val_loss[-1], rel=1e-5)
