@@ -94,12 +94,13 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
     members: dict[str, list[Any]] = {}
     ensemble = None if comparisons else estimators[group]
     if isinstance(ensemble, RatioEnsemble) and len(ensemble) > 1:  # how far its members agree where it matters
-        ratios = {f"member{m}": e.log_ratio_of_theta for m, e in enumerate(ensemble.members)}
+        member_ratios = {f"member{m}": e.log_ratio_of_theta for m, e in enumerate(ensemble.members)}
         if is_weighted(sim):
-            per_member = analysis.fisher_information(ratios)
+            per_member = analysis.fisher_information(member_ratios)
         else:
-            per_member = fisher_informations({k: fn(dataset.x) for k, fn in ratios.items()}, dataset, theta_true)
-        members[group] = [per_member[k] for k in ratios]
+            per_member = fisher_informations({k: fn(dataset.x) for k, fn in member_ratios.items()}, dataset,
+                                             theta_true)
+        members[group] = [per_member[k] for k in member_ratios]
     kept: dict[str, Any] = {}
     held = held_out_analysis(spec, sim, theta_true)
     if held is not None:
