@@ -439,7 +439,7 @@ class WeightedAnalysis:
         assert z is not None
         names = list(self.sim.observable_names)
         out: dict[str, list[dict[str, Any]]] = {label: [] for label in ratios}
-        of_events = {label: fn(x) for label, fn in ratios.items()}
+        of_events = {label: self.normalised(fn) for label, fn in ratios.items()}  # ratios of densities
         for point in points:
             theta = self.space.point(list(point), what="closure point")
             w_true = w_ref * self.sim.weight_ratio(z, theta)
@@ -447,8 +447,7 @@ class WeightedAnalysis:
                 with torch.no_grad():
                     log_r = torch.as_tensor(fn(theta), dtype=torch.float64)
                 histograms = reweighting_closure(x, w_ref, log_r, x, w_true, names, bins, paired=True)
-                normalised = log_r - torch.log((w_ref * torch.exp(log_r)).sum() / w_ref.sum())  # ratio of densities
-                out[label].append(_closure_row(theta, histograms, reliability_curve(normalised, w_true, normalised, w_ref)))
+                out[label].append(_closure_row(theta, histograms, reliability_curve(log_r, w_true, log_r, w_ref)))
         return out
 
     # -- pseudo-experiments --------------------------------------------------------------------------------------
