@@ -24,7 +24,7 @@ def small_dy_spec(tmp_path: Path, chunks: int) -> Path:
     spec["simulator"]["options"].update(n_events=chunks * 1500, n_slices=2)
     spec["data"]["n_samples"] = 2000
     spec["training"] = {"estimators": [{"method": "alices", "epochs": 2}]}
-    spec["inference"].update(n_mc=1000, grid_points=7, zoom=0, systematics=[], profile=None)
+    spec["inference"].update(n_mc=1000, grid_points=7, zoom=0, systematics=[], profile=None, held_out_events=3000)
     spec["execution"] = {"chunks": chunks}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
