@@ -75,12 +75,12 @@ def test_killed_run_resumes_to_byte_identical_results(tmp_path):
     result = CliRunner().invoke(app, ["run", str(spec), "--out", str(killed), "--quiet"])
     assert result.exit_code == 0, result.output
     provenance = json.loads((killed / "provenance.json").read_text())
-    assert all(r["state"] == "done" for r in provenance["stages"]) and len(provenance["stages"]) == 8 + 6, \
+    assert all(r["state"] == "done" for r in provenance["stages"]) and len(provenance["stages"]) == 8 + 7, \
         [(r["stage"], r["state"]) for r in provenance["stages"]]
     assert CliRunner().invoke(app, ["run", str(spec), "--out", str(fresh), "--quiet"]).exit_code == 0
     assert outputs(killed) == outputs(fresh)
     status = CliRunner().invoke(app, ["status", str(killed)])
-    assert status.exit_code == 0 and "14/14 stages done" in status.output
+    assert status.exit_code == 0 and "15/15 stages done" in status.output
 
 
 def test_corrupted_chunk_is_detected_and_recomputed(tmp_path):
@@ -100,7 +100,7 @@ def test_corrupted_chunk_is_detected_and_recomputed(tmp_path):
     assert all(r["state"] == "done" for r in stage_records(run))
     # a finished run is not redone: every stage, inference included, comes from the cache
     sealed = {m: m.stat().st_mtime for m in (run / "stages").glob("*/manifest.json")}
-    assert len(sealed) == 2 + 6 and any("report-" in str(m) for m in sealed)
+    assert len(sealed) == 2 + 7 and any("report-" in str(m) for m in sealed)
     assert CliRunner().invoke(app, ["run", str(spec), "--out", str(run), "--quiet"]).exit_code == 0
     assert {m: m.stat().st_mtime for m in sealed} == sealed and outputs(run) == reference
 

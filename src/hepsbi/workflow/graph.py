@@ -1,5 +1,6 @@
 r"""The run's stages as a Dask task graph: simulate(chunk) → merge → training data → train (each estimator and
-ensemble member) → infer (evaluate, infer, report).
+ensemble member) → infer (evaluate, infer, report); a held-out pool (``inference.held_out_events``) is its own
+stage, made once and read by every inference group.
 
 Each task is a plain function of the spec (as a dict), the run directory and its inputs' stage directories;
 it runs through :func:`hepsbi.workflow.cache.run_stage`, so a finished stage is reused and a rerun resumes.
@@ -69,6 +70,21 @@ def simulate_chunk(document: dict[str, Any], run_dir: str, k: int, size: int, ke
             data.save(tmp / "training.h5")
 
     return str(run_stage(run_dir, f"simulate_{k:04d}", key, work, {"chunk": k, "size": size}))
+
+
+def held_out(document: dict[str, Any], run_dir: str, key: str) -> str:
+    """The held-out pool of ``inference.held_out_events`` (:func:`hepsbi.workflow.inputs.held_out_events`), made
+    once for every inference group."""
+
+    def work(tmp: Path) -> None:
+        from hepsbi.workflow.inputs import held_out_events
+
+        spec, sim, _ = _simulator(document)
+        events = held_out_events(spec, sim)
+        assert events is not None  # (the graph asks for this stage only then)
+        events.save(tmp / "events.h5")
+
+    return str(run_stage(run_dir, "held_out", key, work, {"events": _spec(document).inference.held_out_events}))
 
 
 def merge(document: dict[str, Any], run_dir: str, chunks: list[str], key: str) -> str:
@@ -177,12 +193,12 @@ def train(document: dict[str, Any], run_dir: str, data_dir: str, stage: str, key
 
 
 def infer(document: dict[str, Any], run_dir: str, merged: str, estimators: dict[str, list[str]], sally: str | None,
-          group: str, name: str, key: str, progress: bool) -> str:
-    """One group of likelihoods (an estimator, or the comparisons) scanned, profiled and its Fisher information,
-    see :mod:`hepsbi.workflow.infer`."""
+          group: str, name: str, key: str, progress: bool, held: str | None = None) -> str:
+    """One group of likelihoods (an estimator, or the comparisons) scanned, profiled, its Fisher information and
+    (``held``: the held-out pool's stage) the information it keeps, see :mod:`hepsbi.workflow.infer`."""
     from hepsbi.workflow.infer import infer_stage
 
-    return str(infer_stage(_spec(document), run_dir, merged, estimators, sally, group, name, key, progress))
+    return str(infer_stage(_spec(document), run_dir, merged, estimators, sally, group, name, key, progress, held))
 
 
 def report(document: dict[str, Any], run_dir: str, merged: str, estimators: dict[str, list[str]], sally: str | None,
@@ -200,14 +216,14 @@ LISTS = ("infer", "rounds", "focus")
 
 class StageOutputs(dict):
     """Stage directories by role: ``chunks``, ``merged``, ``rounds`` and ``focus`` (the earlier training rounds'
-    data and the boxes they found), ``training``, ``estimators`` (label → member dirs), ``sally``, ``infer`` (one
-    per estimator, then the comparisons), ``report``."""
+    data and the boxes they found), ``training``, ``estimators`` (label → member dirs), ``sally``, ``held_out`` (the
+    second pool, where the spec asks for one), ``infer`` (one per estimator, then the comparisons), ``report``."""
 
     def directories(self) -> list[str]:
         """The names of every stage directory of this run."""
         paths = [*self["chunks"], self["merged"], *self.get("rounds", []), *self.get("focus", []), self["training"],
                  *(d for dirs in self["estimators"].values() for d in dirs),
-                 self.get("sally"), *self.get("infer", []), self.get("report")]
+                 self.get("sally"), self.get("held_out"), *self.get("infer", []), self.get("report")]
         return sorted(Path(p).name for p in paths if p)
 
 
@@ -266,19 +282,25 @@ def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
         estimators[t.label] = tasks
     member_keys = [key for keys in estimator_keys for key in keys]
     inference = {k: document[k] for k in ("name", "inference")}
+    held, held_keys = None, []
+    if weighted and spec.inference.held_out_events:
+        held_keys = [stage_key("held_out", {"simulator": document["simulator"],
+                                            "events": spec.inference.held_out_events})]
+        held = delayed(held_out, pure=False)(document, run_dir, held_keys[0])
     groups, group_keys = [], []
     for i, (label, members) in enumerate(estimators.items()):
-        group_keys.append(stage_key("infer", inference | {"group": i}, [merge_key, *estimator_keys[i]]))
+        group_keys.append(stage_key("infer", inference | {"group": i}, [merge_key, *estimator_keys[i], *held_keys]))
         groups.append(delayed(infer, pure=False)(document, run_dir, merged, {label: members}, None, label, f"infer_{i}",
-                                                 group_keys[-1], progress))
-    group_keys.append(stage_key("infer", inference | {"group": "comparisons"}, [merge_key, *([sally_key] if sally_key else [])]))
+                                                 group_keys[-1], progress, held))
+    group_keys.append(stage_key("infer", inference | {"group": "comparisons"},
+                                [merge_key, *([sally_key] if sally_key else []), *held_keys]))
     groups.append(delayed(infer, pure=False)(document, run_dir, merged, {}, sally, "comparisons", "infer_comparisons",
-                                             group_keys[-1], progress))
+                                             group_keys[-1], progress, held))
     report_key = stage_key("report", inference | {"report": document["report"]},
                            [merge_key, *member_keys, *([sally_key] if sally_key else []), *group_keys])
     reported = delayed(report, pure=False)(document, run_dir, merged, estimators, sally, groups, report_key, progress)
     return {"chunks": chunk_tasks, "merged": merged, "rounds": earlier_data, "focus": focus_tasks, "training": data,
-            "estimators": estimators, "sally": sally, "infer": groups, "report": reported}
+            "estimators": estimators, "sally": sally, "held_out": held, "infer": groups, "report": reported}
 
 
 def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = True, infer: bool = True) -> StageOutputs:
@@ -298,6 +320,7 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
     roles += [("training", None)]
     roles += [("estimators", (label, m)) for label, members in graph["estimators"].items() for m in range(len(members))]
     roles += [("sally", None)] if graph["sally"] is not None else []
+    roles += [("held_out", None)] if graph["held_out"] is not None and infer else []
     roles += [("infer", g) for g in range(len(graph["infer"]))] + [("report", None)] if infer else []
 
     def task(role: str, where: Any) -> Any:
@@ -320,7 +343,8 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
                 bar.advance(task_id)
             values = client.gather(futures)
     done = dict(zip(range(len(tasks)), values))
-    out = StageOutputs(merged=None, training=None, estimators={}, sally=None, infer=[], report=None, rounds=[],
+    out = StageOutputs(merged=None, training=None, estimators={}, sally=None, held_out=None, infer=[], report=None,
+                       rounds=[],
                        focus=[], chunks=[done[i] for i in range(len(graph["chunks"]))])
     for i, (role, where) in enumerate(roles, start=len(graph["chunks"])):
         if where is None:

@@ -22,10 +22,12 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from hepsbi.data.events import Events
 from hepsbi.estimators.ensemble import RatioEnsemble
 from hepsbi.estimators.score import ScoreEstimator
 from hepsbi.files import write_json
 from hepsbi.inference.analysis import (
+    WeightedAnalysis,
     closure_points,
     fisher_informations,
     profile_scans,
@@ -50,11 +52,12 @@ _OUTPUT = "inference.pkl"
 
 # -- the likelihoods of one group ----------------------------------------------------------------------------
 def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimators: dict[str, Any],
-                sally: ScoreEstimator | None, group: str, progress: bool = False) -> dict[str, Any]:
+                sally: ScoreEstimator | None, group: str, progress: bool = False,
+                held: WeightedAnalysis | None = None) -> dict[str, Any]:
     """One group of likelihoods (``group`` = an estimator's label, or :data:`COMPARISONS`) on the run's
     dataset: ``scans`` (label → ScanResult), ``informations`` (label → (p, p) Fisher matrix), with nuisance
-    parameters ``profiled`` (label → {scan, pulls, information}), with ``inference.held_out_events`` the
-    information each statistic keeps on a second pool (``kept``: label → {information, replicas}; SALLY's score and
+    parameters ``profiled`` (label → {scan, pulls, information}), with a ``held`` analysis of a second pool
+    (:func:`~hepsbi.workflow.inputs.held_out_analysis`) the information each statistic keeps there (``kept``: label → {information, replicas}; SALLY's score and
     the truth in the comparisons), for an ensemble each member's Fisher information (``members``: label → list of
     (p, p)), for an estimator its reweighting ``closure`` (label → rows,
     :mod:`hepsbi.inference.analysis`), and ``dataset`` (kind and size). The
@@ -102,7 +105,6 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
                                              theta_true)
         members[group] = [per_member[k] for k in member_ratios]
     kept: dict[str, Any] = {}
-    held = held_out_analysis(spec, sim, theta_true)
     if held is not None:
         statistics = {"sally_score": sally.score} if comparisons and sally is not None else {}
         kept = held.kept_information(learned, statistics, seed=inf.seed)
@@ -205,30 +207,33 @@ def report(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, pool: Any, e
 
 
 # -- the cached stages -------------------------------------------------------------------------------------------
-def _input_names(merged: str, estimators: dict[str, list[str]], sally: str | None) -> list[str]:
-    """The input stage directories' names, for the manifest: merged pool, estimator members, SALLY."""
+def _input_names(merged: str, estimators: dict[str, list[str]], sally: str | None, held: str | None = None
+                 ) -> list[str]:
+    """The input stage directories' names, for the manifest: merged pool, estimator members, SALLY, held-out pool."""
     return [Path(merged).name, *(Path(d).name for dirs in estimators.values() for d in dirs),
-            *([Path(sally).name] if sally else [])]
+            *([Path(sally).name] if sally else []), *([Path(held).name] if held else [])]
 
 
 def infer_stage(spec: RunSpec, run_dir: str | Path, merged: str, estimators: dict[str, list[str]], sally: str | None,
-                group: str, name: str, key: str, progress: bool = True) -> Path:
+                group: str, name: str, key: str, progress: bool = True, held_out: str | None = None) -> Path:
     """The cached stage ``name`` that infers with one ``group`` of likelihoods (:func:`infer_group`) from the
-    merged stage, the group's estimator (its members' stage directories in ``estimators``) and SALLY."""
+    merged stage, the group's estimator (its members' stage directories in ``estimators``), SALLY and the
+    ``held_out`` stage's pool."""
     console = run_console(progress)
 
     def work(tmp: Path) -> None:
         sim, theta_true, _, loaded, score = load_run(spec, merged, estimators, sally)
         use_thread_setting()
+        held = held_out_analysis(spec, theta_true, Events.load(Path(held_out) / "events.h5")) if held_out else None
         timings: dict[str, float] = {}
         with timed(f"infer: {group}", timings, console):
-            result = infer_group(spec, sim, theta_true, loaded, score, group, progress=not console.quiet)
+            result = infer_group(spec, sim, theta_true, loaded, score, group, progress=not console.quiet, held=held)
         result["timings"] = timings
         with open(tmp / _OUTPUT, "wb") as f:  # inside the stage directory: checksummed by its manifest
             pickle.dump(result, f, protocol=4)
 
     return run_stage(run_dir, name, key, work, {"group": group, "spec_hash": spec_hash(spec)},
-                     _input_names(merged, estimators, sally))
+                     _input_names(merged, estimators, sally, held_out))
 
 
 def report_stage(spec: RunSpec, run_dir: str | Path, merged: str, estimators: dict[str, list[str]], sally: str | None,

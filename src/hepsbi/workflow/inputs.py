@@ -146,15 +146,22 @@ def theta_sampler(spec: RunSpec, sim: Simulator, box: tuple[list[float], list[fl
 HELD_OUT_SEED_OFFSET = 1_000_003
 
 
-def held_out_analysis(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor) -> WeightedAnalysis | None:
-    """The spec's analysis (θ_true, luminosity, systematics) on a second pool of ``inference.held_out_events``
-    events generated with the simulator's seed + :data:`HELD_OUT_SEED_OFFSET` — events no estimator saw — or None
-    when the spec asks for none."""
+def held_out_events(spec: RunSpec, sim: Simulator) -> Events | None:
+    """A second pool of ``inference.held_out_events`` events generated with the simulator's seed +
+    :data:`HELD_OUT_SEED_OFFSET` — events no estimator saw — or None when the spec asks for none (or the simulator
+    is not weighted). The ``held_out`` stage makes it once per run."""
     n = spec.inference.held_out_events
     if not n or not is_weighted(sim):
         return None
     held = build_simulator(spec.simulator.name, spec.simulator.options)
-    held.generate(n, seed=int(getattr(sim, "seed", 0)) + HELD_OUT_SEED_OFFSET)  # type: ignore[attr-defined]
+    return held.generate(n, seed=int(getattr(sim, "seed", 0)) + HELD_OUT_SEED_OFFSET)  # type: ignore[attr-defined]
+
+
+def held_out_analysis(spec: RunSpec, theta_true: torch.Tensor, events: Events) -> WeightedAnalysis:
+    """The spec's analysis (θ_true, luminosity) on the held-out pool ``events`` (:func:`held_out_events`), every
+    event with its own weight."""
+    held = build_simulator(spec.simulator.name, spec.simulator.options)
+    held.use_events(events)  # type: ignore[attr-defined]
     inf = spec.inference
     assert inf.luminosity is not None
     return WeightedAnalysis(held, theta_true, inf.luminosity, None, inf.seed)
