@@ -17,9 +17,20 @@ from typing import Any
 __all__ = ["atomic_path", "inside", "write_json"]
 
 
+def _process_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: read once at import (reading it means setting it, which must not race with threads writing files)
+_UMASK = _process_umask()
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed to ``path``, on error removed.
+    """Yield a temporary path beside ``path``; on success it is renamed to ``path`` with the permissions a plain
+    ``open`` would give it (0666 less the umask: readable by the group on a shared cluster), on error removed.
 
     Example:
         >>> with atomic_path("out.h5") as tmp:  # doctest: +SKIP
@@ -34,6 +45,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp made it 0600
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -4,6 +4,7 @@ directory at once, a traceback for a full or read-only disk, a silently edited r
 import errno
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 from hepsbi.cli import app
 from hepsbi.errors import HepsbiError, SpecError
-from hepsbi.files import inside
+from hepsbi.files import atomic_path, inside, write_json
 from hepsbi.workflow.spec import parse_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -47,6 +48,19 @@ def test_paths_are_checked_to_lie_inside_the_run_directory(tmp_path):
     for parts in [("/etc/passwd",), ("..", "x"), ("models", "..", "..", "x"), ("link", "x")]:
         with pytest.raises(HepsbiError, match="outside"):
             inside(run, *parts)
+
+
+def test_atomic_files_get_the_permissions_of_a_plain_open(tmp_path):
+    """Written through a temporary file, yet readable as the umask allows (mkstemp alone would leave 0600), and an
+    error leaves neither the target nor the temporary file behind."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    written = write_json(tmp_path / "results.json", {"a": 1})
+    assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "broken.json") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.txt", "results.json"]
 
 
 def test_publishing_refuses_a_label_that_leaves_the_run_directory(tmp_path):
