@@ -42,6 +42,7 @@ _COMMON = ("_version.py", "errors.py", "files.py", "space.py", "simulators", "ph
 STAGE_CODE: dict[str, tuple[str, ...]] = {
     "simulate": _COMMON,
     "merge": _COMMON,
+    "held_out": _COMMON,
     "training": _COMMON,
     "train": (*_COMMON, "estimators"),
     "infer": (*_COMMON, "estimators", "inference"),
