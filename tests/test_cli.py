@@ -50,6 +50,12 @@ def test_run_end_to_end(tmp_path, simulator, truth, estimators):
         assert lo95 <= lo68 <= results["mle"][name] <= hi68 <= hi95
     labels = [e.get("label", e["method"]) for e in estimators]
     assert list(results["estimators"]) == labels and results["estimator"] == labels[0]
+    # the diagnostics ran (hepsbi.report.diagnostics): what they found is listed, and printed above the tables
+    assert all(set(w) == {"code", "likelihood", "message"} for w in results["warnings"])
+    assert all(w["message"] in " ".join(result.output.split()) for w in results["warnings"])
+    for label in labels:  # the θ the estimator saw, which the extrapolation check compares the scan with
+        trained = results["estimators"][label]["training"]["theta_range"]
+        assert set(trained) == set(names) and all(lo < hi for lo, hi in trained.values())
     # the MSE in results.json is the held-out comparison with the exact likelihood, recomputed here from the saved
     # models (members averaged) on the report's test points and seed
     import torch
@@ -238,9 +244,11 @@ def test_coverage_command_on_the_gaussian_toy(tmp_path):
     assert (out / "plots" / "coverage.png").stat().st_size > 1000
 
 
+@pytest.mark.filterwarnings("ignore::hepsbi.errors.ExtrapolationWarning")
 def test_training_in_rounds_focuses_theta_on_the_sensitive_region(tmp_path):
     """training.rounds = 2: round 1 trains ALICES on the prior, its scan sets the box of round 2 (the 95 % interval
-    widened ×2 around the MLE), and the run's estimator is trained on θ drawn there."""
+    widened ×2 around the MLE), and the run's estimator is trained on θ drawn there — so its scan over the whole
+    prior extrapolates outside the box, which the run's warnings say."""
     import h5py
 
     spec = tiny_spec(tmp_path, "gaussian", {"theta": 0.3}, [{"method": "alices"}])
@@ -261,3 +269,5 @@ def test_training_in_rounds_focuses_theta_on_the_sensitive_region(tmp_path):
     assert theta.min() >= focus["low"][0] and theta.max() <= focus["high"][0]
     stages = {r["stage"] for r in json.loads((out / "provenance.json").read_text())["stages"]}
     assert {"training_1", "focus_1", "training", "train_0"} <= stages
+    found = [w for w in json.loads((out / "results.json").read_text())["warnings"] if w["code"] == "extrapolation"]
+    assert [w["likelihood"] for w in found] == ["alices"]

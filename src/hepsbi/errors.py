@@ -15,6 +15,8 @@ __all__ = [
     "EstimatorError",
     "InferenceError",
     "RunDirectoryError",
+    "HepsbiWarning",
+    "ExtrapolationWarning",
 ]
 
 
@@ -54,3 +56,11 @@ class RunDirectoryError(HepsbiError):
 
 class InferenceError(HepsbiError):
     """An inference step cannot give a trustworthy answer (e.g. an interval open at the scan edge)."""
+
+
+class HepsbiWarning(UserWarning):
+    """Base class of the warnings hepsbi gives: a result computed, but one to check before trusting it."""
+
+
+class ExtrapolationWarning(HepsbiWarning):
+    """An estimator evaluated at θ outside the range it was trained on: its answer there is an extrapolation."""

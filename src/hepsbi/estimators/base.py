@@ -17,6 +17,7 @@ steps of :meth:`~Estimator.fit`: ``check``, ``tensors``, ``prepare``, ``batch_lo
 from __future__ import annotations
 
 import os
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from hepsbi.data.training import TrainingData
-from hepsbi.errors import EstimatorError
+from hepsbi.errors import EstimatorError, ExtrapolationWarning
 from hepsbi.estimators.persistence import check_features, load_weights, read_metadata, save_estimator
 from hepsbi.estimators.training import TrainingConfig, TrainingHistory, train
 from hepsbi.space import ParameterSpace
@@ -63,6 +64,8 @@ class Estimator(ABC):
         OPTIONS: constructor arguments saved in ``estimator.json`` (enough to rebuild the network).
         model: the trained network (None before :meth:`fit` / :meth:`load`).
         space, features, history: the parameter space and observable names it was trained on; the training curve.
+        theta_range: (low, high), each (p,): the smallest and largest θ of the training data per parameter; a
+            θ-conditioned network evaluated beyond it warns (:class:`~hepsbi.errors.ExtrapolationWarning`).
     """
 
     kind: ClassVar[str]
@@ -79,6 +82,8 @@ class Estimator(ABC):
         self.space: ParameterSpace | None = None
         self.features: list[str] = []
         self.history = TrainingHistory()
+        self.theta_range: tuple[list[float], list[float]] | None = None
+        self._warned_outside = False
 
     # -- what a kind implements -------------------------------------------------------------------------------
     @abstractmethod
@@ -150,9 +155,30 @@ class Estimator(ABC):
     def _start(self, data: TrainingData) -> None:
         """Remember the space and features of ``data`` and build the network with the training seed."""
         self.space, self.features = data.space, list(data.observable_names)
+        theta = data.theta.to(torch.float64)
+        self.theta_range = (theta.min(dim=0).values.tolist(), theta.max(dim=0).values.tolist())
+        self._warned_outside = False
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
             self.model = self.network(tuple(data.x.shape[1:]), data.space)
+
+    def check_theta(self, theta: Tensor) -> None:
+        """Warn once per estimator (:class:`~hepsbi.errors.ExtrapolationWarning`, naming parameter, value and
+        range) when a θ (p,) or (m, p) lies outside :attr:`theta_range` by more than 1 % of its width: a
+        θ-conditioned network has never seen such θ."""
+        if self.theta_range is None or self._warned_outside or self.space is None:
+            return
+        values = torch.as_tensor(theta, dtype=torch.float64).detach().reshape(-1, self.space.dim)
+        low, high = (torch.tensor(v, dtype=torch.float64) for v in self.theta_range)
+        slack = 1e-2 * (high - low).clamp_min(1e-12)
+        below, above = values.min(dim=0).values < low - slack, values.max(dim=0).values > high + slack
+        if bool((below | above).any()):
+            j = int(torch.nonzero(below | above)[0, 0])
+            value = float(values[:, j].min() if below[j] else values[:, j].max())
+            self._warned_outside = True
+            warnings.warn(ExtrapolationWarning(
+                f"{getattr(self, 'method', self.kind)}: evaluated at {self.space.names[j]} = {value:.4g}, outside the range it was trained on "
+                f"[{float(low[j]):.4g}, {float(high[j]):.4g}]: the result there is an extrapolation"), stacklevel=3)
 
     def _require_model(self) -> nn.Module:
         if self.model is None or self.space is None:
@@ -170,6 +196,7 @@ class Estimator(ABC):
             "x_shape": list(self._x_shape),
             "embedding": None if self.embedding is None else type(self.embedding).__qualname__,
             "parameter_space": self.space.to_dict(),
+            "theta_range": None if self.theta_range is None else [list(v) for v in self.theta_range],
             **self.metadata(),
             "training": self.config.to_dict(),
             "history": self.history.to_dict(),
@@ -195,6 +222,9 @@ class Estimator(ABC):
         est = cls(**options, embedding=embedding, config=TrainingConfig(**meta["training"]))
         est.space = ParameterSpace.from_dict(meta["parameter_space"])
         est.features = list(meta["features"])
+        if meta.get("theta_range"):
+            low, high = meta["theta_range"]
+            est.theta_range = (list(low), list(high))
         x_shape = tuple(meta.get("x_shape") or (len(est.features),))
         est.model = est.network(x_shape, est.space)
         est.restore(meta)

@@ -157,6 +157,7 @@ class RatioEstimator(LogRatioEstimator):
         """
         model = self._model
         xt, th, as_numpy = self._inputs(x, theta)
+        self.check_theta(th)
         with torch.no_grad():
             reference = self._reference_term(x, xt)
             out = torch.cat([model.anchored(xb, tb, rb) for xb, tb, rb
@@ -185,6 +186,7 @@ class RatioEstimator(LogRatioEstimator):
             reference = torch.cat([model.reference_term(xb) for xb in xt.split(EVAL_BATCH)])
 
         def log_ratio(theta: Tensor) -> Tensor:
+            self.check_theta(theta)
             th = torch.as_tensor(theta).to(torch.float32).reshape(1, -1).expand(xt.shape[0], -1)
             return torch.cat([model.anchored(xb, tb, rb) for xb, tb, rb in
                               zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH), reference.split(EVAL_BATCH))]).to(torch.float64)
@@ -195,5 +197,6 @@ class RatioEstimator(LogRatioEstimator):
         """t̂(x | θ) = ∇_θ log r̂(x | θ, θ_ref), (n, p)."""
         model = self._model
         xt, th, as_numpy = self._inputs(x, theta)
+        self.check_theta(th)
         parts = [model.log_ratio_and_score(xb, tb, create_graph=False)[1] for xb, tb in zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH))]
         return give_back(torch.cat(parts), as_numpy)

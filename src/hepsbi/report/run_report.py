@@ -16,6 +16,7 @@ from torch import Tensor
 
 from hepsbi.estimators.training import TrainingHistory
 from hepsbi.inference.fisher import information_summary, kept_summary
+from hepsbi.report.diagnostics import diagnose
 from hepsbi.report.plots import (
     plot_closure,
     plot_information_ellipses,
@@ -58,7 +59,7 @@ def write_run_report(
         comparison: θ of each held-out event, exact log r and label → learned log r̂ (toys), for
             ``plots/log_ratio.png``.
     Returns:
-        The results document.
+        The results document, with ``warnings``: what :func:`hepsbi.report.diagnostics.diagnose` found.
     """
     out = Path(out)
     *learned_groups, others = groups
@@ -111,5 +112,6 @@ def write_run_report(
         if space.dim == 2:
             results["expected_contour_area_profiled"] = {label: p["scan"].contour_area["68"]
                                                          for label, p in profiled.items()}
+    results["warnings"] = [d.to_dict() for d in diagnose(results)]
     write_results(out / "results.json", results)
     return results

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["closure_table", "fisher_table", "summary_table", "print_summary"]
+__all__ = ["closure_table", "fisher_table", "summary_table", "print_summary", "print_warnings"]
 
 
 def _number(value: float, scale: float) -> str:
@@ -94,8 +95,20 @@ def closure_table(results: Mapping[str, Any]) -> Table | None:
     return table
 
 
+def print_warnings(results: Mapping[str, Any], console: Console) -> None:
+    """The run's ``warnings`` (:mod:`hepsbi.report.diagnostics`), one line each, in yellow."""
+    found = results.get("warnings") or []
+    if found:
+        console.print(f"[bold yellow]{len(found)} warning{'s' if len(found) > 1 else ''}[/] — check before trusting "
+                      "these numbers:")
+    for w in found:
+        console.print(f"[yellow]⚠ {escape('[' + w['code'] + ']')}[/] {escape(w['message'])}", highlight=False)
+
+
 def print_summary(results: Mapping[str, Any], console: Console | None = None) -> None:
+    """The warnings, then the results, Fisher information and closure tables."""
     console = console or Console()
+    print_warnings(results, console)
     console.print(summary_table(results))
     for table in (fisher_table(results), closure_table(results)):
         if table is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,15 @@ def focus_box(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimator
             "focus_width": width, "low": low, "high": high}
 
 
+def _trained_range(estimator: Any, names: Sequence[str]) -> dict[str, list[float]] | None:
+    """Parameter → [low, high] of the θ an estimator (an ensemble: its first member) was trained on."""
+    first = estimator.members[0] if isinstance(estimator, RatioEnsemble) else estimator
+    if first.theta_range is None:
+        return None
+    low, high = first.theta_range
+    return {n: [lo, hi] for n, lo, hi in zip(names, low, high)}
+
+
 # -- the report ------------------------------------------------------------------------------------------------
 def report(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, pool: Any, estimators: dict[str, Any],
            sally: ScoreEstimator | None, groups: list[dict[str, Any]], out: Path, timings: dict[str, float],
@@ -168,6 +178,7 @@ def report(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, pool: Any, e
         label: {"method": est.method, "training": {
             "epochs": len(est.history.train_loss),
             "best_epoch": est.history.best_epoch,
+            "theta_range": _trained_range(est, sim.space.names),
         }} for label, est in estimators.items()
     }
     for label, est in estimators.items():
