@@ -32,6 +32,14 @@ def test_non_finite_numbers_are_refused_with_their_key(document, key):
         parse_spec(document)
 
 
+@pytest.mark.parametrize("luminosity", [139000, 1e8, float("inf")])
+def test_a_luminosity_in_pb_is_refused_with_the_unit_named(luminosity):
+    """139000 (pb⁻¹ typed where fb⁻¹ is meant) was accepted: 1000 times the data, intervals 30 times too narrow."""
+    with pytest.raises(SpecError, match=r"inference\.luminosity.*(fb\^-1|finite)"):
+        parse_spec({"inference": {"luminosity": luminosity}})
+    assert parse_spec({"inference": {"luminosity": 3000}}).inference.luminosity == 3000  # HL-LHC: fine
+
+
 def test_histogram_edges_must_increase():
     with pytest.raises(SpecError, match="inference.histogram.*increase strictly"):
         parse_spec({"inference": {"histogram": {"bins": [200, 100, 13000]}}})
@@ -72,6 +80,10 @@ def test_ranges_are_checked_by_the_spec(document, key):
     ("drell_yan", {"c_max": -1}, "simulator.options.*c_max"),
     ("drell_yan", {"observables": ["m_ll", "bogus"]}, "simulator.options.*unknown observable.*bogus"),
     ("drell_yan", {"settings": ["PhaseSpace:mHatMin = abc"]}, "simulator.options.*Pythia rejects.*mHatMin"),
+    # units: TeV typed where GeV is meant once passed check and failed inside Pythia without naming the key
+    ("drell_yan", {"m_min": 0.2}, r"simulator.options.*m_min = 0.2 GeV.*0.2 TeV = 200 GeV"),
+    ("drell_yan", {"energy": 13}, r"simulator.options.*energy = 13 GeV.*13 TeV = 13000 GeV"),
+    ("drell_yan", {"m_min": 500, "m_max": 400}, r"simulator.options.*m_min < m_max"),
 ])
 def test_bad_simulators_fail_check_with_a_named_error(name, options, says):
     spec = parse_spec({"simulator": {"name": name, "options": options}})

@@ -53,6 +53,8 @@ def _one_point(theta: Tensor | Sequence[float]) -> Tensor:
     return theta
 
 
+#: the smallest collision energy and dilepton mass a DrellYanContact accepts, GeV: a value typed in TeV lands below
+MIN_ENERGY_GEV, MIN_MASS_GEV = 100.0, 10.0
 #: the four contact-interaction coefficients, in the order of θ
 ALL_PARAMETERS = tuple(f"c_{h}" for h in HELICITIES)
 
@@ -94,10 +96,18 @@ class DrellYanContact:
         sm: SMInputs | dict[str, Any] | None = None,
         settings: Sequence[str] = (),
     ):
+        if not energy >= MIN_ENERGY_GEV:  # units: GeV throughout (a value in TeV lands here)
+            raise SimulatorError(f"energy = {energy:g} GeV is below {MIN_ENERGY_GEV:g} GeV: energies and masses are in "
+                                 f"GeV ({energy:g} TeV = {1000 * energy:g} GeV)", key="options")
+        if not m_min >= MIN_MASS_GEV:
+            raise SimulatorError(f"m_min = {m_min:g} GeV is below {MIN_MASS_GEV:g} GeV, where the dilepton spectrum is "
+                                 f"hadronic resonances: masses are in GeV ({m_min:g} TeV = {1000 * m_min:g} GeV)",
+                                 key="options")
         self.run = PythiaRun(lepton=lepton, energy=energy, shower=shower, settings=settings)
         self.m_min, self.m_max = float(m_min), float(m_max if m_max is not None else energy)
         if not 0 < self.m_min < self.m_max <= energy:
-            raise SimulatorError(f"need 0 < m_min < m_max <= energy (got {self.m_min}, {self.m_max}, {energy})")
+            raise SimulatorError(f"need m_min < m_max <= energy (got m_min {self.m_min:g}, m_max {self.m_max:g}, energy "
+                                 f"{energy:g} GeV)", key="options")
         if n_events < n_slices or n_slices < 1:
             raise SimulatorError(f"need n_slices >= 1 and n_events >= n_slices (got {n_events}, {n_slices})")
         self.n_events, self.n_slices, self.seed = int(n_events), int(n_slices), int(seed)

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hepsbi.errors import SpecError
 from hepsbi.estimators.registry import RATIO_METHODS
@@ -189,6 +197,11 @@ class ClosureSpec(_Strict):
                         "without weights; weighted ones use the analysis' own n_mc events)")
 
 
+#: the largest integrated luminosity a spec accepts, fb⁻¹: above what any collider plans (HL-LHC 3000 fb⁻¹, FCC-hh
+#: 30000 fb⁻¹), where a value typed in pb⁻¹ lands (139 fb⁻¹ = 139000 pb⁻¹)
+MAX_LUMINOSITY_FB = 50_000.0
+
+
 class InferenceSpec(_Strict):
     """What to infer on and how finely to scan."""
 
@@ -198,7 +211,8 @@ class InferenceSpec(_Strict):
     n_mc: int = Field(20_000, ge=1, le=10**9, description="Monte Carlo events behind the Asimov sample (at most the pool)")
     grid_points: int = Field(101, ge=3, le=2001, description="scan nodes per parameter")
     zoom: int = Field(0, ge=0, le=5, description="rescans narrowed to the 95% region")
-    luminosity: float | None = Field(None, gt=0, le=1e7, description="fb^-1; weighted simulators: extended likelihood")
+    luminosity: float | None = Field(None, gt=0, description="fb^-1; weighted simulators: "
+                                     "extended likelihood (at most 50000: a value in pb^-1 is refused)")
     histogram: HistogramSpec | None = None
     parton_level: bool = Field(True, validation_alias=AliasChoices("parton_level", "truth"),
                                description="compare with the parton-level likelihood (label 'truth' in results) "
@@ -211,6 +225,14 @@ class InferenceSpec(_Strict):
     closure: ClosureSpec | None = Field(default_factory=ClosureSpec, description="reweighting closure of the learned "
                                         "ratios; null: none")
     seed: int = Field(1, ge=0, le=MAX_SEED)
+
+    @field_validator("luminosity")
+    @classmethod
+    def _luminosity_in_fb(cls, value: float | None) -> float | None:
+        if value is not None and not value <= MAX_LUMINOSITY_FB:  # (NaN and inf too)
+            raise ValueError(f"{value:g} fb^-1 is more than any collider plans (HL-LHC 3000, FCC-hh 30000 fb^-1); the "
+                             f"unit is fb^-1 — in pb^-1 this would be {value / 1000:g} fb^-1")
+        return value
 
 
 class ReportSpec(_Strict):
