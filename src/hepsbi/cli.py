@@ -78,7 +78,8 @@ def _with_execution(spec, workers: int | None, scheduler: str | None, cluster: s
 
 @app.command()
 def status(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> None:
-    """Each stage of a run: done, corrupt (checksum mismatch: recomputed on the next run) or incomplete."""
+    """Each stage of a run: done, corrupt (checksum mismatch: recomputed on the next run), incomplete or failed
+    (its error named)."""
     import json
 
     from rich.table import Table
@@ -91,14 +92,20 @@ def status(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> No
     table = Table(title=f"stages of {run_dir}")
     for column in ("stage", "key", "state", "wall s", "cpu s", "host", "finished"):
         table.add_column(column, no_wrap=True)
-    colours = {"done": "green", "corrupt": "red", "incomplete": "yellow"}
+    colours = {"done": "green", "corrupt": "red", "incomplete": "yellow", "failed": "bold red"}
     for r in records:
         table.add_row(r["stage"], r["key"], f"[{colours[r['state']]}]{r['state']}[/]", str(r["wall_s"] or "-"),
                       str(r["cpu_s"] or "-"), r["host"] or "-", r["finished"] or "-")
     Console(width=160).print(table)
     results = run_dir / "results.json"
+    failed = [r for r in records if r["state"] == "failed"]
+    stages = [r for r in records if r["state"] != "failed"]
     Console(width=160).print(f"results.json: {'written' if results.is_file() else 'not yet'}; "
-                             f"{sum(r['state'] == 'done' for r in records)}/{len(records)} stages done")
+                             f"{sum(r['state'] == 'done' for r in stages)}/{len(stages)} stages done"
+                             + (f"; {len(failed)} failed" if failed else ""))
+    for r in failed:
+        _say((f"stage {r['stage']} failed: ", "bold red"), r["error"],
+             f" (stages/{r['directory']} keeps its log; rerun to retry)", width=160)
     try:
         provenance = json.loads((run_dir / "provenance.json").read_text())
         used = set(provenance["stages_used"])

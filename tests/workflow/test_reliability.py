@@ -142,6 +142,31 @@ def test_a_full_disk_is_a_named_error_and_the_run_resumes(tmp_path, monkeypatch)
     assert [d for d in provenance["stages_used"] if d.startswith("simulate_0000")][0] in done  # resumed, not redone
 
 
+def test_status_names_a_failed_stage_and_its_error_until_a_rerun_succeeds(tmp_path, monkeypatch):
+    """A run whose report crashed was shown as "7/7 stages done, results.json: not yet"."""
+    import hepsbi.workflow.infer as infer
+
+    spec, out = tiny_gaussian(tmp_path), tmp_path / "run"
+    real_report = infer.write_run_report
+
+    def broken(*args, **kwargs):
+        raise ValueError("the plotting backend is gone")
+
+    monkeypatch.setattr(infer, "write_run_report", broken)
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(out), "--quiet"])
+    assert result.exit_code != 0 and not (out / "results.json").exists()
+    status = " ".join(CliRunner().invoke(app, ["status", str(out)]).output.split())
+    assert "results.json: not yet" in status and "1 failed" in status
+    assert "stage report failed: ValueError: the plotting backend is gone" in status
+    record = json.loads(next((out / "stages").glob("report-*.failed.json")).read_text())
+    assert record["stage"] == "report" and any("stage report" in line for line in record["log"])
+    monkeypatch.setattr(infer, "write_run_report", real_report)
+    assert CliRunner().invoke(app, ["run", str(spec), "--out", str(out), "--quiet"]).exit_code == 0
+    status = " ".join(CliRunner().invoke(app, ["status", str(out)]).output.split())
+    assert "1 failed" not in status and "stage report failed" not in status and "results.json: written" in status
+    assert not list((out / "stages").glob("*.failed.json"))
+
+
 def test_too_little_free_space_refuses_before_a_stage_starts(tmp_path, monkeypatch):
     import shutil
 

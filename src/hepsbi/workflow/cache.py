@@ -30,7 +30,7 @@ from hepsbi._version import __version__
 from hepsbi.files import inside, write_json
 from hepsbi.workflow.lock import check_free_space
 
-__all__ = ["MANIFEST", "STAGE_CODE", "StageRecord", "code_fingerprint", "edited_files", "run_stage", "stage_digests", "stage_key", "stage_records", "unused_stages", "verify_stage"]
+__all__ = ["FAILED_SUFFIX", "MANIFEST", "STAGE_CODE", "StageRecord", "clear_failures", "code_fingerprint", "edited_files", "run_stage", "stage_digests", "stage_key", "stage_records", "unused_stages", "verify_stage"]
 
 MANIFEST = "manifest.json"
 
@@ -138,9 +138,14 @@ def run_stage(run_dir: str | os.PathLike[str], name: str, key: str, work: Callab
                  json.dumps(dict(config or {}), default=str), list(inputs))
         work(tmp)
         log.info("stage %s done: %s", name, sorted(p.name for p in tmp.iterdir()))
-    except BaseException:
+    except BaseException as exc:
         log.removeHandler(handler)
         handler.close()
+        if isinstance(exc, Exception):  # (an interrupt is not a failure: the stage stays incomplete)
+            try:
+                _record_failure(root, name, key, exc, tmp / "stage.log")
+            except OSError:  # a full or read-only disk: the error itself is what the user must see
+                pass
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
@@ -148,6 +153,7 @@ def run_stage(run_dir: str | os.PathLike[str], name: str, key: str, work: Callab
     log.removeHandler(handler)
     handler.close()
     os.replace(tmp, final)
+    (root / f"{name}-{key}{FAILED_SUFFIX}").unlink(missing_ok=True)  # an earlier attempt's failure is history now
     write_json(final / MANIFEST, {
         "stage": name, "key": key, "config": dict(config or {}), "inputs": list(inputs),
         "files": _files(final), "wall_s": round(time.perf_counter() - wall, 3),
@@ -157,13 +163,34 @@ def run_stage(run_dir: str | os.PathLike[str], name: str, key: str, work: Callab
     return final
 
 
+#: a stage whose work raised leaves ``stages/<stage>-<key>.failed.json``: the error and its log's last lines
+FAILED_SUFFIX = ".failed.json"
+
+
+def _record_failure(root: Path, name: str, key: str, exc: Exception, log: Path) -> None:
+    try:
+        tail = log.read_text(errors="replace").splitlines()[-30:]
+    except OSError:
+        tail = []
+    write_json(root / f"{name}-{key}{FAILED_SUFFIX}", {
+        "stage": name, "key": key, "error": f"{type(exc).__name__}: {exc}"[:2000], "log": tail,
+        "host": socket.gethostname(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def clear_failures(run_dir: str | os.PathLike[str]) -> None:
+    """Remove the failure records of a run directory (a run that finished has superseded them)."""
+    for path in (Path(run_dir) / "stages").glob(f"*{FAILED_SUFFIX}"):
+        path.unlink(missing_ok=True)
+
+
 class StageRecord(dict):
-    """One stage directory as ``hepsbi status`` shows it: name, key, state (done / corrupt / incomplete), its
-    directory name, times."""
+    """One stage directory as ``hepsbi status`` shows it: name, key, state (done / corrupt / incomplete / failed),
+    its directory name, times; a failed stage's ``error``."""
 
 
 def stage_records(run_dir: str | os.PathLike[str]) -> list[StageRecord]:
-    """Every stage directory of a run with its state, in name order."""
+    """Every stage directory of a run with its state, in name order, then every stage whose last attempt failed
+    (state ``failed``, ``error`` its exception) and has not succeeded since."""
     root = Path(run_dir) / "stages"
     records = []
     for directory in sorted(root.glob("*")) if root.is_dir() else []:
@@ -185,6 +212,16 @@ def stage_records(run_dir: str | os.PathLike[str]) -> list[StageRecord]:
         records.append(StageRecord(stage=info.get("stage", name), key=key, state=state, directory=directory.name,
                                    wall_s=info.get("wall_s"),
                                    cpu_s=info.get("cpu_s"), host=info.get("host"), finished=info.get("finished")))
+    for path in sorted(root.glob(f"*{FAILED_SUFFIX}")) if root.is_dir() else []:
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            info = {}
+        base = path.name[: -len(FAILED_SUFFIX)]
+        name, _, key = base.rpartition("-")
+        records.append(StageRecord(stage=info.get("stage", name), key=key, state="failed", directory=path.name,
+                                   wall_s=None, cpu_s=None, host=info.get("host"), finished=info.get("finished"),
+                                   error=str(info.get("error", "unknown error"))))
     return records
 
 

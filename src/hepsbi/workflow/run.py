@@ -27,7 +27,7 @@ from hepsbi.estimators.registry import load_estimator
 from hepsbi.files import atomic_path, inside, write_json
 from hepsbi.report.results import environment
 from hepsbi.report.summary import print_summary
-from hepsbi.workflow.cache import stage_records
+from hepsbi.workflow.cache import clear_failures, stage_records
 from hepsbi.workflow.console import run_console, timed, use_thread_setting
 from hepsbi.workflow.graph import build_and_run
 from hepsbi.workflow.infer import stage_timings
@@ -57,6 +57,7 @@ def _run_locked(spec: RunSpec, out: Path, console: Console, progress: bool) -> d
 
     with timed("stages", timings, console):
         stages = build_and_run(spec, out, progress)
+    clear_failures(out)  # every stage of this run succeeded: earlier failures are history
     results = json.loads((out / "results.json").read_text())
     timings |= stage_timings(stages["report"])
     training = {}
