@@ -87,6 +87,28 @@ def test_upper_limit_band_on_a_counting_experiment(tmp_path):
     assert result.upper_limit_obs > result.upper_limit_exp[2]
 
 
+def test_limits_beyond_the_scan_widen_it_and_agree_with_a_wide_pyhf_scan(tmp_path):
+    """A weak signal: the +2σ expected limit lay beyond the default scan end (5) and was reported as 5. Every limit
+    now lies inside the scan, and equals pyhf's own on a scan wide enough from the start."""
+    import numpy as np
+    import pyhf
+
+    path = simple_workspace(tmp_path)
+    spec = json.loads(path.read_text())
+    spec["channels"][0]["samples"][0]["data"] = [5.0]
+    path.write_text(json.dumps(spec))
+    ws = load_workspace(path)
+    result = hypotest(ws, upper_limit=True)  # default scan (0, 5, 41)
+    assert result.upper_limit_obs < 5 < result.upper_limit_exp[4] < result.scan_mu[-1]
+    model = ws.model(modifier_settings={"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}})
+    bounds = [list(b) for b in model.config.suggested_bounds()]
+    bounds[model.config.poi_index] = [0.0, 40.0]
+    obs, exp = pyhf.infer.intervals.upper_limits.upper_limit(ws.data(model), model, scan=np.linspace(0, 40, 321),
+                                                             par_bounds=bounds)
+    assert result.upper_limit_obs == pytest.approx(float(obs), rel=0.02)
+    assert result.upper_limit_exp == pytest.approx([float(e) for e in np.asarray(exp).ravel()], rel=0.02)
+
+
 def test_errors_name_the_problem(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"channels": [{"name": "sr"}], "version": "1.0.0"}))
@@ -97,8 +119,9 @@ def test_errors_name_the_problem(tmp_path):
     ws = load_workspace(simple_workspace(tmp_path))
     with pytest.raises(InferenceError, match="parameter 'mu_SIG' is not in the model"):
         hypotest(ws, poi="mu_SIG")
-    with pytest.raises(InferenceError, match="beyond the scan's upper end"):
-        hypotest(ws, upper_limit=True, scan=(0.0, 0.5, 6))
+    with pytest.raises(InferenceError, match=r"observed and expected .* upper limit\(s\) on mu lie beyond 0.032 even "
+                       "after widening the scan 5 times"):
+        hypotest(ws, upper_limit=True, scan=(0.0, 0.001, 6))
     result = CliRunner().invoke(app, ["limits", str(bad)])
     assert result.exit_code == 2 and "fails pyhf's schema" in result.output
 

@@ -184,6 +184,12 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0][:300]
 
 
+#: the expected band's quantiles, in pyhf's order
+BANDS = ("-2σ", "-1σ", "median", "+1σ", "+2σ")
+#: how often an upper-limit scan doubles its range before refusing
+MAX_WIDENINGS = 5
+
+
 def hypotest(
     workspace: Any,
     mu: float = 1.0,
@@ -203,7 +209,9 @@ def hypotest(
         mu: tested value of the parameter of interest.
         test_stat: ``"qtilde"`` (default, for μ ≥ 0) or ``"q"``.
         poi: parameter of interest; default the workspace's measurement POI.
-        upper_limit: also scan μ over ``scan`` = (low, high, points) for the observed and expected limits.
+        upper_limit: also scan μ over ``scan`` = (low, high, points) for the observed and expected limits; a scan
+            whose upper end does not contain every limit (observed and each of the expected band) doubles its range,
+            up to :data:`MAX_WIDENINGS` times, then raises naming the limits it could not contain.
         normsys, histosys: interpolation codes (the published ATLAS likelihoods use code4 / code4p).
     """
     import pyhf
@@ -241,19 +249,31 @@ def hypotest(
         cls_obs=float(cls_obs), cls_exp=[float(c) for c in np.asarray(cls_exp).ravel()],
     )
     if upper_limit:
-        try:
-            obs, exp, (tested, results) = pyhf.infer.intervals.upper_limits.upper_limit(
-                data, model, scan=np.linspace(low, high, int(points)), test_stat=test_stat, return_results=True
-            )
-        except (pyhf.exceptions.FailedMinimization, ValueError) as exc:
-            raise InferenceError(f"{labels[0]}: the upper-limit scan failed ({_first_line(exc)})") from None
+        poi_index = model.config.poi_index
+        for widening in range(MAX_WIDENINGS + 1):
+            bounds = [list(b) for b in model.config.suggested_bounds()]
+            bounds[poi_index] = [min(bounds[poi_index][0], low), max(bounds[poi_index][1], high)]
+            try:
+                obs, exp, (tested, results) = pyhf.infer.intervals.upper_limits.upper_limit(
+                    data, model, scan=np.linspace(low, high, int(points)), test_stat=test_stat, return_results=True,
+                    par_bounds=bounds)
+            except (pyhf.exceptions.FailedMinimization, ValueError) as exc:
+                raise InferenceError(f"{labels[0]}: the upper-limit scan failed ({_first_line(exc)})") from None
+            limits = {"observed": float(obs), **{f"expected {band}": float(e)
+                                                 for band, e in zip(BANDS, np.asarray(exp).ravel())}}
+            outside = [name for name, value in limits.items() if not (np.isfinite(value) and value < high)]
+            if not outside:
+                break
+            if widening == MAX_WIDENINGS:
+                raise InferenceError(f"{labels[0]}: the {' and '.join(outside)} upper limit(s) on {poi_name} lie beyond "
+                                     f"{high:g} even after widening the scan {MAX_WIDENINGS} times: the analysis has "
+                                     "no sensitivity to this signal, or give a wider scan")
+            high = low + 2 * (high - low)  # a limit at the scan's end is not a limit: widen and scan again
         result.scan_mu = [float(v) for v in tested]
         result.scan_cls_obs = [float(r[0]) for r in results]
         result.scan_cls_exp = [[float(c) for c in np.asarray(r[1]).ravel()] for r in results]
-        result.upper_limit_obs = float(obs)
-        result.upper_limit_exp = [float(e) for e in np.asarray(exp).ravel()]
-        if not np.isfinite(result.upper_limit_obs) or result.upper_limit_obs >= high:
-            raise InferenceError(f"the observed upper limit lies beyond the scan's upper end {high}: widen --scan")
+        result.upper_limit_obs = limits["observed"]
+        result.upper_limit_exp = [limits[f"expected {band}"] for band in BANDS]
     return result
 
 
