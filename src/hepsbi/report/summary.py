@@ -1,15 +1,18 @@
-"""The summary table printed at the end of a run."""
+"""The summary of a run: its warnings and tables (results, Fisher information, closure), printed at the end of a run
+and written into its HTML report."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["closure_table", "fisher_table", "summary_table", "print_summary", "print_warnings"]
+__all__ = ["Grid", "closure_grid", "fisher_grid", "print_summary", "print_warnings", "results_grid", "summary_grids",
+           "summary_table", "to_rich"]
 
 
 def _number(value: float, scale: float) -> str:
@@ -23,11 +26,30 @@ def _interval(bounds: list[float], opened: list[bool]) -> str:
     return f"[{lo},{hi}]"
 
 
-def summary_table(results: Mapping[str, Any]) -> Table:
-    """One row per (likelihood, parameter): MLE, 68 % and 95 % intervals, truth, and the log r MSE."""
-    table = Table(title="hepsbi results", show_lines=False)
-    for column in ("likelihood", "parameter", "MLE", "68% CL", "95% CL", "truth", "MSE log r"):
+@dataclass
+class Grid:
+    """A table as plain text: ``title``, ``columns``, ``rows`` of cells, and the (row, column) cells to flag (a
+    failed check). :func:`to_rich` prints it on a terminal, :mod:`hepsbi.report.html` writes it into a page."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    flagged: set[tuple[int, int]] = field(default_factory=set)
+
+
+def to_rich(grid: Grid) -> Table:
+    """``grid`` as a rich table, flagged cells in red."""
+    table = Table(title=grid.title, show_lines=False)
+    for column in grid.columns:
         table.add_column(column, no_wrap=True)
+    for i, row in enumerate(grid.rows):
+        table.add_row(*(f"[red]{escape(c)}[/red]" if (i, j) in grid.flagged else escape(c) for j, c in enumerate(row)))
+    return table
+
+
+def results_grid(results: Mapping[str, Any]) -> Grid:
+    """One row per (likelihood, parameter): MLE, 68 % and 95 % intervals, truth, and the log r MSE."""
+    grid = Grid("hepsbi results", ["likelihood", "parameter", "MLE", "68% CL", "95% CL", "truth", "MSE log r"])
     truth = results.get("truth") or {}
     rows = dict(results["estimators"])
     rows |= results.get("comparisons", {})
@@ -37,7 +59,7 @@ def summary_table(results: Mapping[str, Any]) -> Table:
     for label, block in rows.items():
         for name in results["parameters"]:
             mse = block.get("log_ratio_mse")
-            table.add_row(
+            grid.rows.append([
                 label,
                 name,
                 _number(block["mle"][name], abs(block["intervals"][name]["95"][1] - block["intervals"][name]["95"][0])),
@@ -45,54 +67,58 @@ def summary_table(results: Mapping[str, Any]) -> Table:
                 _interval(block["intervals"][name]["95"], block["intervals_open"][name]["95"]),
                 f"{truth[name]:.4g}" if name in truth else "-",
                 f"{mse:.2e}" if isinstance(mse, float) else "-",
-            )
-    return table
+            ])
+    return grid
 
 
-def fisher_table(results: Mapping[str, Any]) -> Table | None:
+def fisher_grid(results: Mapping[str, Any]) -> Grid | None:
     """One row per likelihood: the Cramér–Rao error √(I⁻¹) of each parameter at the truth and det I; with a
     held-out pool, the det I each statistic keeps there (a lower bound on what the observables carry) ± its
     bootstrap error."""
     infos = results.get("fisher_information")
     if not infos:
         return None
-    table = Table(title="Fisher information at the truth")
-    table.add_column("likelihood", no_wrap=True)
-    for name in results["parameters"]:
-        table.add_column(f"σ({name})", no_wrap=True)
-    table.add_column("det I", no_wrap=True)
     kept = results.get("fisher_information_kept") or {}
-    if kept:
-        table.add_column("kept det I (held out)", no_wrap=True)
+    grid = Grid("Fisher information at the truth", ["likelihood", *(f"σ({n})" for n in results["parameters"]), "det I",
+                                                    *(["kept det I (held out)"] if kept else [])])
     for label, info in infos.items():
         errors = [info["errors"][n] for n in results["parameters"]]
-        cells = [*("∞" if e is None else f"{e:.4g}" for e in errors), f"{info['determinant']:.4g}"]
+        cells = [label, *("∞" if e is None else f"{e:.4g}" for e in errors), f"{info['determinant']:.4g}"]
         if kept:
             k = kept.get(label)
             cells.append("-" if k is None else f"{k['determinant']:.3g} ± {k.get('determinant_error', 0.0):.2g}")
-        table.add_row(label, *cells)
-    return table
+        grid.rows.append(cells)
+    return grid
 
 
-def closure_table(results: Mapping[str, Any]) -> Table | None:
+def closure_grid(results: Mapping[str, Any]) -> Grid | None:
     """One row per (estimator, closure point): χ²/ndf of the reweighting closure in each observable (p-values
-    below 1 % in red: the learned ratio does not reproduce that observable at that θ), and in brackets the
+    below 1 % flagged: the learned ratio does not reproduce that observable at that θ), and in brackets the
     χ² of the same mis-closure against the Poisson errors of the expected events (far below ndf: it does not
     matter at this luminosity)."""
     blocks = {label: block["closure"] for label, block in results["estimators"].items() if block.get("closure")}
     if not blocks:
         return None
     observables = [h["observable"] for h in next(iter(blocks.values()))[0]["histograms"]]
-    table = Table(title="closure: reference events reweighted by r̂(x|θ) vs events at θ, χ²/ndf (χ² vs data errors)")
-    for column in ("likelihood", "θ", *observables):
-        table.add_column(column, no_wrap=True)
+    grid = Grid("closure: reference events reweighted by r̂(x|θ) vs events at θ, χ²/ndf (χ² vs data errors)",
+                ["likelihood", "θ", *observables])
     for label, rows in blocks.items():
         for row in rows:
             theta = ", ".join(f"{v:.3g}" for v in row["theta"].values())
-            cells = [(f"[red]{h['chi2']:.1f}/{h['ndf']}[/red]" if h["p_value"] < 0.01 else f"{h['chi2']:.1f}/{h['ndf']}")
-                     + f" ({h['chi2_poisson']:.2g})" for h in row["histograms"]]
-            table.add_row(label, f"({theta})", *cells)
-    return table
+            grid.flagged |= {(len(grid.rows), 2 + j) for j, h in enumerate(row["histograms"]) if h["p_value"] < 0.01}
+            grid.rows.append([label, f"({theta})", *(f"{h['chi2']:.1f}/{h['ndf']} ({h['chi2_poisson']:.2g})"
+                                                     for h in row["histograms"])])
+    return grid
+
+
+def summary_grids(results: Mapping[str, Any]) -> list[Grid]:
+    """The results, Fisher information and closure tables of a results document (those it has)."""
+    return [g for g in (results_grid(results), fisher_grid(results), closure_grid(results)) if g is not None]
+
+
+def summary_table(results: Mapping[str, Any]) -> Table:
+    """:func:`results_grid` as a rich table."""
+    return to_rich(results_grid(results))
 
 
 def print_warnings(results: Mapping[str, Any], console: Console) -> None:
@@ -109,7 +135,5 @@ def print_summary(results: Mapping[str, Any], console: Console | None = None) ->
     """The warnings, then the results, Fisher information and closure tables."""
     console = console or Console()
     print_warnings(results, console)
-    console.print(summary_table(results))
-    for table in (fisher_table(results), closure_table(results)):
-        if table is not None:
-            console.print(table)
+    for grid in summary_grids(results):
+        console.print(to_rich(grid))

@@ -11,6 +11,7 @@ Layout of the run directory::
       provenance.json         versions, host, seeds, spec hash, wall times per stage, every stage's state
       stages/<stage>-<key>/   cached stage outputs with checksummed manifests (resume, see workflow.cache)
       plots/*.png             likelihood scans, log r learned vs exact (toys), training curves
+      report.html             one self-contained page: warnings, tables, plots, spec, timings, provenance
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rich.console import Console
 
 from hepsbi.estimators.registry import load_estimator
 from hepsbi.files import atomic_path, inside, write_json
+from hepsbi.report.html import write_html_report
 from hepsbi.report.results import environment
 from hepsbi.report.summary import print_summary
 from hepsbi.workflow.cache import clear_failures, stage_records
@@ -64,7 +66,7 @@ def _run_locked(spec: RunSpec, out: Path, console: Console, progress: bool) -> d
     for label, directories in stages["estimators"].items():
         history = load_estimator(directories[0]).history
         training[label] = {"seconds": round(history.seconds, 3), "samples_per_second": round(history.samples_per_second, 1)}
-    write_json(inside(out, "provenance.json"), {
+    provenance = {
         **environment(), **results["provenance"],
         "execution": {k: getattr(spec.execution, k) for k in ("chunks", "workers", "scheduler", "cluster")},
         "timings_s": timings,
@@ -72,6 +74,8 @@ def _run_locked(spec: RunSpec, out: Path, console: Console, progress: bool) -> d
         "stages": stage_records(out),
         "stages_used": stages.directories(),  # `hepsbi clean` removes the others
         "published": stages["published"],  # `hepsbi status` reports files edited since
-    })
+    }
+    write_json(inside(out, "provenance.json"), provenance)
+    write_html_report(out, results, provenance)
     print_summary(results, console)
     return results
