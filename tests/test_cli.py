@@ -271,3 +271,11 @@ def test_training_in_rounds_focuses_theta_on_the_sensitive_region(tmp_path):
     assert {"training_1", "focus_1", "training", "train_0"} <= stages
     found = [w for w in json.loads((out / "results.json").read_text())["warnings"] if w["code"] == "extrapolation"]
     assert [w["likelihood"] for w in found] == ["alices"]
+
+
+def test_version_flag_and_flags_without_a_type():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip().startswith("hepsbi ")
+    text = CliRunner().invoke(app, ["run", "--help"], terminal_width=120).output
+    quiet = next(line for line in text.splitlines() if "--quiet" in line)
+    assert "<bool>" not in quiet

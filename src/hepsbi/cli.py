@@ -14,6 +14,20 @@ from hepsbi._version import __version__
 from hepsbi.errors import HepsbiError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Neural simulation-based inference for particle physics.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from hepsbi._version import __version__
+
+        typer.echo(f"hepsbi {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", help="print the version and exit", metavar="",
+                                                callback=_print_version, is_eager=True)] = False) -> None:
+    """Neural simulation-based inference for particle physics."""
 _err = Console(stderr=True)
 
 
@@ -32,7 +46,7 @@ def _say(*parts: str | tuple[str, str], width: int | None = None) -> None:
 def run(
     spec: Annotated[Path, typer.Argument(help="YAML run specification")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory (default: runs/<spec name>)")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or summary")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or summary", metavar="")] = False,
     workers: Annotated[int | None, typer.Option("--workers", help="run the stages on N local Dask worker processes")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT)")] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="htcondor or slurm: start workers with dask-jobqueue (spec section execution.jobqueue)")] = None,
@@ -123,7 +137,7 @@ def status(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> No
 @app.command()
 def clean(
     run_dir: Annotated[Path, typer.Argument(help="run directory")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="list what would be removed, remove nothing")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="list what would be removed, remove nothing", metavar="")] = False,
 ) -> None:
     """Remove the stage directories the last run did not use (stages of earlier specs, killed attempts).
     Refuses while a run holds the directory."""
@@ -161,7 +175,7 @@ def coverage(
     spec: Annotated[Path, typer.Argument(help="YAML run specification")],
     toys: Annotated[int, typer.Option("--toys", "-n", help="number of pseudo-experiments")] = 300,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory (default: runs/<spec name>-coverage)")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or table")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or table", metavar="")] = False,
     workers: Annotated[int | None, typer.Option("--workers", help="run stages and toy batches on N local Dask worker processes")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="address of a running Dask scheduler")] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="htcondor or slurm (dask-jobqueue, execution.jobqueue)")] = None,
@@ -231,7 +245,7 @@ def limits(
     mu: Annotated[float, typer.Option("--mu", help="tested signal strength")] = 1.0,
     test_stat: Annotated[str, typer.Option("--test-stat", help="qtilde or q")] = "qtilde",
     poi: Annotated[str | None, typer.Option("--poi", help="parameter of interest (default: the workspace's)")] = None,
-    upper_limit: Annotated[bool, typer.Option("--upper-limit", help="also compute 95% CL upper limits on the POI")] = False,
+    upper_limit: Annotated[bool, typer.Option("--upper-limit", help="also compute 95% CL upper limits on the POI", metavar="")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the result as JSON")] = None,
     brazil: Annotated[Path | None, typer.Option("--brazil", help="plot CLs against the POI with the expected bands (PNG; implies --upper-limit)")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="patchset scans: N local Dask worker processes")] = None,

@@ -102,3 +102,9 @@ def test_balancing_equalises_reference_weight_per_bin_and_keeps_the_ratio():
     assert balanced.provenance["balanced"] == {"observable": "slot", "bins": 4}
     with pytest.raises(DataError, match="no observable 'mass'"):
         data.balanced("mass")
+
+
+def test_the_repr_says_what_the_data_is_without_printing_the_rows():
+    data = TrainingData.from_simulator(GaltonBoard(), 5000, seed=5)
+    text = repr(data)
+    assert text == "TrainingData(5000 rows, x (1,) ['slot'], θ ['theta'], 50% at θ (y = 1), Σ weights 5000)"

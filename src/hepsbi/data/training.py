@@ -77,6 +77,14 @@ class TrainingData:
     provenance: dict[str, Any] = field(default_factory=dict)
     morphing: Tensor | None = None
 
+    def __repr__(self) -> str:
+        """Sizes and names, not the tensors (a dataclass repr would print every row)."""
+        n = self.x.shape[0]
+        share = float(self.y.to(torch.float64).mean()) if n else 0.0
+        extra = ", morphing" if self.morphing is not None else ""
+        return (f"TrainingData({n} rows, x {tuple(self.x.shape[1:])} {self.observable_names}, θ {list(self.space.names)}, "
+                f"{share:.0%} at θ (y = 1), Σ weights {float(self.weights.sum()):.6g}{extra})")
+
     def __post_init__(self) -> None:
         n = self.x.shape[0]
         if self.x.dim() < 2:
