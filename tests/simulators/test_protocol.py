@@ -95,3 +95,32 @@ def test_simulators_register_by_name(monkeypatch):
     assert build_simulator("exponential").space.names == ("log_rate",)
     with pytest.raises(SimulatorError, match="package.module:Class"):
         register_simulator("bad", "no_colon")
+
+
+def test_a_simulator_module_beside_the_spec_is_found_without_pythonpath(tmp_path, monkeypatch):
+    """`simulator: {name: "mysim:Mine"}` with mysim.py next to the spec failed unless the user set PYTHONPATH=."""
+    import sys
+    import uuid
+
+    from typer.testing import CliRunner
+
+    from hepsbi.cli import app
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # restored afterwards, as is PYTHONPATH
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    module = f"mysim_{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / "analysis"
+    folder.mkdir()
+    (folder / f"{module}.py").write_text("from hepsbi.simulators import GaussianLatent\n\n\nclass Mine(GaussianLatent):\n"
+                                         "    pass\n")
+    spec = folder / "spec.yaml"
+    spec.write_text(f"simulator: {{name: '{module}:Mine'}}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(app, ["check", str(spec)])
+    assert result.exit_code == 0 and "valid" in result.output, result.output
+    assert str(folder) in sys.path and str(folder) in __import__("os").environ["PYTHONPATH"]
+    (folder / "spec.yaml").write_text("simulator: {name: 'nowhere_to_be_found:Mine'}\n")
+    result = CliRunner().invoke(app, ["check", str(spec)])
+    assert result.exit_code == 2 and "beside the spec file" in " ".join(result.output.split())

@@ -58,7 +58,10 @@ def _import(target: str) -> type:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # an import runs arbitrary code: any failure is the simulator's, named here
-        raise SimulatorError(f"cannot import simulator module {module_name!r}: {type(exc).__name__}: {_short(str(exc))}") from None
+        hint = (" (hepsbi finds a module that lies beside the spec file, or one on PYTHONPATH or installed)"
+                if isinstance(exc, ModuleNotFoundError) else "")
+        raise SimulatorError(f"cannot import simulator module {module_name!r}: {type(exc).__name__}: "
+                             f"{_short(str(exc))}{hint}") from None
     try:
         cls = getattr(module, attr)
     except AttributeError:

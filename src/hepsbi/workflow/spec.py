@@ -368,7 +368,31 @@ def load_spec(path: str | os.PathLike[str]) -> RunSpec:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    return parse_spec(load_yaml(text, str(path)), source=str(path))
+    spec = parse_spec(load_yaml(text, str(path)), source=str(path))
+    _simulator_beside(spec.simulator.name, path.resolve().parent)
+    return spec
+
+
+def _simulator_beside(name: str, folder: Path) -> None:
+    """A simulator given as ``module:Class`` whose module is not importable but lies in the spec's ``folder``
+    (``module.py`` or a package ``module/``): put the folder on the module path — of this process, and through
+    ``PYTHONPATH`` of the worker processes it starts — so the spec works without setting ``PYTHONPATH=.``."""
+    import importlib.util
+    import sys
+
+    if ":" not in name:
+        return
+    top = name.partition(":")[0].split(".")[0]
+    beside = (folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file()
+    if not beside or str(folder) in sys.path:
+        return
+    try:
+        if importlib.util.find_spec(top) is not None:
+            return  # importable already (installed, or on the path): that one is meant
+    except (ImportError, ValueError):
+        pass
+    sys.path.insert(0, str(folder))
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(folder), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 #: Execution settings that say where tasks run, not what they compute: left out of the spec hash.
