@@ -134,6 +134,19 @@ def test_placement_options_and_batch_cluster_configuration():
         batch_cluster("slurm", {"no_such_option": 1})
 
 
+@pytest.mark.parametrize(("kind", "command"), [("htcondor", "condor_submit"), ("slurm", "sbatch")])
+def test_a_batch_cluster_without_its_submit_command_fails_fast_with_a_named_error(tmp_path, monkeypatch, kind, command):
+    """`--cluster htcondor` on a machine without HTCondor printed FileNotFoundError and then waited forever."""
+    import time
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no batch system here
+    start = time.monotonic()
+    result = CliRunner().invoke(app, ["run", str(EXAMPLES / "gaussian.yaml"), "--out", str(tmp_path / "run"),
+                                      "--cluster", kind, "--quiet"])
+    assert time.monotonic() - start < 60
+    assert result.exit_code == 2 and f"execution.cluster: {kind} submits jobs with '{command}'" in result.output
+
+
 def test_clean_removes_the_stages_an_earlier_spec_left(tmp_path):
     spec_path = EXAMPLES / "gaussian.yaml"
     spec = yaml.safe_load(spec_path.read_text())

@@ -4,6 +4,7 @@ or a batch cluster started with dask-jobqueue (HTCondor, Slurm). Placement never
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,10 @@ __all__ = ["WORKER_MALLOC", "batch_cluster", "dask_client", "local_client"]
 #: a network pass over the events becomes a fresh mmap whose pages fault in again: an inference task ran 2.4×
 #: slower in a worker than in-process. Arrays up to 32 MiB stay on the heap; the heap is trimmed above 128 MiB.
 WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": str(128 * 2**20), "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}
+
+
+#: the command each batch system submits jobs with (dask-jobqueue calls it)
+SUBMIT_COMMANDS = {"htcondor": "condor_submit", "slurm": "sbatch"}
 
 
 @contextlib.contextmanager
@@ -48,6 +53,10 @@ def dask_client(spec: Any) -> Iterator[Any]:
     if ex.cluster is not None:
         from distributed import Client
 
+        submit = SUBMIT_COMMANDS.get(ex.cluster)
+        if submit is not None and shutil.which(submit) is None:  # else jobs fail unseen and the client waits forever
+            raise SpecError(f"execution.cluster: {ex.cluster} submits jobs with {submit!r}, which is not on PATH here; "
+                            f"run where {ex.cluster} jobs can be submitted, or use --workers N on this machine")
         cluster = batch_cluster(ex.cluster, ex.jobqueue)
         cluster.scale(jobs=ex.jobs)
         with cluster, Client(cluster) as client:
