@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	cd benchmarks && ../$(BIN)/python accuracy.py && ../$(BIN)/python throughput.py \
+	cd benchmarks && export HEPSBI_RECORD=1 && ../$(BIN)/python accuracy.py && ../$(BIN)/python throughput.py \
 		&& ../$(BIN)/python simulation.py && ../$(BIN)/python closure.py && ../$(BIN)/python fits.py
 
 clean:

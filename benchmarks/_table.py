@@ -1,7 +1,9 @@
-"""Shared output of the benchmark scripts: a rich table on stdout and a JSON file in benchmarks/results/."""
+"""Shared output of the benchmark scripts: a rich table on stdout and a JSON file — in benchmarks/out/ (not
+tracked), or with HEPSBI_RECORD=1 in benchmarks/results/, the recorded numbers the READMEs quote."""
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from pathlib import Path
@@ -15,6 +17,12 @@ from hepsbi._version import __version__
 from hepsbi.files import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SCRATCH = Path(__file__).resolve().parent / "out"
+
+
+def output_dir() -> Path:
+    """benchmarks/results/ when HEPSBI_RECORD=1 (replacing the recorded numbers is a decision), else benchmarks/out/."""
+    return RESULTS if os.environ.get("HEPSBI_RECORD") == "1" else SCRATCH
 
 
 def report(name: str, title: str, columns: list[str], rows: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> Path:
@@ -35,4 +43,6 @@ def report(name: str, title: str, columns: list[str], rows: list[dict[str, Any]]
         **(extra or {}),
         "rows": rows,
     }
-    return write_json(RESULTS / f"{name}.json", payload)
+    path = write_json(output_dir() / f"{name}.json", payload)
+    Console().print(f"wrote {path}" + ("" if output_dir() == RESULTS else " (HEPSBI_RECORD=1 records it in results/)"))
+    return path
