@@ -208,32 +208,57 @@ def check(spec: Annotated[Path, typer.Argument(help="YAML run specification")]) 
 
 
 @app.command()
-def inspect(file: Annotated[Path, typer.Argument(help="events file (HDF5, hepsbi.Events)")]) -> None:
-    """Summarise an events file: counts, weights (negative ones too), observable ranges, provenance."""
+def inspect(file: Annotated[Path, typer.Argument(help="events file or training data (HDF5)")]) -> None:
+    """Summarise an events file (counts, weights with their unit, negative ones too, observable ranges, provenance)
+    or a training-data file (rows, θ ranges, weights)."""
     from rich.table import Table
 
-    from hepsbi.data import inspect_events
+    from hepsbi.data import inspect_events, inspect_training
+    from hepsbi.data.training import FORMAT as TRAINING_FORMAT
 
     try:
-        summary = inspect_events(file)
+        training = _hdf5_format(file) == TRAINING_FORMAT
+        summary = inspect_training(file) if training else inspect_events(file)
     except HepsbiError as exc:
         _fail(exc)
     console = Console()
     neg = summary["negative_weights"]
+    prov = summary["provenance"]
+    unit = f" {prov['weight_unit']}" if prov.get("weight_unit") else ""
     console.print(Text.assemble((str(summary["file"]), "bold"), f"  {summary['format']}"))
-    console.print(f"events: {summary['events']}   sum of weights: {summary['sum_weights']:.6g}   "
-                  f"negative weights: {neg['count']} (sum {neg['sum']:.6g})")
+    if training:
+        console.print(f"rows: {summary['rows']} ({summary['at_theta']} drawn at θ, y = 1; the rest at θ_ref)   "
+                      f"sum of weights: {summary['sum_weights']:.6g}   negative weights: {neg['count']} "
+                      f"(sum {neg['sum']:.6g}){'   morphing coefficients: yes' if summary['morphing'] else ''}")
+    else:
+        console.print(f"events: {summary['events']}   sum of weights: {summary['sum_weights']:.6g}"
+                      f"{unit or ' (no unit recorded)'}   "
+                      f"negative weights: {neg['count']} (sum {neg['sum']:.6g}{unit})")
     table = Table("observable", "min", "max")
     for name, (lo, hi) in summary["observables"].items():
         table.add_row(name, f"{lo:.6g}", f"{hi:.6g}")
+    for name, (lo, hi) in summary.get("theta", {}).items():
+        table.add_row(f"θ: {name}", f"{lo:.6g}", f"{hi:.6g}")
     console.print(table)
-    prov = summary["provenance"]
     keys = [k for k in ("generator", "pythia_version", "hepsbi_version", "seed", "shower", "sigma_total_pb") if k in prov]
     for key in keys:
         console.print(f"{key}: {prov[key]}", markup=False)
     for sl in prov.get("slices", []):
         console.print(f"  slice [{sl['m_min']:.0f}, {sl['m_max']:.0f}] GeV: sigma {sl['sigma_pb']:.4g} pb, "
                       f"{sl['n_passed']}/{sl['n_events']} events pass, seed {sl['seed']}")
+
+
+def _hdf5_format(path: Path) -> str | None:
+    """The ``format`` attribute of an HDF5 file hepsbi wrote (None when it has none, or is no HDF5 file: the
+    inspector then names the problem)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("format")
+    except (OSError, ValueError):
+        return None
+    return value.decode() if isinstance(value, bytes) else (str(value) if value is not None else None)
 
 
 @app.command()

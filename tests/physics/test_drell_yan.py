@@ -194,8 +194,19 @@ def test_generate_to_store_chunks_and_inspect_cli(tmp_path):
     assert len(EventStore(tmp_path / "store").chunks()) == 3
     events = Events.load(merged)
     assert events.provenance["n_generated"] == 3000 and len(events) > 1000
-    result = CliRunner().invoke(app, ["inspect", str(merged)])
+    result = CliRunner().invoke(app, ["inspect", str(merged)], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "m_ll" in result.output and "8.317.2" in result.output
+    total = float(events.weights.sum())
+    assert f"sum of weights: {total:.6g} pb" in result.output  # the unit of Pythia's weights, σ_fid in pb
     bad = CliRunner().invoke(app, ["inspect", str(tmp_path / "missing.h5")])
     assert bad.exit_code == 2 and "no such file" in bad.output
+    # training data (it was refused): rows, θ ranges, weights
+    sim.use_events(events)
+    data = TrainingData.from_simulator(sim, 400, seed=2)
+    data.save(tmp_path / "training.h5")
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path / "training.h5")], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "hepsbi.TrainingData" in result.output and "rows: 400 (200 drawn at θ" in result.output
+    low = float(data.theta[:, 0].min())
+    assert f"θ: {sim.space.names[0]}" in result.output and f"{low:.6g}" in result.output

@@ -54,12 +54,32 @@ from hepsbi.simulators.protocol import (
 )
 from hepsbi.space import FixedSampler, ParameterSpace, PriorSampler, ThetaSampler
 
-__all__ = ["FORMAT", "SCHEMA_VERSION", "TrainingData"]
+__all__ = ["FORMAT", "SCHEMA_VERSION", "TrainingData", "inspect_training"]
 
 FORMAT = "hepsbi.TrainingData"
 SCHEMA_VERSION = 1
 _COLUMNS = ("x", "theta", "y", "log_r_xz", "t_xz", "weights")
 _INTEGER_TYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+def inspect_training(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A summary of a training-data file (:meth:`TrainingData.save`): rows, share at θ (y = 1), weight sums,
+    observable and θ ranges, the parameter space and provenance."""
+    data = TrainingData.load(path)
+    x = data.x.reshape(-1, data.x.shape[-1]).to(torch.float64)
+    theta, w = data.theta.to(torch.float64), data.weights.to(torch.float64)
+    return {
+        "file": str(path),
+        "format": f"{FORMAT} v{SCHEMA_VERSION}",
+        "rows": data.x.shape[0],
+        "at_theta": int((data.y > 0.5).sum()),
+        "sum_weights": float(w.sum()),
+        "negative_weights": {"count": int((w < 0).sum()), "sum": float(w[w < 0].sum())},
+        "observables": {n: [float(x[:, j].min()), float(x[:, j].max())] for j, n in enumerate(data.observable_names)},
+        "theta": {n: [float(theta[:, j].min()), float(theta[:, j].max())] for j, n in enumerate(data.space.names)},
+        "morphing": data.morphing is not None,
+        "provenance": data.provenance,
+    }
 
 
 @dataclass

@@ -199,6 +199,7 @@ class DrellYanContact:
             "shower": self.run.shower,
             "settings_last_slice": settings,
             "slices": slice_info,
+            "weight_unit": "pb",  # Σ w = the fiducial cross section after the detector selection
             "sigma_total_pb": sigma_total,
             "sigma_total_err_pb": float(np.sqrt(sigma_total_err2)),
             "sm_inputs": self.sm.to_dict(),
