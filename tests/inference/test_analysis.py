@@ -288,3 +288,27 @@ def test_kept_information_does_not_trust_the_scale_of_a_learned_score():
     assert kept["u"]["information"][0, 0] == pytest.approx(claimed["rate"][0, 0], rel=0.01)
     spread = np.std([r[0, 0] for r in kept["good"]["replicas"]])
     assert 0 < spread < 0.1 * good and abs(np.mean([r[0, 0] for r in kept["good"]["replicas"]]) - good) < 3 * spread
+
+
+def test_a_profile_window_that_cuts_the_interval_widens_until_it_contains_it(weighted_toy):
+    """The demo's profiled ALICES left its 95 % interval of c_LR open at the window's edge (the window is set from
+    the unprofiled scan, and profiling widens the interval). A window far too narrow now doubles until the
+    interval closes (here ×25, profiling a rate-dominated toy), and gives the interval of the usual window."""
+    import dataclasses
+
+    from hepsbi.inference import NormSys, profile_scans
+
+    analysis = WeightedAnalysis(weighted_toy, [0.1], 20.0, systematics=[NormSys("lumi", 1.05, 0.95)])
+    scans = analysis.scans({}, points=41, parton_level=True)
+    models = analysis.models({}, parton_level=True)
+    name = weighted_toy.space.names[0]
+    honest = profile_scans(models, weighted_toy.space, analysis.theta_true, points=21, around=scans)["truth"]["scan"]
+    (lo, hi), mle = scans["truth"].intervals[name]["95"], scans["truth"].mle[name]
+    narrow = dataclasses.replace(scans["truth"], intervals={name: {"68": [mle, mle], "95": [mle - 0.3 * (mle - lo),
+                                                                                             mle + 0.3 * (hi - mle)]}})
+    widened = profile_scans(models, weighted_toy.space, analysis.theta_true, points=21, around={"truth": narrow})
+    scan = widened["truth"]["scan"]
+    assert not any(scan.open_ends[name]["95"]) and not any(honest.open_ends[name]["95"])
+    width = honest.intervals[name]["95"][1] - honest.intervals[name]["95"][0]
+    assert width > 5 * (hi - lo)  # profiling the rate's normalisation widened the interval many times over
+    assert scan.intervals[name]["95"] == pytest.approx(honest.intervals[name]["95"], abs=0.05 * width)

@@ -196,10 +196,15 @@ def _sum_nll(per_event: PerEventLogRatio) -> NLL:
 
 
 # -- profile scans -------------------------------------------------------------------------------------------
+#: how often a profile scan doubles a window that cuts a 95 % interval before it leaves the interval open
+PROFILE_WIDENINGS = 5
+
+
 def profile_scans(models: Mapping[str, UnbinnedModel], space: ParameterSpace, theta_true: Tensor, points: int = 15,
                   around: Mapping[str, ScanResult] | None = None, progress: bool = False) -> dict[str, dict[str, Any]]:
     """Per model: the profile scan (``scan``) on ``points`` nodes per parameter over the 95 % region of the
-    model's plain scan in ``around`` widened ×1.5 (the whole parameter range without one), the nuisance
+    model's plain scan in ``around`` widened ×1.5 (the whole parameter range without one; a window that cuts the
+    profiled 95 % interval doubles, up to :data:`PROFILE_WIDENINGS` times, within the range), the nuisance
     parameters' post-fit values and errors of the global fit (``pulls``), and the Fisher information on θ with
     the nuisance parameters profiled, at θ_true and α = 0 (``information``)."""
     out: dict[str, dict[str, Any]] = {}
@@ -216,10 +221,20 @@ def profile_scans(models: Mapping[str, UnbinnedModel], space: ParameterSpace, th
                 axes[p.name] = np.linspace(p.low, p.high, points)
         start = theta_true.tolist() + [0.0] * len(model.nuisance)
         best = minimize(model.nll, model.names, start, limits)
+        for _ in range(PROFILE_WIDENINGS + 1):
+            scan = profile_scan(model.nll, model.names, [best.values[n] for n in model.names], axes, limits,
+                                progress=f"profile scan: {label}" if progress else False)
+            cut = [p for p in space.parameters if any(scan.open_ends[p.name]["95"])
+                   and (axes[p.name][0] > p.low or axes[p.name][-1] < p.high)]
+            if not cut:
+                break
+            for p in cut:  # a 95 % interval cut by the scan window (not by the prior): twice as wide, same centre
+                a = axes[p.name]
+                centre, half = 0.5 * (a[0] + a[-1]), a[-1] - a[0]
+                axes[p.name] = np.linspace(max(p.low, centre - half), min(p.high, centre + half), points)
         out[label] = {
             "pulls": {n: {"value": best.values[n], "error": best.errors[n]} for n in model.nuisance},
-            "scan": profile_scan(model.nll, model.names, [best.values[n] for n in model.names], axes, limits,
-                                 progress=f"profile scan: {label}" if progress else False),
+            "scan": scan,
             "information": profiled_information(model_information(model, start), len(model.poi)),
         }
     return out
