@@ -244,6 +244,21 @@ def test_coverage_command_on_the_gaussian_toy(tmp_path):
     assert (out / "plots" / "coverage.png").stat().st_size > 1000
 
 
+def test_coverage_after_a_run_reuses_its_simulation_and_training(tmp_path, monkeypatch):
+    """`hepsbi coverage` retrained everything into runs/<name>-coverage: by default it now works in the run's own
+    directory, where every simulation and training stage is already done."""
+    spec = tiny_spec(tmp_path, "gaussian", {"theta": 0.3}, [{"method": "alices"}])
+    monkeypatch.chdir(tmp_path)
+    assert CliRunner().invoke(app, ["run", str(spec), "--quiet"]).exit_code == 0
+    run = tmp_path / "runs" / "spec"
+    before = {d.name: (d / "manifest.json").stat().st_mtime for d in (run / "stages").iterdir()}
+    result = CliRunner().invoke(app, ["coverage", str(spec), "--toys", "20", "--quiet"])
+    assert result.exit_code == 0, result.output
+    after = {d.name: (d / "manifest.json").stat().st_mtime for d in (run / "stages").iterdir()}
+    assert after == before  # nothing simulated or trained again
+    assert (run / "coverage.json").is_file() and (run / "results.json").is_file()
+
+
 @pytest.mark.filterwarnings("ignore::hepsbi.errors.ExtrapolationWarning")
 def test_training_in_rounds_focuses_theta_on_the_sensitive_region(tmp_path):
     """training.rounds = 2: round 1 trains ALICES on the prior, its scan sets the box of round 2 (the 95 % interval

@@ -174,7 +174,7 @@ def clean(
 def coverage(
     spec: Annotated[Path, typer.Argument(help="YAML run specification")],
     toys: Annotated[int, typer.Option("--toys", "-n", help="number of pseudo-experiments")] = 300,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory (default: runs/<spec name>-coverage)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory (default: runs/<spec name>, where hepsbi run puts it: its stages are reused)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or table", metavar="")] = False,
     workers: Annotated[int | None, typer.Option("--workers", help="run stages and toy batches on N local Dask worker processes")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="address of a running Dask scheduler")] = None,
@@ -186,7 +186,7 @@ def coverage(
 
     try:
         parsed = _with_execution(load_spec(spec), workers, scheduler, cluster)
-        directory = out or Path("runs") / f"{spec.stem}-coverage"
+        directory = out or Path("runs") / spec.stem  # the run's own directory: its simulation and training are reused
         run_coverage(parsed, directory, n_toys=toys, progress=not quiet)
     except HepsbiError as exc:
         _fail(exc)
