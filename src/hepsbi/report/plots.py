@@ -6,6 +6,7 @@ Every function writes one PNG (atomically) and returns its path."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -58,54 +59,86 @@ def plot_scans(
     truth: Mapping[str, float] | None,
     path: str | os.PathLike[str],
     units: Mapping[str, str] | None = None,
+    caption: str | None = None,
 ) -> Path:
     """−2Δlog L curves (1 parameter) or 68 %/95 % contours (2 parameters) for each scan, with the truth;
-    ``units`` {parameter: unit} label the axes."""
+    ``units`` {parameter: unit} label the axes, ``caption`` (e.g. "√s = 13 TeV, 139 fb⁻¹") goes in the corner.
+    A scan labelled "X (profiled)" takes the colour of X, drawn broad and translucent beneath it; the axes
+    zoom on the region where any curve is within twice its 95 % threshold; the legend sits beside the axes."""
     first = next(iter(scans.values()))
     fig, ax = plt.subplots(figsize=(6, 5))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    names = {label: _LABELS.get(label, label) for label in scans}
+    palette = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3)
+    colours: dict[str, str] = {}
+    for label in scans:
+        base = label.removesuffix(" (profiled)")
+        if base not in colours:
+            colours[base] = next(palette)
+    style = {label: ({"linewidths": 3.2, "alpha": 0.45} if label.endswith(" (profiled)") else {"linewidths": 1.4})
+             for label in scans}
+
+    def colour(label: str) -> str:
+        return colours[label.removesuffix(" (profiled)")]
+
+    def name(label: str) -> str:
+        base = label.removesuffix(" (profiled)")
+        return _LABELS.get(base, base) + (", profiled" if base != label else "")
+
     if len(first.names) == 1:
-        for (label, scan), colour in zip(scans.items(), colours):
-            ax.plot(scan.axes[0], scan.q, color=colour, label=names[label])
+        lo, hi = np.inf, -np.inf
+        for label, scan in scans.items():
+            ax.plot(scan.axes[0], scan.q, color=colour(label), label=name(label),
+                    lw=style[label]["linewidths"], alpha=style[label].get("alpha", 1.0))
+            near = scan.axes[0][scan.q <= 2 * wilks_threshold("95", 1)]
+            if len(near):
+                lo, hi = min(lo, float(near.min())), max(hi, float(near.max()))
+        if np.isfinite(lo) and hi > lo:
+            pad = 0.1 * (hi - lo)
+            ax.set_xlim(lo - pad, hi + pad)
         for level in ("68", "95"):
             t = wilks_threshold(level, 1)
             ax.axhline(t, color="grey", lw=0.8, ls=":")
-            ax.text(first.axes[0][0], t, f" {level}%", va="bottom", color="grey")
+            ax.text(1.0, t, f" {level}% ", va="bottom", ha="right", color="grey", transform=ax.get_yaxis_transform())
         if truth:
             ax.axvline(truth[first.names[0]], color="black", ls="--", lw=1, label="true θ")
         ax.set_xlabel(_axis_label(first.names[0], units))
         ax.set_ylabel(r"$-2\,\Delta \log L$")
         ax.set_ylim(0, max(3 * wilks_threshold("95", 1), 1.0))
     else:
-        lo, hi = np.array([np.inf, np.inf]), np.array([-np.inf, -np.inf])
-        for (label, scan), colour in zip(scans.items(), colours):
+        lo2, hi2 = np.array([np.inf, np.inf]), np.array([-np.inf, -np.inf])
+        for label, scan in scans.items():
             xs, ys = scan.axes  # each scan has its own (possibly zoomed) grid
             ax.contour(xs, ys, scan.q.T, levels=[wilks_threshold("68", 2), wilks_threshold("95", 2)],
-                       colors=colour, linestyles=["-", "--"])
-            ax.plot([], [], color=colour, label=f"{names[label]} (68% solid, 95% dashed)")
-            ax.plot(scan.mle[scan.names[0]], scan.mle[scan.names[1]], "o", color=colour, ms=4)
-            # Zoom on the region where any scan is within twice its 95 % threshold.
+                       colors=colour(label), linestyles=["-", "--"], linewidths=style[label]["linewidths"],
+                       alpha=style[label].get("alpha", 1.0))
+            ax.plot([], [], color=colour(label), label=name(label), lw=style[label]["linewidths"],
+                    alpha=style[label].get("alpha", 1.0))
+            if not label.endswith(" (profiled)"):
+                ax.plot(scan.mle[scan.names[0]], scan.mle[scan.names[1]], "o", color=colour(label), ms=4)
             inside = scan.q <= 2 * wilks_threshold("95", 2)
             if inside.any():
                 ix, iy = np.nonzero(inside)
-                lo = np.minimum(lo, [xs[ix.min()], ys[iy.min()]])
-                hi = np.maximum(hi, [xs[ix.max()], ys[iy.max()]])
+                lo2 = np.minimum(lo2, [xs[ix.min()], ys[iy.min()]])
+                hi2 = np.maximum(hi2, [xs[ix.max()], ys[iy.max()]])
         if truth:
             ax.plot(truth[first.names[0]], truth[first.names[1]], "*", color="black", ms=12, label="true θ")
-        if np.all(np.isfinite(lo)) and np.all(hi > lo):  # (a region one node wide keeps the full axes)
-            pad = 0.1 * (hi - lo)
-            ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
-            ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+        if np.all(np.isfinite(lo2)) and np.all(hi2 > lo2):  # (a region one node wide keeps the full axes)
+            pad2 = 0.1 * (hi2 - lo2)
+            ax.set_xlim(lo2[0] - pad2[0], hi2[0] + pad2[0])
+            ax.set_ylim(lo2[1] - pad2[1], hi2[1] + pad2[1])
+        ax.plot([], [], color="black", ls="-", lw=1, label="68 % CL")
+        ax.plot([], [], color="black", ls="--", lw=1, label="95 % CL")
         ax.set_xlabel(_axis_label(first.names[0], units))
         ax.set_ylabel(_axis_label(first.names[1], units))
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9)
     ax.set_title("likelihood scan")
+    if caption:
+        ax.text(0.02, 0.98, caption, transform=ax.transAxes, va="top", ha="left", fontsize=9)
     return _save(fig, path)
 
 
 def _axis_label(name: str, units: Mapping[str, str] | None) -> str:
-    unit = (units or {}).get(name, "")
+    """``name [unit]``, a power in the unit typeset ("TeV^-2" → TeV⁻² in mathtext)."""
+    unit = re.sub(r"\^\{?(-?\d+)\}?", r"$^{\1}$", (units or {}).get(name, ""))
     return f"{name} [{unit}]" if unit else name
 
 

@@ -42,6 +42,7 @@ def write_run_report(
     histories: Mapping[str, TrainingHistory] | None = None,
     comparison: tuple[Tensor, Tensor, Mapping[str, Tensor]] | None = None,
     plots: bool = True,
+    caption: str | None = None,
 ) -> dict[str, Any]:
     """Gather inference ``groups`` into ``out/results.json`` and, with ``plots``, draw ``out/plots``.
 
@@ -58,6 +59,7 @@ def write_run_report(
         histories: label → training history, for ``plots/training.png``.
         comparison: θ of each held-out event, exact log r and label → learned log r̂ (toys), for
             ``plots/log_ratio.png``.
+        caption: what the scan plot says of the dataset, e.g. "√s = 13 TeV, 139 fb⁻¹".
     Returns:
         The results document, with ``warnings``: what :func:`hepsbi.report.diagnostics.diagnose` found.
     """
@@ -75,7 +77,7 @@ def write_run_report(
         directory = out / "plots"
         units = {p.name: p.unit for p in space.parameters}
         plot_scans({**scans, **comparisons, **{f"{k} (profiled)": v["scan"] for k, v in profiled.items()}},
-                   truth_dict, directory / "likelihood_scan.png", units)
+                   truth_dict, directory / "likelihood_scan.png", units, caption)
         if profiled:
             first = next(iter(profiled.values()))["pulls"]
             plot_pulls({n: (v["value"], v["error"]) for n, v in first.items()}, directory / "pulls.png")

@@ -159,6 +159,17 @@ def focus_box(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimator
             "focus_width": width, "low": low, "high": high}
 
 
+def _caption(spec: RunSpec, sim: Simulator) -> str | None:
+    """"√s = 13 TeV, 139 fb⁻¹" (a collider simulator and a luminosity), or the toy's expected number of events."""
+    energy = getattr(getattr(sim, "run", None), "energy", None)  # GeV (a Pythia run)
+    parts = [f"√s = {energy / 1000:g} TeV"] if isinstance(energy, int | float) else []
+    if spec.inference.luminosity is not None:
+        parts.append(f"{spec.inference.luminosity:g} fb⁻¹")
+    elif spec.inference.dataset == "asimov":
+        parts.append(f"Asimov, {spec.inference.n_events:g} events")
+    return ", ".join(parts) or None
+
+
 def _trained_range(estimator: Any, names: Sequence[str]) -> dict[str, list[float]] | None:
     """Parameter → [low, high] of the θ an estimator (an ensemble: its first member) was trained on."""
     first = estimator.members[0] if isinstance(estimator, RatioEnsemble) else estimator
@@ -214,7 +225,7 @@ def report(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, pool: Any, e
         histories["sally"] = sally.history
     with timed("report", timings, console):
         return write_run_report(out, sim.space, theta_true, groups, extra, provenance, dataset_info, histories, comparison,
-                                plots=spec.report.plots)
+                                plots=spec.report.plots, caption=_caption(spec, sim))
 
 
 # -- the cached stages -------------------------------------------------------------------------------------------
