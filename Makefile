@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -q --upgrade pip
 	@# A CPU build of torch lies on disk; an open range would pull a multi-GB CUDA build.
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	@$(BIN)/python -m pip install -q -e ".[test,cluster]"
+	@$(BIN)/python -m pip install -q -e ".[test,cluster,export]"
 	@touch $(STAMP)
 
 venv: $(STAMP)

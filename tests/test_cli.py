@@ -294,3 +294,33 @@ def test_version_flag_and_flags_without_a_type():
     text = CliRunner().invoke(app, ["run", "--help"], terminal_width=120).output
     quiet = next(line for line in text.splitlines() if "--quiet" in line)
     assert "<bool>" not in quiet
+
+
+def test_export_a_runs_learned_likelihoods_for_use_without_hepsbi(tmp_path):
+    """`hepsbi export RUN_DIR`: every estimator of the run as ONNX with its sidecar; an ensemble exported as the
+    mean of its members, which onnxruntime reproduces."""
+    onnxruntime = pytest.importorskip("onnxruntime", reason="pip install 'hepsbi[export]'")
+    pytest.importorskip("onnxscript", reason="pip install 'hepsbi[export]'")
+    import torch
+
+    from hepsbi.estimators import RatioEnsemble, RatioEstimator
+
+    spec = tiny_spec(tmp_path, "multi_gaussian", {"theta1": 0.3, "theta2": -0.2}, [{"method": "alice", "ensemble": 2}])
+    out = tmp_path / "run"
+    assert CliRunner().invoke(app, ["run", str(spec), "--out", str(out), "--quiet"]).exit_code == 0
+    result = CliRunner().invoke(app, ["export", str(out)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "export/alice.onnx" in result.output and "relative" in result.output
+    sidecar = json.loads((out / "export" / "alice.json").read_text())
+    assert sidecar["ensemble"] == 2 and sidecar["output"]["name"] == "log_r"
+    assert [p["name"] for p in sidecar["parameter_space"]["parameters"]] == ["theta1", "theta2"]
+    ensemble = RatioEnsemble([RatioEstimator.load(out / "models" / "alice"),
+                              RatioEstimator.load(out / "models" / "alice" / "member1")])
+    x = torch.randn(50, len(sidecar["observables"]))
+    theta = torch.tensor([0.3, -0.2]).expand(50, -1)
+    session = onnxruntime.InferenceSession(str(out / "export" / "alice.onnx"))
+    got = session.run(None, {"x": x.numpy(), "theta": theta.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(got), ensemble.log_ratio(x, torch.tensor([0.3, -0.2])).float(),
+                               rtol=0, atol=1e-5)
+    bad = CliRunner().invoke(app, ["export", str(out), "--label", "nope"])
+    assert bad.exit_code == 2 and "--label 'nope': not an estimator of this run" in bad.output

@@ -262,6 +262,47 @@ def _hdf5_format(path: Path) -> str | None:
 
 
 @app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="run directory")],
+    label: Annotated[list[str] | None, typer.Option("--label", help="estimator to export (repeatable; default: every one)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="onnx or pt2 (torch.export)")] = "onnx",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="directory (default: RUN_DIR/export)")] = None,
+) -> None:
+    """Export a run's learned likelihoods (and SALLY) as ONNX or torch.export files, each with a JSON sidecar saying
+    what it computes; an ONNX file is checked against torch with onnxruntime."""
+    from hepsbi.estimators.ensemble import RatioEnsemble
+    from hepsbi.estimators.export import check_onnx, export_onnx, export_program
+    from hepsbi.estimators.registry import load_estimator
+    from hepsbi.files import inside
+
+    if fmt not in ("onnx", "pt2"):
+        _fail(HepsbiError(f"--format must be onnx or pt2 (got {fmt!r})"))
+    models = run_dir / "models"
+    available = sorted(d.name for d in models.iterdir() if (d / "estimator.json").is_file()) if models.is_dir() else []
+    if not available:
+        _fail(HepsbiError(f"{run_dir}: no trained estimators in {models} (run hepsbi run first)"))
+    chosen = list(label or available)
+    unknown = [name for name in chosen if name not in available]
+    if unknown:
+        _fail(HepsbiError(f"--label {unknown[0]!r}: not an estimator of this run; it has {available}"))
+    target = out if out is not None else inside(run_dir, "export")
+    try:
+        for name in chosen:
+            members = [models / name, *sorted((models / name).glob("member*"))]
+            loaded = [load_estimator(m) for m in members]
+            estimator = loaded[0] if len(loaded) == 1 else RatioEnsemble(loaded)  # type: ignore[arg-type]
+            file = target / f"{name}.{fmt}"
+            if fmt == "onnx":
+                export_onnx(estimator, file)
+                _say(("exported ", ""), (str(file), "bold"), f"  (onnxruntime vs torch: {check_onnx(estimator, file):.1e} relative)")
+            else:
+                export_program(estimator, file)
+                _say(("exported ", ""), (str(file), "bold"))
+    except HepsbiError as exc:
+        _fail(exc)
+
+
+@app.command()
 def limits(
     workspace: Annotated[Path, typer.Argument(help="pyhf JSON workspace (e.g. a HEPData BkgOnly.json)")],
     patch: Annotated[Path | None, typer.Option("--patch", help="JSON Patch file applied to the workspace")] = None,
