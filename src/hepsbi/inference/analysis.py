@@ -61,7 +61,7 @@ from hepsbi.inference.ratios import (
     latent_log_ratio,
     normalised_log_ratio,
 )
-from hepsbi.inference.scan import ScanResult, likelihood_scan, scan_log_likelihood
+from hepsbi.inference.scan import ScanResult, likelihood_scan, scan_log_likelihood, wilks_threshold
 from hepsbi.inference.templates import bin_index_edges, bin_index_quantiles, template_log_likelihood
 from hepsbi.inference.unbinned import LinearRatio, UnbinnedModel
 from hepsbi.inference.validation import ClosureHistogram, reliability_curve, reweighting_closure
@@ -196,6 +196,16 @@ def _sum_nll(per_event: PerEventLogRatio) -> NLL:
 
 
 # -- profile scans -------------------------------------------------------------------------------------------
+def _region_cut(scan: ScanResult, axis: int) -> bool:
+    """Does the scan window cut the 95 % region along ``axis``: an open 95 % interval, or (several parameters) q
+    below the joint 95 % threshold somewhere on the window's two faces normal to that axis?"""
+    if any(scan.open_ends[scan.names[axis]]["95"]):
+        return True
+    threshold = wilks_threshold("95", len(scan.names))
+    q = np.asarray(scan.q)
+    return bool(q.take(0, axis=axis).min() < threshold or q.take(-1, axis=axis).min() < threshold)
+
+
 #: how often a profile scan doubles a window that cuts a 95 % interval before it leaves the interval open
 PROFILE_WIDENINGS = 5
 
@@ -204,7 +214,7 @@ def profile_scans(models: Mapping[str, UnbinnedModel], space: ParameterSpace, th
                   around: Mapping[str, ScanResult] | None = None, progress: bool = False) -> dict[str, dict[str, Any]]:
     """Per model: the profile scan (``scan``) on ``points`` nodes per parameter over the 95 % region of the
     model's plain scan in ``around`` widened ×1.5 (the whole parameter range without one; a window that cuts the
-    profiled 95 % interval doubles, up to :data:`PROFILE_WIDENINGS` times, within the range), the nuisance
+    profiled 95 % interval or region doubles, up to :data:`PROFILE_WIDENINGS` times, within the range), the nuisance
     parameters' post-fit values and errors of the global fit (``pulls``), and the Fisher information on θ with
     the nuisance parameters profiled, at θ_true and α = 0 (``information``)."""
     out: dict[str, dict[str, Any]] = {}
@@ -224,7 +234,7 @@ def profile_scans(models: Mapping[str, UnbinnedModel], space: ParameterSpace, th
         for _ in range(PROFILE_WIDENINGS + 1):
             scan = profile_scan(model.nll, model.names, [best.values[n] for n in model.names], axes, limits,
                                 progress=f"profile scan: {label}" if progress else False)
-            cut = [p for p in space.parameters if any(scan.open_ends[p.name]["95"])
+            cut = [p for j, p in enumerate(space.parameters) if _region_cut(scan, j)
                    and (axes[p.name][0] > p.low or axes[p.name][-1] < p.high)]
             if not cut:
                 break

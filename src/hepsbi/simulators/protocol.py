@@ -54,7 +54,9 @@ class Simulator(Protocol):
 
     Optional attributes that hepsbi uses when present:
         ``observable_names`` (sequence of str, one per column of x) for plots and metadata;
-        ``log_prob(x, θ)``: the exact marginal log p(x | θ), used for validation only;
+        ``log_prob(x, θ)``: the exact marginal log p(x | θ) (n,), used for validation only; hepsbi always passes
+        one point θ (p,) for all n events x (n, d_x) — the built-in toys also accept one θ per event, (n, p) —
+        while ``joint_log_prob`` always gets one row per event, (n, p);
         ``sample_weighted(n, generator) -> (x, z, weights)``: n weighted events drawn at θ_ref; training data
         is then reweighted (the one member of :class:`WeightedSimulator` that training needs).
     """
