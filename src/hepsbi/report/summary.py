@@ -48,14 +48,17 @@ def to_rich(grid: Grid) -> Table:
 
 
 def results_grid(results: Mapping[str, Any]) -> Grid:
-    """One row per (likelihood, parameter): MLE, 68 % and 95 % intervals, truth, and the log r MSE."""
-    grid = Grid("hepsbi results", ["likelihood", "parameter", "MLE", "68% CL", "95% CL", "truth", "MSE log r"])
+    """One row per (likelihood, parameter): MLE, 68 % and 95 % intervals, truth, and the log r MSE against the
+    exact likelihood (a column only where there is one: toys)."""
     truth = results.get("truth") or {}
     rows = dict(results["estimators"])
     rows |= results.get("comparisons", {})
     if "exact" in results:
         rows["exact"] = results["exact"]
     rows |= {f"{label} (profiled)": block for label, block in results.get("profiled", {}).items()}
+    with_mse = any(isinstance(block.get("log_ratio_mse"), float) for block in rows.values())
+    grid = Grid("hepsbi results", ["likelihood", "parameter", "MLE", "68% CL", "95% CL", "truth",
+                                   *(["MSE log r"] if with_mse else [])])
     for label, block in rows.items():
         for name in results["parameters"]:
             mse = block.get("log_ratio_mse")
@@ -66,7 +69,7 @@ def results_grid(results: Mapping[str, Any]) -> Grid:
                 _interval(block["intervals"][name]["68"], block["intervals_open"][name]["68"]),
                 _interval(block["intervals"][name]["95"], block["intervals_open"][name]["95"]),
                 f"{truth[name]:.4g}" if name in truth else "-",
-                f"{mse:.2e}" if isinstance(mse, float) else "-",
+                *([f"{mse:.2e}" if isinstance(mse, float) else "-"] if with_mse else []),
             ])
     return grid
 
