@@ -34,23 +34,43 @@ def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def plot_log_ratio(exact: np.ndarray, learned: Mapping[str, np.ndarray], path: str | os.PathLike[str]) -> Path:
-    """Scatter of learned log r̂ against the exact log r on the same events, one colour per estimator.
+def plot_log_ratio(theta: np.ndarray, exact: np.ndarray, learned: Mapping[str, np.ndarray],
+                   path: str | os.PathLike[str], names: Sequence[str] | None = None, panels: int = 3) -> Path:
+    """Learned log r̂ against the exact log r on the same events, one column per test point θ (up to ``panels`` of
+    them, spread over the tested θ) so each curve belongs to one θ, with the residual log r̂ − log r beneath.
 
     Arguments:
-        exact: (n,) exact log r.  learned: label → (n,) learned log r̂.
+        theta: (n, p) the test point of each event.  exact: (n,) exact log r.  learned: label → (n,) learned log r̂.
+        names: the parameters' names (titles).
     """
-    fig, ax = plt.subplots(figsize=(5.2, 5))
-    lo = min(float(np.min(exact)), *(float(np.min(v)) for v in learned.values()))
-    hi = max(float(np.max(exact)), *(float(np.max(v)) for v in learned.values()))
-    ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="ideal")
-    for label, values in learned.items():
-        mse = float(np.mean((values - exact) ** 2))
-        ax.scatter(exact, values, s=4, alpha=0.4, label=f"{label} (MSE {mse:.2g})")
-    ax.set_xlabel(r"exact $\log r(x \mid \theta, \theta_\mathrm{ref})$")
-    ax.set_ylabel(r"learned $\log \hat r(x \mid \theta, \theta_\mathrm{ref})$")
-    ax.legend(loc="upper left", frameon=False)
-    ax.set_title("learned vs exact log-likelihood ratio")
+    theta = np.asarray(theta).reshape(len(exact), -1)
+    points = np.unique(theta, axis=0)
+    # θ_ref itself (log r ≡ 0 on every event) is exact by construction: not worth a panel
+    away = [p for p in points if np.max(np.abs(exact[np.all(theta == p, axis=1)])) > 1e-9] or list(points)
+    chosen = [away[i] for i in sorted({round(k) for k in np.linspace(0, len(away) - 1, min(panels, len(away)))})]
+    fig, axes = plt.subplots(2, len(chosen), figsize=(4.2 * len(chosen), 5.6), squeeze=False, sharex="col",
+                             gridspec_kw={"height_ratios": [3, 1.3], "hspace": 0.05})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for column, point in enumerate(chosen):
+        rows = np.all(theta == point, axis=1)
+        top, bottom = axes[0, column], axes[1, column]
+        order = np.argsort(exact[rows])
+        e = exact[rows][order]
+        top.plot([e[0], e[-1]], [e[0], e[-1]], color="black", lw=1, label="exact")
+        bottom.axhline(0.0, color="black", lw=1)
+        for (label, values), colour in zip(learned.items(), colours):
+            v = values[rows][order]
+            mse = float(np.mean((v - e) ** 2))
+            top.scatter(e, v, s=5, alpha=0.5, color=colour, label=f"{label} (MSE {mse:.2g})")
+            bottom.scatter(e, v - e, s=5, alpha=0.5, color=colour)
+        label = ", ".join(f"{n} = {v:.3g}" for n, v in zip(names or [f"θ{j}" for j in range(len(point))], point))
+        top.set_title(label, fontsize=10)
+        top.legend(loc="upper left", frameon=False, fontsize=8)
+        bottom.set_xlabel(r"exact $\log r(x \mid \theta, \theta_\mathrm{ref})$")
+        if column == 0:
+            top.set_ylabel(r"learned $\log \hat r$")
+            bottom.set_ylabel("learned − exact")
+    fig.suptitle("learned vs exact log-likelihood ratio, per test point", y=0.99)
     return _save(fig, path)
 
 

@@ -87,8 +87,9 @@ def write_run_report(
         for label, rows in closure.items():
             plot_closure(rows, list(space.names), directory / f"closure_{label}.png", f"closure of {label}")
         if comparison is not None:
-            _, exact_lr, learned = comparison
-            plot_log_ratio(exact_lr.numpy(), {k: v.numpy() for k, v in learned.items()}, directory / "log_ratio.png")
+            theta_rows, exact_lr, learned = comparison
+            plot_log_ratio(theta_rows.numpy(), exact_lr.numpy(), {k: v.numpy() for k, v in learned.items()},
+                           directory / "log_ratio.png", list(space.names))
     primary = next(iter(estimators))
     results = build_results(primary, scans, truth_dict, provenance, estimators, comparisons, dataset)
     names = list(space.names)
