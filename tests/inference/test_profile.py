@@ -70,3 +70,83 @@ def test_non_convergence_and_unknown_names_are_errors():
         minimize(nll, ["theta", "alpha"], [0.0, 0.0], fixed={"beta": 1.0})
     with pytest.raises(InferenceError, match="1 or 2 parameters of interest"):
         profile_scan(nll, ["theta", "alpha"], [0.0, 0.0], {})
+
+
+class ThreeParameterToy:
+    """x ∈ R⁴, x_i ~ N(μ(θ), 1) with μ = A θ + c θ₁θ₂ (three parameters, exact likelihood); θ ∈ [−1, 1]³."""
+
+    A = torch.tensor([[1.0, 0.3, 0.0], [0.2, 1.0, 0.5], [0.0, -0.4, 1.0], [0.6, 0.0, 0.3]], dtype=torch.float64)
+    C = torch.tensor([0.0, 0.8, 0.0, -0.5], dtype=torch.float64)
+
+    def mean(self, theta):
+        return self.A @ theta + self.C * theta[0] * theta[1]
+
+    def data(self, theta, n, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+        return self.mean(torch.as_tensor(theta, dtype=torch.float64)) + torch.randn(n, 4, generator=gen, dtype=torch.float64)
+
+    def nll(self, x):
+        return lambda theta: 0.5 * ((x - self.mean(theta)) ** 2).sum()
+
+
+def _brute_force_interval(nll, j, mle_value, best_nll, delta, step):
+    """Where the profiled NLL of parameter j rises by ``delta``: bisection on a profile computed with scipy (an
+    optimiser independent of Minuit), each side."""
+    from scipy.optimize import brentq
+    from scipy.optimize import minimize as scipy_minimize
+
+    def profiled(value):
+        others = [k for k in range(3) if k != j]
+
+        def f(free):
+            theta = torch.zeros(3, dtype=torch.float64)
+            theta[others] = torch.as_tensor(free, dtype=torch.float64)
+            theta[j] = value
+            return float(nll(theta))
+
+        return scipy_minimize(f, np.zeros(2), method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12,
+                                                                            "maxiter": 4000}).fun - best_nll - delta
+
+    return [brentq(profiled, mle_value - 10 * step, mle_value), brentq(profiled, mle_value, mle_value + 10 * step)]
+
+
+def test_profile_fit_in_three_dimensions_against_closed_form_and_brute_force():
+    """A fit of three parameters: MINOS intervals of each, the others free, equal the closed form of a linear
+    Gaussian model (θ̂ ± √χ²₁ σ, σ from (n AᵀA)⁻¹), and with a non-linear term the profile likelihood found by
+    an independent optimiser."""
+    from hepsbi.inference import profile_fit
+
+    toy, truth = ThreeParameterToy(), [0.3, -0.2, 0.1]
+    names, limits = ["a", "b", "c"], {n: (-1.0, 1.0) for n in ["a", "b", "c"]}
+    linear = ThreeParameterToy()
+    linear.C = torch.zeros(4, dtype=torch.float64)
+    x = linear.data(truth, 200, seed=1)
+    fit = profile_fit(linear.nll(x), names, [0.0, 0.0, 0.0], limits=limits)
+    cov = np.linalg.inv(200 * (linear.A.T @ linear.A).numpy())
+    mle = np.linalg.solve((linear.A.T @ linear.A).numpy(), linear.A.T.numpy() @ x.mean(0).numpy())
+    for j, name in enumerate(names):
+        sigma = math.sqrt(cov[j, j])  # (Minuit stops at EDM < 2e-4: ~1e-3 σ)
+        assert fit.mle[name] == pytest.approx(mle[j], abs=2e-3 * sigma)
+        for level, z in (("68", 1.0), ("95", 1.959964)):
+            lo, hi = fit.intervals[name][level]
+            assert lo == pytest.approx(mle[j] - z * sigma, abs=3e-3 * sigma)
+            assert hi == pytest.approx(mle[j] + z * sigma, abs=3e-3 * sigma)
+            assert fit.open_ends[name][level] == [False, False]
+    x = toy.data(truth, 50, seed=2)
+    fit = profile_fit(toy.nll(x), names, [0.0, 0.0, 0.0], limits=limits, pois=["b"])
+    assert list(fit.intervals) == ["b"]
+    step = math.sqrt(fit.covariance[1, 1])
+    for level, delta in (("68", 0.5), ("95", 1.920729)):
+        reference = _brute_force_interval(toy.nll(x), 1, fit.mle["b"], fit.nll, delta, step)
+        assert fit.intervals["b"][level] == pytest.approx(reference, abs=3e-3 * step)
+
+
+def test_profile_fit_marks_an_interval_stopped_by_a_limit():
+    from hepsbi.inference import profile_fit
+
+    toy = ThreeParameterToy()
+    x = toy.data([0.95, 0.0, 0.0], 5, seed=3)  # few events: the 95 % interval of a reaches its limit at 1
+    fit = profile_fit(toy.nll(x), ["a", "b", "c"], [0.5, 0.0, 0.0], limits={"a": (-1.0, 1.0)}, pois=["a"])
+    assert fit.open_ends["a"]["95"][1] and fit.intervals["a"]["95"][1] == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(InferenceError, match="unknown parameter"):
+        profile_fit(toy.nll(x), ["a", "b", "c"], [0.0] * 3, pois=["z"])

@@ -31,7 +31,7 @@ from hepsbi.inference.fisher import (
 )
 from hepsbi.inference.hypotest import HypotestResult, upper_limit
 from hepsbi.inference.nuisance import NormSys, ShapeSys, code4, gaussian_constraint
-from hepsbi.inference.profile import FitResult, hessian, minimize, profile_scan
+from hepsbi.inference.profile import FitResult, ProfileFit, hessian, minimize, profile_fit, profile_scan
 from hepsbi.inference.pseudo_experiments import (
     CoverageResult,
     neyman_interval,
@@ -86,6 +86,8 @@ __all__ = [
     "code4",
     "gaussian_constraint",
     "minimize",
+    "profile_fit",
+    "ProfileFit",
     "profile_scan",
     "Dataset",
     "ScanResult",
