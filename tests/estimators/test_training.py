@@ -98,3 +98,21 @@ def test_cosine_restores_the_lowest_validation_epoch_when_the_model_overfits():
     assert val == pytest.approx(min(history.val_loss), rel=1e-5) == history.val_loss[history.best_epoch - 1]
     history, val = run(rise * 2)
     assert history.best_epoch == len(history.train_loss) and val == pytest.approx(history.val_loss[-1], rel=1e-5)
+
+
+def test_the_history_keeps_each_term_of_the_loss_through_save_and_load(tmp_path):
+    """ALICES' loss is a ratio term plus α times a score term: each is recorded per epoch (train and validation),
+    their α-weighted sum is the total, and a saved estimator keeps them (plots/training.png draws them)."""
+    from hepsbi import RatioEstimator, TrainingData
+    from hepsbi.simulators import GaltonBoard
+
+    data = TrainingData.from_simulator(GaltonBoard(), 600, seed=2)
+    est = RatioEstimator("alices", alpha=0.5, epochs=3, min_steps=1, progress=False).fit(data)
+    h = est.history
+    assert set(h.train_parts) == {"ratio", "score"} == set(h.val_parts)
+    assert all(len(v) == 3 for v in (*h.train_parts.values(), *h.val_parts.values()))
+    for epoch in range(3):
+        total = h.val_parts["ratio"][epoch] + 0.5 * h.val_parts["score"][epoch]
+        assert total == pytest.approx(h.val_loss[epoch], rel=1e-5)
+    loaded = RatioEstimator.load(est.save(tmp_path / "alices"))
+    assert loaded.history.train_parts == h.train_parts and loaded.history.val_parts == h.val_parts

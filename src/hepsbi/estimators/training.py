@@ -106,10 +106,13 @@ class TrainingConfig:
 @dataclass
 class TrainingHistory:
     """Per-epoch losses and what the loop decided: ``best_epoch`` is the epoch whose weights were kept (the last
-    one for ``cosine``), ``stopped_early`` whether ``plateau`` stopped before ``epochs``."""
+    one for ``cosine``), ``stopped_early`` whether ``plateau`` stopped before ``epochs``; ``train_parts`` and
+    ``val_parts`` the loss's terms per epoch (e.g. ALICES' ``ratio`` and ``score``, the latter before α)."""
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    train_parts: dict[str, list[float]] = field(default_factory=dict)
+    val_parts: dict[str, list[float]] = field(default_factory=dict)
     learning_rate: list[float] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
@@ -183,9 +186,12 @@ def train(
         for epoch in range(epochs):
             model.train()
             total, count = 0.0, 0
+            part_sums: dict[str, float] = {}
             for idx in _batches(n - n_val, config.batch_size, gen):
                 batch = {k: v[idx] for k, v in train_set.items()}
-                loss, _ = batch_loss(batch, True)
+                loss, parts = batch_loss(batch, True)
+                for key, value in parts.items():
+                    part_sums[key] = part_sums.get(key, 0.0) + float(value) * len(idx)
                 if not torch.isfinite(loss):
                     raise EstimatorError(f"{description}: the loss became {loss.item()} at epoch {epoch + 1}; "
                                          "try a smaller learning_rate")
@@ -198,7 +204,14 @@ def train(
                 count += len(idx)
             samples += count
             history.train_loss.append(total / count)
-            monitor = _evaluate(model, batch_loss, val_set, config.batch_size * 16) if n_val else history.train_loss[-1]
+            for key, summed in part_sums.items():
+                history.train_parts.setdefault(key, []).append(summed / count)
+            if n_val:
+                monitor, val_parts = _evaluate(model, batch_loss, val_set, config.batch_size * 16)
+                for key, mean in val_parts.items():
+                    history.val_parts.setdefault(key, []).append(mean)
+            else:
+                monitor = history.train_loss[-1]
             history.val_loss.append(monitor)
             history.learning_rate.append(optimizer.param_groups[0]["lr"])
             if plateau is not None:
@@ -231,11 +244,15 @@ def _cosine(optimizer: torch.optim.Optimizer, steps: int, config: TrainingConfig
         optimizer, lambda k: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps)))
 
 
-def _evaluate(model: nn.Module, batch_loss: BatchLoss, tensors: dict[str, Tensor], batch_size: int) -> float:
+def _evaluate(model: nn.Module, batch_loss: BatchLoss, tensors: dict[str, Tensor], batch_size: int
+              ) -> tuple[float, dict[str, float]]:
+    """The mean loss over ``tensors`` and the mean of each of its parts."""
     model.eval()
     n = next(iter(tensors.values())).shape[0]
-    total = 0.0
+    total, part_sums = 0.0, dict[str, float]()
     for idx in _batches(n, batch_size, None):
-        loss, _ = batch_loss({k: v[idx] for k, v in tensors.items()}, False)
+        loss, parts = batch_loss({k: v[idx] for k, v in tensors.items()}, False)
         total += loss.item() * len(idx)
-    return total / n
+        for key, value in parts.items():
+            part_sums[key] = part_sums.get(key, 0.0) + float(value) * len(idx)
+    return total / n, {key: value / n for key, value in part_sums.items()}

@@ -163,19 +163,40 @@ def _axis_label(name: str, units: Mapping[str, str] | None) -> str:
 
 
 def plot_training(histories: Mapping[str, TrainingHistory], path: str | os.PathLike[str]) -> Path:
-    """Training and validation loss per epoch, one panel per estimator."""
+    """Training and validation loss per epoch, one column per estimator; where a loss has several terms (ALICES:
+    the ratio term and the score term before α), a second row shows each term (train solid, validation dashed,
+    log scale)."""
     n = len(histories)
-    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.8), squeeze=False)
-    for ax, (label, h) in zip(axes[0], histories.items()):
+    split = any(len(h.train_parts) > 1 for h in histories.values())
+    fig, axes = plt.subplots(2 if split else 1, n, figsize=(4.6 * n, 6.6 if split else 3.8), squeeze=False,
+                             sharex="col", layout="constrained")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for column, (label, h) in enumerate(histories.items()):
+        ax = axes[0, column]
         epochs = np.arange(1, len(h.train_loss) + 1)
         ax.plot(epochs, h.train_loss, label="train")
         ax.plot(epochs, h.val_loss, label="validation")
         if h.best_epoch:
             ax.axvline(h.best_epoch, color="grey", ls=":", lw=1, label="kept")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
         ax.set_title(label)
-        ax.legend(frameon=False)
+        ax.legend(frameon=False, fontsize=8)
+        if column == 0:
+            ax.set_ylabel("loss")
+        if split:
+            below = axes[1, column]
+            for (term, values), colour in zip(h.train_parts.items(), colours[2:]):
+                below.plot(epochs[: len(values)], values, color=colour, label=f"{term} (train)")
+                if term in h.val_parts:
+                    below.plot(epochs[: len(h.val_parts[term])], h.val_parts[term], color=colour, ls="--",
+                               label=f"{term} (validation)")
+            if h.train_parts and min(min(v) for v in h.train_parts.values()) > 0:
+                below.set_yscale("log")
+            below.legend(frameon=False, fontsize=8)
+            if column == 0:
+                below.set_ylabel("loss terms")
+            below.set_xlabel("epoch")
+        else:
+            ax.set_xlabel("epoch")
     return _save(fig, path)
 
 
