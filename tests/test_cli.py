@@ -215,8 +215,11 @@ def test_physics_spec_errors(tmp_path):
         prepare(parse_spec(base))
     with pytest.raises(SpecError, match="inference.histogram.observable: 'mll' is not an observable"):
         prepare(parse_spec(base | {"inference": {"luminosity": 139, "histogram": {"observable": "mll", "bins": [1, 2]}}}))
-    with pytest.raises(SpecError, match="grid scans support 1 or 2 parameters"):
-        prepare(parse_spec({"simulator": {"name": "drell_yan"}, "inference": {"luminosity": 1}}))
+    with pytest.raises(SpecError, match=r"inference.pair: two distinct parameters of \['c_LL', 'c_LR', 'c_RL'"):
+        prepare(parse_spec({"simulator": {"name": "drell_yan", "options": {"parameters": ["c_LL", "c_LR", "c_RL"]}},
+                            "inference": {"luminosity": 1, "pair": ["c_LL", "c_XX"]}}))
+    with pytest.raises(SpecError, match="inference.pair: only for more than two parameters"):
+        prepare(parse_spec(base | {"inference": {"luminosity": 1, "pair": ["c_LL", "c_LR"]}}))
     with pytest.raises(SpecError, match="need a weighted simulator"):
         prepare(parse_spec({"training": {"sally": {}}}))
 

@@ -52,7 +52,7 @@ from hepsbi.inference.fisher import (
     rate_score,
 )
 from hepsbi.inference.nuisance import NormSys, ShapeSys
-from hepsbi.inference.profile import NLL, minimize, profile_scan
+from hepsbi.inference.profile import NLL, minimize, profile_fit, profile_scan
 from hepsbi.inference.pseudo_experiments import CoverageResult, poisson_counts, toy_statistics
 from hepsbi.inference.ratios import (
     LogRatioOfTheta,
@@ -76,11 +76,13 @@ from hepsbi.space import ParameterSpace
 
 __all__ = [
     "PB_PER_FB",
+    "ShapeOnlyModel",
     "Systematic",
     "Tilt",
     "WeightedAnalysis",
     "closure_points",
     "fisher_informations",
+    "fits",
     "profile_scans",
     "sampled_closure",
     "scan_likelihoods",
@@ -177,7 +179,7 @@ def closure_points(scan: ScanResult, theta_true: Tensor) -> list[list[float]]:
     """The default closure points: θ_true with each parameter in turn at the lower and the upper end of the scan's
     95 % interval (2p points where the data still has a say)."""
     points = []
-    for k, name in enumerate(scan.names):
+    for k, name in enumerate(scan.intervals):  # every parameter, in θ order (a fit in N-D: more than the scanned pair)
         for end in scan.intervals[name]["95"]:
             point = theta_true.tolist()
             point[k] = float(end)
@@ -247,6 +249,76 @@ def profile_scans(models: Mapping[str, UnbinnedModel], space: ParameterSpace, th
             "scan": scan,
             "information": profiled_information(model_information(model, start), len(model.poi)),
         }
+    return out
+
+
+@dataclass
+class ShapeOnlyModel:
+    """The NLL −Σ_i w_i log r(x_i | θ) of weighted events (no rate term, no nuisance parameters): what
+    :func:`fits` needs of a model, for a simulator without a pool (the toys)."""
+
+    names: list[str]
+    log_ratio: PerEventLogRatio
+    weights: Tensor
+    nuisance: tuple[str, ...] = ()
+
+    def nll(self, params: Tensor) -> Tensor:
+        return -(self.weights.to(torch.float64) * self.log_ratio(params)).sum()
+
+
+def fits(models: Mapping[str, Any], space: ParameterSpace, theta_true: Tensor, pair: Sequence[str], points: int = 15,
+         profile_nuisance: bool = True, progress: bool = False) -> dict[str, dict[str, Any]]:
+    r"""Inference in any number of parameters (no grid over all of them): per model, the MLE and every parameter's
+    profile-likelihood interval at 68 % and 95 % with the others free (:func:`~hepsbi.inference.profile_fit`,
+    MINOS), and the 2-D profile contour of ``pair`` (every other parameter minimised at each of points × points
+    nodes over the pair's 95 % intervals widened ×1.5; a window that cuts the joint 95 % region doubles, up to
+    :data:`PROFILE_WIDENINGS` times).
+
+    Arguments:
+        models: label → a model with ``nll``, ``names`` (θ first, then nuisance parameters) and ``nuisance``
+            (:class:`~hepsbi.inference.UnbinnedModel`, :class:`ShapeOnlyModel`).
+        pair: the two parameters of the contour.  profile_nuisance: free nuisance parameters (else fixed at 0).
+
+    Returns:
+        label → ``scan``: a :class:`~hepsbi.inference.scan.ScanResult` of the pair whose ``mle``, ``intervals`` and
+        ``open_ends`` cover every parameter (from the fit); with free nuisance parameters also ``pulls`` and the
+        profiled Fisher ``information`` at θ_true.
+    """
+    limits = {p.name: (p.low, p.high) for p in space.parameters}
+    names = list(space.names)
+    out: dict[str, dict[str, Any]] = {}
+    for label, model in models.items():
+        nuisance = list(model.nuisance)
+        fixed = {} if profile_nuisance else {n: 0.0 for n in nuisance}
+        start = theta_true.tolist() + [0.0] * len(nuisance)
+        fit = profile_fit(model.nll, model.names, start, pois=names, limits=limits, fixed=fixed)
+        best = [fit.mle[n] for n in model.names]
+        axes = {}
+        for n in pair:
+            lo, hi = fit.intervals[n]["95"]
+            half = 0.75 * (hi - lo)
+            axes[n] = np.linspace(max(limits[n][0], fit.mle[n] - half), min(limits[n][1], fit.mle[n] + half), points)
+        for _ in range(PROFILE_WIDENINGS + 1):
+            scan = profile_scan(model.nll, model.names, best, axes, limits, fixed=fixed,
+                                progress=f"profile contour: {label}" if progress else False)
+            cut = [n for j, n in enumerate(pair) if _region_cut(scan, j)
+                   and (axes[n][0] > limits[n][0] or axes[n][-1] < limits[n][1])]
+            if not cut:
+                break
+            for n in cut:
+                a = axes[n]
+                centre, half = 0.5 * (a[0] + a[-1]), a[-1] - a[0]
+                axes[n] = np.linspace(max(limits[n][0], centre - half), min(limits[n][1], centre + half), points)
+        scan.mle = {n: fit.mle[n] for n in names}
+        scan.intervals = {n: fit.intervals[n] for n in names}
+        scan.open_ends = {n: fit.open_ends[n] for n in names}
+        out[label] = {"scan": scan}
+        if profile_nuisance and nuisance:
+            cov = fit.covariance
+            errors = np.sqrt(np.clip(np.diag(cov), 0, None)) if cov is not None else np.full(len(model.names), np.nan)
+            out[label]["pulls"] = {n: {"value": fit.mle[n], "error": float(errors[model.names.index(n)])}
+                                   for n in nuisance}
+            out[label]["information"] = profiled_information(model_information(model, start), len(names))
     return out
 
 

@@ -205,6 +205,7 @@ def profile_fit(
     pois: Sequence[str] | None = None,
     limits: Mapping[str, tuple[float | None, float | None]] | None = None,
     levels: Sequence[str] = ("68", "95"),
+    fixed: Mapping[str, float] | None = None,
 ) -> ProfileFit:
     r"""Profile-likelihood intervals in any number of dimensions: MIGRAD for the MLE, then MINOS for each parameter
     of interest at each confidence level, every other parameter (the other POIs and the nuisance parameters)
@@ -215,33 +216,88 @@ def profile_fit(
     Arguments:
         nll: negative log-likelihood of the full parameter vector (torch-differentiable).
         names: its parameter names.  start: starting values.
-        pois: the parameters to give intervals for (default: all).  limits: ``{name: (low, high)}``.
-        levels: keys of :data:`~hepsbi.inference.scan.CONFIDENCE_LEVELS`.
+        pois: the parameters to give intervals for (default: all but ``fixed``).  limits: ``{name: (low, high)}``.
+        levels: keys of :data:`~hepsbi.inference.scan.CONFIDENCE_LEVELS`.  fixed: ``{name: value}`` held constant.
     """
     from hepsbi.inference.scan import CONFIDENCE_LEVELS
 
-    pois = list(pois or names)
+    pois = list(pois or [n for n in names if n not in (fixed or {})])
     unknown = [p for p in pois if p not in names] + [lv for lv in levels if lv not in CONFIDENCE_LEVELS]
     if unknown:
         raise InferenceError(f"profile_fit: unknown parameter(s) or level(s) {unknown}; parameters {list(names)}, "
                              f"levels {list(CONFIDENCE_LEVELS)}")
-    m = _migrad(nll, names, start, limits)
+    m = _migrad(nll, names, start, limits, fixed)
     mle = {n: float(m.values[n]) for n in names}
-    covariance = _covariance(nll, np.asarray(m.values, dtype=float), np.ones(len(names), dtype=bool))
+    covariance = _covariance(nll, np.asarray(m.values, dtype=float), np.array([n not in (fixed or {}) for n in names]))
     m.hesse()  # MINOS starts from Minuit's own error matrix
     intervals: dict[str, dict[str, list[float]]] = {p: {} for p in pois}
     open_ends: dict[str, dict[str, list[bool]]] = {p: {} for p in pois}
+    best = [mle[n] for n in names]
     for level in levels:
-        m.minos(*pois, cl=float(CONFIDENCE_LEVELS[level]))
+        try:
+            m.minos(*pois, cl=float(CONFIDENCE_LEVELS[level]))
+        except RuntimeError:  # MINOS gave up on every parameter: each end by bisection below
+            pass
         for p in pois:
-            me = m.merrors[p]
-            at_limit = [bool(me.at_lower_limit), bool(me.at_upper_limit)]
-            if not (me.lower_valid or at_limit[0]) or not (me.upper_valid or at_limit[1]):
-                raise InferenceError(f"MINOS failed for {p} at {level} % (lower valid {me.lower_valid}, upper valid "
-                                     f"{me.upper_valid}): the profile likelihood is too irregular there")
-            intervals[p][level] = [mle[p] + float(me.lower), mle[p] + float(me.upper)]
-            open_ends[p][level] = at_limit
+            me = m.merrors[p] if p in m.merrors else None
+            ends, opened = [], []
+            for side, sign in ((0, -1.0), (1, 1.0)):
+                valid = me is not None and (me.lower_valid if side == 0 else me.upper_valid)
+                at_limit = me is not None and bool(me.at_lower_limit if side == 0 else me.at_upper_limit)
+                if me is not None and (valid or at_limit):
+                    ends.append(mle[p] + float(me.lower if side == 0 else me.upper))
+                    opened.append(at_limit)
+                else:  # MINOS failed on this side (an irregular profile): bisection on the profiled NLL itself
+                    end, at = _profile_end(nll, names, best, p, sign, float(m.fval) + 0.5 * _chi2_1(level),
+                                           float(m.errors[p]), limits, fixed)
+                    ends.append(end)
+                    opened.append(at)
+            intervals[p][level] = ends
+            open_ends[p][level] = opened
     return ProfileFit(list(names), {p: mle[p] for p in names}, intervals, open_ends, float(m.fval), covariance)
+
+
+def _chi2_1(level: str) -> float:
+    from scipy import stats
+
+    from hepsbi.inference.scan import CONFIDENCE_LEVELS
+
+    return float(stats.chi2.ppf(CONFIDENCE_LEVELS[level], 1))
+
+
+def _profile_end(nll: NLL, names: Sequence[str], best: Sequence[float], poi: str, sign: float, target: float,
+                 step: float, limits: Mapping[str, tuple[float | None, float | None]] | None,
+                 fixed: Mapping[str, float] | None) -> tuple[float, bool]:
+    """Where the profiled NLL of ``poi`` reaches ``target`` on the ``sign`` side of the MLE: steps of growing size
+    until it does (or the parameter's limit: then the limit, open), then bisection; (end, stopped at the limit)."""
+    j = list(names).index(poi)
+    low, high = (limits or {}).get(poi, (None, None))
+    bound = (low if sign < 0 else high)
+    start = float(best[j])
+
+    def profiled(value: float) -> float:
+        return minimize(nll, names, best, limits, fixed=dict(fixed or {}) | {poi: value}, hesse=False).nll
+
+    step = step if np.isfinite(step) and step > 0 else 1e-3 * max(1.0, abs(start))
+    inner, outer = start, start + sign * step
+    for _ in range(40):
+        if bound is not None and sign * (outer - bound) >= 0:
+            outer = float(bound)
+            if profiled(outer) < target:
+                return outer, True
+            break
+        if profiled(outer) >= target:
+            break
+        inner, outer = outer, start + sign * 2 * abs(outer - start)
+    for _ in range(40):
+        middle = 0.5 * (inner + outer)
+        if profiled(middle) < target:
+            inner = middle
+        else:
+            outer = middle
+        if abs(outer - inner) < 1e-4 * step:
+            break
+    return 0.5 * (inner + outer), False
 
 
 def profile_scan(
@@ -251,6 +307,7 @@ def profile_scan(
     axes: Mapping[str, Sequence[float] | np.ndarray],
     limits: Mapping[str, tuple[float | None, float | None]] | None = None,
     progress: bool | str = False,
+    fixed: Mapping[str, float] | None = None,
 ) -> ScanResult:
     r"""Profile likelihood on a grid of 1 or 2 parameters of interest: at each node the POIs are fixed and
     every other parameter is minimised (warm-started from the previous node), q = 2 [NLL_prof − NLL_min].
@@ -258,11 +315,12 @@ def profile_scan(
     Arguments:
         axes: ``{poi: values}`` for one or two POIs.
         progress: show a progress bar over the nodes (a string is its description).
+        fixed: ``{name: value}`` held constant throughout (e.g. nuisance parameters at their nominal values).
     """
     pois = list(axes)
     if len(pois) not in (1, 2):
         raise InferenceError(f"profile scans take 1 or 2 parameters of interest (got {pois})")
-    best = minimize(nll, names, start, limits)
+    best = minimize(nll, names, start, limits, fixed=fixed, hesse=False)
     grid_axes = [np.asarray(axes[p], dtype=float) for p in pois]
     shape = tuple(len(a) for a in grid_axes)
     profiled = np.empty(shape)
@@ -273,8 +331,8 @@ def profile_scan(
 
         nodes = track(nodes, description=progress if isinstance(progress, str) else "profile scan")
     for index in nodes:
-        fixed = {p: float(grid_axes[k][index[k]]) for k, p in enumerate(pois)}
-        fit = minimize(nll, names, current, limits, fixed=fixed, hesse=False)
+        node = dict(fixed or {}) | {p: float(grid_axes[k][index[k]]) for k, p in enumerate(pois)}
+        fit = minimize(nll, names, current, limits, fixed=node, hesse=False)
         profiled[index] = fit.nll
         current = [fit.values[n] for n in names]
     q = np.clip(2.0 * (profiled - best.nll), 0.0, None)

@@ -75,7 +75,7 @@ class ScanResult:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "parameters": self.names,
+            "parameters": list(self.mle),  # every parameter (a fit in N-D scans a pair but gives all intervals)
             "mle": self.mle,
             "intervals": self.intervals,
             "intervals_open": self.open_ends,

@@ -54,10 +54,10 @@ def scan_diagnostics(label: str, block: Mapping[str, Any]) -> list[Diagnostic]:
     ``intervals``, ``intervals_open``, ``scan.axes``)."""
     out = []
     for name in block["parameters"]:
-        axis = np.asarray(block["scan"]["axes"][name], dtype=float)
+        axis = np.asarray(block["scan"]["axes"].get(name, []), dtype=float)  # (a fit in N-D scans a pair only)
         mle = float(block["mle"][name])
         step = float(np.min(np.diff(axis))) if len(axis) > 1 else 0.0
-        for end, edge in (("lower", axis[0]), ("upper", axis[-1])):
+        for end, edge in (("lower", axis[0]), ("upper", axis[-1])) if len(axis) else ():
             if abs(mle - edge) <= 0.5 * step:
                 out.append(Diagnostic("mle_at_scan_edge", label, (
                     f"{label}: the MLE of {name} ({mle:.4g}) lies at the {end} end of its scan ({edge:.4g}); the "

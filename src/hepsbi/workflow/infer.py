@@ -28,9 +28,11 @@ from hepsbi.estimators.ensemble import RatioEnsemble
 from hepsbi.estimators.score import ScoreEstimator
 from hepsbi.files import write_json
 from hepsbi.inference.analysis import (
+    ShapeOnlyModel,
     WeightedAnalysis,
     closure_points,
     fisher_informations,
+    fits,
     profile_scans,
     sampled_closure,
     scan_likelihoods,
@@ -67,6 +69,8 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
     comparisons = group == COMPARISONS
     learned = {} if comparisons else {group: estimators[group].log_ratio_of_theta}
     profiled: dict[str, Any] = {}
+    if sim.space.dim > 2:  # no grid over every parameter: MINOS intervals and the profile contour of a pair
+        return _infer_group_nd(spec, sim, theta_true, learned, sally, group, progress, held)
     if is_weighted(sim):
         analysis = weighted_analysis(spec, sim, theta_true)
         dataset = analysis.dataset
@@ -129,6 +133,60 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
         "closure": closure,
         "dataset": {"kind": dataset.kind, "n_events": float(dataset.weights.sum()), "n_mc": len(dataset.weights)},
     }
+
+
+def _infer_group_nd(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, learned: dict[str, Any],
+                    sally: ScoreEstimator | None, group: str, progress: bool,
+                    held: WeightedAnalysis | None) -> dict[str, Any]:
+    """:func:`infer_group` for more than two parameters (:func:`hepsbi.inference.analysis.fits`): per likelihood the
+    MLE and MINOS intervals of every parameter with the others free and the profile contour of
+    ``inference.pair``; the systematics fixed (``scans``) and profiled (``profiled``). Binned likelihoods (histogram,
+    SALLY's bins) give their Fisher information only."""
+    inf = spec.inference
+    comparisons = group == COMPARISONS
+    pair = inf.pair or list(sim.space.names[:2])
+    points = (inf.profile or ProfileSpec()).grid_points
+    profiled: dict[str, Any] = {}
+    kept: dict[str, Any] = {}
+    if is_weighted(sim):
+        analysis = weighted_analysis(spec, sim, theta_true)
+        dataset = analysis.dataset
+        models = analysis.models(learned, parton_level=comparisons and inf.parton_level)
+        hist = inf.histogram if comparisons else None
+        informations = analysis.fisher_information(
+            learned, parton_level=comparisons and inf.parton_level, rate=comparisons,
+            histogram=(hist.observables, hist.edges) if hist is not None else None,
+            score=sally.score if comparisons and sally is not None else None)
+        scans = {label: r["scan"] for label, r in fits(models, sim.space, theta_true, pair, points,
+                                                          profile_nuisance=False, progress=progress).items()}
+        if inf.systematics:
+            profiled = fits(models, sim.space, theta_true, pair, points, profile_nuisance=True, progress=progress)
+        if held is not None:
+            statistics = {"sally_score": sally.score} if comparisons and sally is not None else {}
+            kept = held.kept_information(learned, statistics, seed=inf.seed)
+            if not comparisons:
+                kept.pop("truth")
+    else:
+        dataset = inference_dataset(spec, sim, theta_true)
+        ratios = {label: fn(dataset.x) for label, fn in learned.items()}
+        if comparisons and has_exact_likelihood(sim):
+            ratios["exact"] = exact_log_ratio(sim)(dataset.x)
+        shape_only = {label: ShapeOnlyModel(list(sim.space.names), fn, dataset.weights) for label, fn in ratios.items()}
+        scans = {label: r["scan"] for label, r in fits(shape_only, sim.space, theta_true, pair, points,
+                                                          progress=progress).items()}
+        informations = fisher_informations(ratios, dataset, theta_true)
+    closure: dict[str, Any] = {}
+    if learned and inf.closure is not None:
+        closure_at = [sim.space.point({**sim.space.as_dict(theta_true), **p}).tolist() for p in inf.closure.points] or \
+            closure_points(scans[group], theta_true)
+        if is_weighted(sim):
+            closure = analysis.reweighting_closure(learned, closure_at, inf.closure.bins)
+        else:
+            closure = sampled_closure(sim, learned, closure_at, inf.closure.events, inf.seed + 2_000_003,
+                                      inf.closure.bins)
+    return {"scans": scans, "informations": informations, "profiled": profiled, "kept": kept, "members": {},
+            "closure": closure,
+            "dataset": {"kind": dataset.kind, "n_events": float(dataset.weights.sum()), "n_mc": len(dataset.weights)}}
 
 
 # -- training rounds ---------------------------------------------------------------------------------------------

@@ -55,11 +55,14 @@ def prepare(spec: RunSpec) -> tuple[Simulator, torch.Tensor]:
                             f"basis is quadratic in θ (e.g. drell_yan); {spec.simulator.name!r} has none")
     if spec.data.theta_sampler == "benchmarks" and not sim.space.benchmarks:
         raise SpecError("data.theta_sampler: 'benchmarks' needs a simulator whose parameter space defines benchmarks")
-    if sim.space.dim > 2:
-        raise SpecError(
-            f"simulator: grid scans support 1 or 2 parameters, {spec.simulator.name!r} has {sim.space.dim} "
-            f"{list(sim.space.names)} (choose a subset, e.g. options.parameters for drell_yan)"
-        )
+    pair = spec.inference.pair
+    if pair is not None:
+        unknown = [n for n in pair if n not in sim.space.names]
+        if unknown or pair[0] == pair[1]:
+            raise SpecError(f"inference.pair: two distinct parameters of {list(sim.space.names)} (got {pair})")
+        if sim.space.dim <= 2:
+            raise SpecError(f"inference.pair: only for more than two parameters; {list(sim.space.names)} are scanned "
+                            "on a grid")
     weighted = is_weighted(sim)
     if weighted and spec.inference.luminosity is None:
         raise SpecError("inference.luminosity: required for weighted simulators (fb^-1), e.g. 139")

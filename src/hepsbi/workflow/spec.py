@@ -224,6 +224,9 @@ class InferenceSpec(_Strict):
                                         "learned likelihood and SALLY's score keep (fisher_information_kept)")
     closure: ClosureSpec | None = Field(default_factory=ClosureSpec, description="reweighting closure of the learned "
                                         "ratios; null: none")
+    pair: list[str] | None = Field(None, min_length=2, max_length=2, description="more than two parameters: the pair "
+                                   "of the 2-D profile contour (default: the first two); every parameter gets its "
+                                   "profile interval with the others free")
     seed: int = Field(1, ge=0, le=MAX_SEED)
 
     @field_validator("luminosity")
