@@ -172,10 +172,10 @@ def likelihood_scan(
     data: Dataset,
     space: ParameterSpace,
     axes: Sequence[Tensor] | None = None,
-    points: int | Sequence[int] = 101,
+    points: int | Sequence[int] = 31,
     refine: bool = True,
     expected_events: Callable[[Tensor], float] | None = None,
-    zoom: int = 0,
+    zoom: int = 2,
 ) -> ScanResult:
     r"""Scan Σ_i w_i log r(x_i | θ) (plus the Poisson rate term when ``expected_events`` is given) over a
     grid and derive the MLE and Wilks intervals.
@@ -189,7 +189,9 @@ def likelihood_scan(
         points: nodes per parameter when ``axes`` is not given.
         refine: polish the MLE between grid nodes with a bounded derivative-free (Powell) fit.
         expected_events: ν(θ), the expected number of events (extended likelihood).
-        zoom: further scans narrowed to the 95 % region (see :func:`scan_log_likelihood`).
+        zoom: further scans narrowed to the 95 % region (see :func:`scan_log_likelihood`). The defaults (31 nodes,
+            two zooms: 3 × 961 evaluations in 2-D) are the Drell–Yan example's adaptive grid; a uniform grid as
+            fine (101² = 10,201 nodes) costs 3.5 times as many network passes.
     """
     log_likelihood = unbinned_log_likelihood(log_ratio, data, expected_events, space.reference)
     return scan_log_likelihood(log_likelihood, space, axes, points, refine, zoom)
