@@ -276,24 +276,42 @@ def plot_information_ellipses(informations: Mapping[str, np.ndarray], center: Ma
 
 
 def plot_coverage(statistics: Mapping[str, np.ndarray], dof: int, path: str | os.PathLike[str]) -> Path:
-    """Distribution of the test statistic at the truth over toys, per likelihood, against Wilks' χ²(dof):
-    where a histogram lies above the curve at large t, the intervals undercover."""
+    r"""Coverage against the nominal confidence level, per likelihood: the fraction of toys whose test statistic at
+    the truth lies below Wilks' threshold χ²_dof(CL), for CL from 5 % to 99 %, with its binomial 1σ band; a
+    calibrated likelihood follows the diagonal (below it: intervals too narrow). Beside it, the empirical
+    distribution of t against χ²_dof on a log scale, where the tails show."""
     from scipy import stats
 
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig, (ax, tail) = plt.subplots(1, 2, figsize=(10.5, 4.3), layout="constrained")
+    levels = np.linspace(0.05, 0.99, 95)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ax.plot([0, 1], [0, 1], color="black", lw=1, label="nominal")
     top = max(8.0, max(float(np.quantile(t, 0.99)) for t in statistics.values()))
-    bins = np.linspace(0, top, 31)
-    for label, t in statistics.items():
-        ax.hist(np.clip(t, 0, top), bins=list(bins), density=True, histtype="step", lw=1.5,
-                label=f"{_LABELS.get(label, label)} ({len(t)} toys)")
-    grid = np.linspace(bins[1] / 4, top, 300)
-    ax.plot(grid, stats.chi2.pdf(grid, dof), "k--", label=rf"$\chi^2_{{{dof}}}$")
+    for (label, t), colour in zip(statistics.items(), colours):
+        t = np.asarray(t, dtype=float)
+        covered = np.array([np.mean(t <= stats.chi2.ppf(cl, dof)) for cl in levels])
+        error = np.sqrt(np.clip(levels * (1 - levels), 0, None) / len(t))
+        name = f"{_LABELS.get(label, label)} ({len(t)} toys)"
+        ax.plot(levels, covered, color=colour, label=name)
+        ax.fill_between(levels, levels - error, levels + error, color=colour, alpha=0.12, lw=0)
+        ordered = np.sort(t)
+        tail.step(ordered, 1 - np.arange(len(ordered)) / len(ordered), where="post", color=colour, label=name)
+    grid = np.linspace(0, top, 300)
+    tail.plot(grid, stats.chi2.sf(grid, dof), "k--", label=rf"$\chi^2_{{{dof}}}$")
     for level in ("68", "95"):
-        ax.axvline(wilks_threshold(level, dof), color="grey", lw=0.8, ls=":")
-    ax.set_yscale("log")
-    ax.set_xlabel(r"$t(\theta_\mathrm{true}) = -2\Delta\log L$")
-    ax.set_ylabel("density")
-    ax.legend(frameon=False, fontsize=8)
+        ax.axvline(float(stats.chi2.cdf(wilks_threshold(level, dof), dof)), color="grey", lw=0.8, ls=":")
+        tail.axvline(wilks_threshold(level, dof), color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("nominal confidence level")
+    ax.set_ylabel("coverage (fraction of toys)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(frameon=False, fontsize=8, loc="upper left")
+    ax.set_title("coverage of Wilks intervals")
+    tail.set_yscale("log")
+    tail.set_xlim(0, top)
+    tail.set_xlabel(r"$t(\theta_\mathrm{true}) = -2\Delta\log L$")
+    tail.set_ylabel("fraction of toys above t")
+    tail.legend(frameon=False, fontsize=8)
     return _save(fig, path)
 
 
