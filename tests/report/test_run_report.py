@@ -40,8 +40,13 @@ def test_report_of_a_notebook_analysis(weighted_toy, tmp_path):
     lo, hi = on_disk["profiled"]["truth"]["intervals"]["c"]["68"]
     lo0, hi0 = on_disk["comparisons"]["truth"]["intervals"]["c"]["68"]
     assert hi - lo >= hi0 - lo0
-    for plot in ("likelihood_scan.png", "training.png", "pulls.png"):
+    for plot in ("likelihood_scan.png", "training.png", "pulls.png", "correlation.png"):
         assert (tmp_path / "plots" / plot).stat().st_size > 1000
+    # the fit's correlations: the POI and the luminosity's nuisance parameter, from the covariance of the fit
+    corr = on_disk["profiled"]["truth"]["correlation"]
+    matrix = np.asarray(corr["matrix"])
+    assert corr["names"] == ["c", "lumi"] and np.allclose(np.diag(matrix), 1) and np.allclose(matrix, matrix.T)
+    assert 0 < abs(matrix[0, 1]) < 1  # a normalisation systematic and c both move the rate
     console = Console(record=True, width=200)
     print_summary(on_disk, console)
     text = console.export_text()

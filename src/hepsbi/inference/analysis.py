@@ -81,6 +81,7 @@ __all__ = [
     "Tilt",
     "WeightedAnalysis",
     "closure_points",
+    "correlation",
     "fisher_informations",
     "fits",
     "profile_scans",
@@ -248,8 +249,18 @@ def profile_scans(models: Mapping[str, UnbinnedModel], space: ParameterSpace, th
             "pulls": {n: {"value": best.values[n], "error": best.errors[n]} for n in model.nuisance},
             "scan": scan,
             "information": profiled_information(model_information(model, start), len(model.poi)),
+            "correlation": correlation(model.names, best.covariance),
         }
     return out
+
+
+def correlation(names: Sequence[str], covariance: np.ndarray | None) -> dict[str, Any] | None:
+    """The correlation matrix ρ_ij = C_ij / √(C_ii C_jj) of a fit's covariance, with its parameter ``names``
+    (None without a covariance)."""
+    if covariance is None:
+        return None
+    sigma = np.sqrt(np.clip(np.diag(covariance), 1e-300, None))
+    return {"names": list(names), "matrix": (covariance / np.outer(sigma, sigma)).tolist()}
 
 
 @dataclass
@@ -319,6 +330,7 @@ def fits(models: Mapping[str, Any], space: ParameterSpace, theta_true: Tensor, p
             out[label]["pulls"] = {n: {"value": fit.mle[n], "error": float(errors[model.names.index(n)])}
                                    for n in nuisance}
             out[label]["information"] = profiled_information(model_information(model, start), len(names))
+            out[label]["correlation"] = correlation(model.names, cov)
     return out
 
 

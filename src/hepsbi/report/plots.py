@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -20,7 +21,7 @@ from hepsbi.estimators.training import TrainingHistory  # noqa: E402
 from hepsbi.files import atomic_path  # noqa: E402
 from hepsbi.inference.scan import ScanResult, wilks_threshold  # noqa: E402
 
-__all__ = ["plot_brazil", "plot_closure", "plot_coverage", "plot_information_ellipses", "plot_log_ratio", "plot_pulls", "plot_scans", "plot_training"]
+__all__ = ["plot_brazil", "plot_closure", "plot_correlation", "plot_coverage", "plot_information_ellipses", "plot_log_ratio", "plot_pulls", "plot_scans", "plot_training"]
 
 #: Legend names of the reference likelihoods.
 _LABELS = {"truth": "parton-level truth", "exact": "exact", "histogram": "histogram", "sally": "SALLY (binned)",
@@ -197,6 +198,24 @@ def plot_training(histories: Mapping[str, TrainingHistory], path: str | os.PathL
             below.set_xlabel("epoch")
         else:
             ax.set_xlabel("epoch")
+    return _save(fig, path)
+
+
+def plot_correlation(correlation: Mapping[str, Any], path: str | os.PathLike[str], title: str = "correlations") -> Path:
+    """The correlation matrix of a fit (``names``, ``matrix``: parameters of interest and nuisance parameters) as a
+    heat map from −1 to 1, each cell labelled."""
+    names, matrix = list(correlation["names"]), np.asarray(correlation["matrix"], dtype=float)
+    size = 1.2 + 0.75 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size), layout="constrained")
+    image = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if abs(matrix[i, j]) > 0.6 else "black")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="correlation")
+    ax.set_title(title, fontsize=10)
     return _save(fig, path)
 
 

@@ -19,6 +19,7 @@ from hepsbi.inference.fisher import information_summary, kept_summary
 from hepsbi.report.diagnostics import diagnose
 from hepsbi.report.plots import (
     plot_closure,
+    plot_correlation,
     plot_information_ellipses,
     plot_log_ratio,
     plot_pulls,
@@ -81,6 +82,9 @@ def write_run_report(
         if profiled:
             first = next(iter(profiled.values()))["pulls"]
             plot_pulls({n: (v["value"], v["error"]) for n, v in first.items()}, directory / "pulls.png")
+            label, block = next(iter(profiled.items()))
+            if block.get("correlation"):
+                plot_correlation(block["correlation"], directory / "correlation.png", f"{label}, profiled: correlations")
         plot_training(dict(histories or {}), directory / "training.png")
         if space.dim == 2 and informations:
             plot_information_ellipses(informations, truth_dict, directory / "fisher_information.png", units)
@@ -108,7 +112,8 @@ def write_run_report(
         results["fisher_information_kept"] = {label: kept_summary(k["information"], k["replicas"], names)
                                               for label, k in kept.items()}
     if profiled:
-        results["profiled"] = {label: {**p["scan"].to_dict(), "nuisance_parameters": p["pulls"]}
+        results["profiled"] = {label: {**p["scan"].to_dict(), "nuisance_parameters": p["pulls"],
+                                       **({"correlation": p["correlation"]} if p.get("correlation") else {})}
                                for label, p in profiled.items()}
         results["fisher_information_profiled"] = {label: information_summary(p["information"], names)
                                                   for label, p in profiled.items()}
