@@ -28,6 +28,10 @@ def test_generation_and_cross_section(sim):
     assert 0 < err < 0.05 * sigma_sm
     # Pythia: σ(m̂ > 200 GeV, μμ, 13 TeV) ≈ 2.3e-9 mb = 2.3 pb in total; the fiducial part is below it.
     assert 0.3 * 2.3 < sigma_sm < 2.3
+    # the named fields say which cross section it is: fiducial, below Pythia's generator-level one
+    sigma = sim.cross_section(torch.zeros(4))
+    assert sigma.fiducial_pb == sigma_sm and sigma.error_pb == err
+    assert sigma.fiducial_pb < events.provenance["sigma_total_pb"] and events.provenance["weight_unit"] == "pb"
     assert sim.cross_section(eta_lambda_to_theta(5, eta_LL=-1))[0] > 1.2 * sigma_sm
 
 

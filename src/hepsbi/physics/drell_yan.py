@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -51,6 +51,13 @@ def _one_point(theta: Tensor | Sequence[float]) -> Tensor:
     if theta.dim() == 2 and (theta.shape[0] == 1 or theta.stride(0) == 0):
         return theta[0]
     return theta
+
+
+class CrossSection(NamedTuple):
+    """A fiducial cross section (events passing the detector selection) and its Monte Carlo error, pb."""
+
+    fiducial_pb: float
+    error_pb: float
 
 
 #: the smallest collision energy and dilepton mass a DrellYanContact accepts, GeV: a value typed in TeV lands below
@@ -255,12 +262,14 @@ class DrellYanContact:
         full = full.index_copy(1, torch.tensor(self.free), rows)
         return full
 
-    def cross_section(self, theta: Tensor | Sequence[float]) -> tuple[float, float]:
-        """Fiducial σ(θ) in pb and its statistical error from the event pool (Monte Carlo only)."""
+    def cross_section(self, theta: Tensor | Sequence[float]) -> CrossSection:
+        """The fiducial cross section at θ — after the detector selection, Σ w_i r_i(θ) over the pool — and its Monte
+        Carlo error, in pb (:class:`CrossSection`; not Pythia's generator-level σ of the mass slices, which is
+        ``events.provenance["sigma_total_pb"]`` at the SM)."""
         events = self.events
         r = _MORPHING.evaluate(torch.from_numpy(events.z[:, -_MORPHING.n_components:]), self.full_theta(theta)[0]).numpy()
         w = events.weights * r
-        return float(w.sum()), float(np.sqrt((w**2).sum()))
+        return CrossSection(float(w.sum()), float(np.sqrt((w**2).sum())))
 
     def _log_sigma_ratio(self, theta: Tensor) -> Tensor:
         _ = self.events  # ensure the pool exists
