@@ -90,7 +90,9 @@ def test_run_end_to_end(tmp_path, simulator, truth, estimators):
         "simulate_0000", "merge", "training", "train_0", *(["train_1"] if len(labels) > 1 else []), *members,
         *(f"infer_{i}" for i in range(len(labels))), "infer_comparisons", "report"}
     assert all(r["state"] == "done" for r in provenance["stages"])
-    for plot in ("likelihood_scan.png", "log_ratio.png", "training.png", *(f"closure_{label}.png" for label in labels)):
+    profiles = ["profiles.png"] if len(names) == 2 else []  # 1-D profiles of the 2-D scans
+    for plot in ("likelihood_scan.png", "log_ratio.png", "training.png", *profiles,
+                 *(f"closure_{label}.png" for label in labels)):
         assert (out / "plots" / plot).stat().st_size > 1000
     # closure at θ_true with each parameter at both ends of the estimator's 95 % interval, in every observable
     for label in labels:

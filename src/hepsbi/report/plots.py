@@ -21,7 +21,7 @@ from hepsbi.estimators.training import TrainingHistory  # noqa: E402
 from hepsbi.files import atomic_path  # noqa: E402
 from hepsbi.inference.scan import ScanResult, wilks_threshold  # noqa: E402
 
-__all__ = ["plot_brazil", "plot_closure", "plot_correlation", "plot_coverage", "plot_information_ellipses", "plot_log_ratio", "plot_pulls", "plot_scans", "plot_training"]
+__all__ = ["plot_brazil", "plot_closure", "plot_correlation", "plot_coverage", "plot_information_ellipses", "plot_log_ratio", "plot_profiles", "plot_pulls", "plot_scans", "plot_training"]
 
 #: Legend names of the reference likelihoods.
 _LABELS = {"truth": "parton-level truth", "exact": "exact", "histogram": "histogram", "sally": "SALLY (binned)",
@@ -154,6 +154,45 @@ def plot_scans(
     ax.set_title("likelihood scan")
     if caption:
         ax.text(0.02, 0.98, caption, transform=ax.transAxes, va="top", ha="left", fontsize=9)
+    return _save(fig, path)
+
+
+def plot_profiles(scans: Mapping[str, ScanResult], truth: Mapping[str, float] | None, path: str | os.PathLike[str],
+                  units: Mapping[str, str] | None = None) -> Path:
+    """The 1-D profiles of 2-D scans: for each parameter, −2Δlog L minimised over the other on each scan's grid,
+    one panel per parameter, every likelihood (profiled ones broad and translucent in their colour), Wilks' 68 %
+    and 95 % lines for one parameter."""
+    first = next(iter(scans.values()))
+    fig, axes = plt.subplots(1, len(first.names), figsize=(4.8 * len(first.names), 4.0), squeeze=False,
+                             layout="constrained")
+    palette = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3)
+    colours: dict[str, str] = {}
+    for label in scans:
+        colours.setdefault(label.removesuffix(" (profiled)"), next(palette))
+    for j, name in enumerate(first.names):
+        ax = axes[0, j]
+        lo, hi = np.inf, -np.inf
+        for label, scan in scans.items():
+            profiled = label.endswith(" (profiled)")
+            base = label.removesuffix(" (profiled)")
+            q = np.asarray(scan.q)
+            curve = q.min(axis=1 - j) if q.ndim == 2 else q
+            ax.plot(scan.axes[j], curve, color=colours[base], lw=3.2 if profiled else 1.4, alpha=0.45 if profiled else 1,
+                    label=_LABELS.get(base, base) + (", profiled" if profiled else ""))
+            near = np.asarray(scan.axes[j])[curve <= 2 * wilks_threshold("95", 1)]
+            if len(near):
+                lo, hi = min(lo, float(near.min())), max(hi, float(near.max()))
+        for level in ("68", "95"):
+            ax.axhline(wilks_threshold(level, 1), color="grey", lw=0.8, ls=":")
+        if truth and name in truth:
+            ax.axvline(truth[name], color="black", ls="--", lw=1)
+        if np.isfinite(lo) and hi > lo:
+            ax.set_xlim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
+        ax.set_ylim(0, 3 * wilks_threshold("95", 1))
+        ax.set_xlabel(_axis_label(name, units))
+        if j == 0:
+            ax.set_ylabel(r"$-2\,\Delta \log L$ (profiled over the other)")
+    axes[0, -1].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return _save(fig, path)
 
 

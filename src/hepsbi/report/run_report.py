@@ -22,6 +22,7 @@ from hepsbi.report.plots import (
     plot_correlation,
     plot_information_ellipses,
     plot_log_ratio,
+    plot_profiles,
     plot_pulls,
     plot_scans,
     plot_training,
@@ -77,8 +78,10 @@ def write_run_report(
     if plots:
         directory = out / "plots"
         units = {p.name: p.unit for p in space.parameters}
-        plot_scans({**scans, **comparisons, **{f"{k} (profiled)": v["scan"] for k, v in profiled.items()}},
-                   truth_dict, directory / "likelihood_scan.png", units, caption)
+        every = {**scans, **comparisons, **{f"{k} (profiled)": v["scan"] for k, v in profiled.items()}}
+        plot_scans(every, truth_dict, directory / "likelihood_scan.png", units, caption)
+        if space.dim == 2:  # (more parameters: the intervals are MINOS's, the grid holds only the contour's pair)
+            plot_profiles(every, truth_dict, directory / "profiles.png", units)
         if profiled:
             first = next(iter(profiled.values()))["pulls"]
             plot_pulls({n: (v["value"], v["error"]) for n, v in first.items()}, directory / "pulls.png")
