@@ -221,7 +221,8 @@ def test_physics_spec_errors(tmp_path):
         prepare(parse_spec({"simulator": {"name": "drell_yan", "options": {"parameters": ["c_LL", "c_LR", "c_RL"]}},
                             "inference": {"luminosity": 1, "pair": ["c_LL", "c_XX"]}}))
     with pytest.raises(SpecError, match="inference.pair: only for more than two parameters"):
-        prepare(parse_spec(base | {"inference": {"luminosity": 1, "pair": ["c_LL", "c_LR"]}}))
+        prepare(parse_spec({"simulator": {"name": "drell_yan", "options": {"parameters": ["c_LL", "c_LR"]}},
+                            "inference": {"luminosity": 1, "pair": ["c_LL", "c_LR"]}}))
     with pytest.raises(SpecError, match="need a weighted simulator"):
         prepare(parse_spec({"training": {"sally": {}}}))
 
