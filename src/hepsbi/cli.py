@@ -304,7 +304,7 @@ def export(
 
 @app.command()
 def limits(
-    workspace: Annotated[Path, typer.Argument(help="pyhf JSON workspace (e.g. a HEPData BkgOnly.json)")],
+    workspace: Annotated[Path, typer.Argument(help="pyhf JSON workspace (e.g. a HEPData BkgOnly.json), or a run directory")],
     patch: Annotated[Path | None, typer.Option("--patch", help="JSON Patch file applied to the workspace")] = None,
     patchset: Annotated[Path | None, typer.Option("--patchset", help="HEPData patchset file")] = None,
     name: Annotated[str | None, typer.Option("--name", help="patch of the patchset to apply")] = None,
@@ -316,14 +316,22 @@ def limits(
     brazil: Annotated[Path | None, typer.Option("--brazil", help="plot CLs against the POI with the expected bands (PNG; implies --upper-limit)")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="patchset scans: N local Dask worker processes")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="patchset scans: address of a running Dask scheduler")] = None,
+    label: Annotated[str | None, typer.Option("--label", help="run directory: the learned likelihood (default: the run's first)")] = None,
+    negative: Annotated[bool, typer.Option("--negative", help="run directory: limit the parameter's negative values", metavar="")] = False,
 ) -> None:
     """CLs (observed and expected band) of a pyhf workspace, optionally patched; upper limits on request.
     With --patchset and no --name, every patch of the set (one signal hypothesis each), fanned out over Dask
-    workers with --workers N or --scheduler ADDRESS."""
+    workers with --workers N or --scheduler ADDRESS. Given a run directory: the 95 % CL upper limits of its learned
+    likelihood on --poi (q̃, every other parameter and the nuisance parameters profiled, on the run's Asimov
+    dataset), positive values or --negative ones."""
     from rich.table import Table
 
     from hepsbi.files import write_json
     from hepsbi.inference.pyhf_bridge import hypotest, load_workspace, scan_patchset
+
+    if workspace.is_dir():
+        _run_limits(workspace, poi, label, negative, json_out, brazil)
+        return
     from hepsbi.workflow.placement import local_client
 
     for flag, target in (("--json", json_out), ("--brazil", brazil)):
@@ -367,6 +375,35 @@ def limits(
         from hepsbi.report.plots import plot_brazil
 
         plot_brazil(result.scan_mu, result.scan_cls_obs, result.scan_cls_exp, brazil, poi=result.poi)
+
+
+def _run_limits(run_dir: Path, poi: str | None, label: str | None, negative: bool, json_out: Path | None,
+                brazil: Path | None) -> None:
+    """`hepsbi limits RUN_DIR`: see :func:`hepsbi.workflow.limits.run_limits`."""
+    from rich.table import Table
+
+    from hepsbi.files import write_json
+    from hepsbi.workflow.limits import run_limits
+
+    try:
+        result = run_limits(run_dir, poi, label, negative)
+    except HepsbiError as exc:
+        _fail(exc)
+    table = Table(title=f"95% CL upper limits on {'−' if negative else ''}{result['poi']} from {result['likelihood']} "
+                        "(Asimov dataset of the run)")
+    for column in ("", "observed", "-2σ", "-1σ", "median", "+1σ", "+2σ"):
+        table.add_column(column)
+    table.add_row(result["poi"], f"{result['upper_limit_obs']:.4g}", *(f"{u:.4g}" for u in result["upper_limit_exp"]))
+    if "scale_tev" in result:
+        scale = result["scale_tev"]
+        table.add_row("Λ > [TeV]", f"{scale['observed']:.3g}", *(f"{v:.3g}" for v in scale["expected"]))
+    Console().print(table)
+    if json_out is not None:
+        write_json(json_out, result)
+    if brazil is not None:
+        from hepsbi.report.plots import plot_brazil
+
+        plot_brazil(result["scan_mu"], result["scan_cls_obs"], result["scan_cls_exp"], brazil, poi=result["poi"])
 
 
 @app.command()

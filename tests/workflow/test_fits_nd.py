@@ -53,3 +53,38 @@ def test_three_contact_coefficients_from_a_spec(tmp_path):
     assert "lumi" in results["profiled"]["truth"]["nuisance_parameters"]
     assert all(name in result.output for name in names)  # the summary lists every parameter
     assert np.isfinite(results["fisher_information"]["morphing"]["determinant"])
+
+
+@pytest.mark.slow
+def test_limits_from_a_run_directory_match_its_profile_interval(tmp_path):
+    """`hepsbi limits RUN_DIR`: CLs upper limits of the run's learned likelihood on a coupling (others and the
+    nuisance parameters profiled). On the run's Asimov dataset the observed limit is the median expected one, and
+    that median sits where q_A = 1.96² — the end of the run's own profiled 95 % interval, found there by a scan."""
+    spec = yaml.safe_load((EXAMPLES / "drell_yan_contact.yaml").read_text())
+    spec["simulator"]["options"].update(n_events=6000, n_slices=2, parameters=["c_LL"])
+    spec["data"]["n_samples"] = 3000
+    spec["training"] = {"estimators": [{"method": "morphing", "epochs": 3}]}
+    spec["inference"].update(theta_true={"c_LL": 0.0}, n_mc=2000, held_out_events=None, grid_points=41, closure=None,
+                             systematics=[{"name": "lumi", "kind": "norm", "up": 1.017, "down": 0.983}],
+                             profile={"grid_points": 41})
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    run = tmp_path / "run"
+    assert CliRunner().invoke(app, ["run", str(path), "--out", str(run), "--quiet"]).exit_code == 0
+    results = json.loads((run / "results.json").read_text())
+    lower, upper = results["profiled"]["morphing"]["intervals"]["c_LL"]["95"]
+    for flag, end in (([], upper), (["--negative"], lower)):
+        out = tmp_path / f"limits{len(flag)}.json"
+        result = CliRunner().invoke(app, ["limits", str(run), "--poi", "c_LL", "--json", str(out), *flag],
+                                    terminal_width=200)
+        assert result.exit_code == 0, result.output
+        limits = json.loads(out.read_text())
+        expected = limits["upper_limit_exp"]
+        assert limits["upper_limit_obs"] == pytest.approx(expected[2], rel=1e-3)  # Asimov: observed = median
+        assert expected == sorted(expected, key=abs)  # −2σ … +2σ, most excluding first
+        assert expected[2] == pytest.approx(end, rel=0.03)
+        scale = limits["scale_tev"]["observed"]
+        assert scale == pytest.approx(np.sqrt(4 * np.pi / abs(limits["upper_limit_obs"])))
+        assert "Λ > [TeV]" in result.output
+    bad = CliRunner().invoke(app, ["limits", str(run), "--poi", "c_RR"])
+    assert bad.exit_code == 2 and "--poi 'c_RR': not a parameter of this run" in bad.output

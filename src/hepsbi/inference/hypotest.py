@@ -9,6 +9,7 @@ of the constraints to its fitted nuisance parameters. q_A is the test statistic 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from scipy.optimize import brentq
@@ -18,7 +19,7 @@ from hepsbi.inference.asymptotics import asymptotic_cls, likelihood_test_statist
 from hepsbi.inference.profile import FitResult, minimize
 from hepsbi.inference.unbinned import UnbinnedModel
 
-__all__ = ["HypotestResult", "hypotest", "upper_limit"]
+__all__ = ["HypotestResult", "hypotest", "hypotests", "upper_limit"]
 
 
 @dataclass
@@ -33,52 +34,78 @@ class HypotestResult:
     best_fit: FitResult
 
 
-def _statistic(model: UnbinnedModel, poi: str, mu: float, kind: str, start: list[float]) -> tuple[float, FitResult, FitResult]:
-    """(q, global fit, fit at μ) of ``model``."""
-    names = model.names
-    best = minimize(model.nll, names, start, hesse=False)
-    at_mu = minimize(model.nll, names, [best.values[n] for n in names], fixed={poi: mu}, hesse=False)
-    nll_zero = None
-    if kind == "qtilde" and best.values[poi] < 0:
-        nll_zero = minimize(model.nll, names, [best.values[n] for n in names], fixed={poi: 0.0}, hesse=False).nll
-    q = likelihood_test_statistic(kind, at_mu.nll, best.nll, mu, best.values[poi], nll_zero)
-    return q, best, at_mu
+Limits = Mapping[str, tuple[float | None, float | None]]
 
 
-def hypotest(model: UnbinnedModel, poi: str, mu: float, test_stat: str = "qtilde", start: list[float] | None = None) -> HypotestResult:
+class _Tester:
+    """CLs of one model at any tested value: the fits that do not depend on it — the global fit, the fit at 0,
+    the Asimov dataset built from it and that dataset's global fit — are made once."""
+
+    def __init__(self, model: UnbinnedModel, poi: str, test_stat: str, start: list[float] | None,
+                 limits: Limits | None):
+        if poi not in model.poi:
+            raise InferenceError(f"unknown parameter of interest {poi!r}; the model has {model.poi}")
+        self.model, self.poi, self.kind, self.limits = model, poi, test_stat, limits
+        names = model.names
+        first = list(start) if start is not None else [0.0] * len(names)
+        self.best = minimize(model.nll, names, first, limits, hesse=False)
+        self.background = minimize(model.nll, names, self._values(self.best), limits, fixed={poi: 0.0}, hesse=False)
+        self.asimov = model.asimov(self._values(self.background))
+        self.best_asimov = minimize(self.asimov.nll, names, self._values(self.background), limits, hesse=False)
+        self.background_asimov = minimize(self.asimov.nll, names, self._values(self.background), limits,
+                                          fixed={poi: 0.0}, hesse=False)
+
+    def _values(self, fit: FitResult) -> list[float]:
+        return [fit.values[n] for n in self.model.names]
+
+    def _q(self, model: UnbinnedModel, best: FitResult, zero: FitResult, mu: float) -> float:
+        at_mu = minimize(model.nll, model.names, self._values(best), self.limits, fixed={self.poi: mu}, hesse=False)
+        nll_zero = zero.nll if self.kind == "qtilde" and best.values[self.poi] < 0 else None
+        return likelihood_test_statistic(self.kind, at_mu.nll, best.nll, mu, best.values[self.poi], nll_zero)
+
+    def __call__(self, mu: float) -> HypotestResult:
+        q_obs = self._q(self.model, self.best, self.background, mu)
+        q_asimov = self._q(self.asimov, self.best_asimov, self.background_asimov, mu)
+        cls_obs, cls_exp = asymptotic_cls(q_obs, q_asimov, self.kind)
+        return HypotestResult(float(mu), cls_obs, cls_exp, q_obs, q_asimov, self.best)
+
+
+def hypotest(model: UnbinnedModel, poi: str, mu: float, test_stat: str = "qtilde", start: list[float] | None = None,
+             limits: Limits | None = None) -> HypotestResult:
     """Asymptotic CLs for ``poi`` = ``mu`` (every other parameter profiled), as ``pyhf.infer.hypotest``.
 
     Arguments:
         model: the likelihood; it needs Monte Carlo events (``mc_log_ratio``, ``mc_weights``) for the Asimov dataset.
         poi: the tested parameter (a signal strength or a coupling whose value 0 is the background-only model).
         mu: tested value.  test_stat: ``"q"`` or ``"qtilde"``.  start: starting point of the fits.
+        limits: ``{name: (low, high)}`` for the fits (e.g. the range a learned likelihood was trained on).
     """
-    if poi not in model.poi:
-        raise InferenceError(f"unknown parameter of interest {poi!r}; the model has {model.poi}")
-    names = model.names
-    start = list(start) if start is not None else [0.0] * len(names)
-    q_obs, best, _ = _statistic(model, poi, mu, test_stat, start)
-    background = minimize(model.nll, names, [best.values[n] for n in names], fixed={poi: 0.0}, hesse=False)
-    asimov = model.asimov([background.values[n] for n in names])
-    q_asimov, _, _ = _statistic(asimov, poi, mu, test_stat, [background.values[n] for n in names])
-    cls_obs, cls_exp = asymptotic_cls(q_obs, q_asimov, test_stat)
-    return HypotestResult(float(mu), cls_obs, cls_exp, q_obs, q_asimov, best)
+    return _Tester(model, poi, test_stat, start, limits)(mu)
+
+
+def hypotests(model: UnbinnedModel, poi: str, mus: Sequence[float], test_stat: str = "qtilde",
+              start: list[float] | None = None, limits: Limits | None = None) -> list[HypotestResult]:
+    """:func:`hypotest` at each of ``mus``, sharing the fits that do not depend on the tested value (two fits per
+    value instead of six)."""
+    tester = _Tester(model, poi, test_stat, start, limits)
+    return [tester(float(mu)) for mu in mus]
 
 
 def upper_limit(model: UnbinnedModel, poi: str, bounds: tuple[float, float], level: float = 0.05,
-                test_stat: str = "qtilde") -> tuple[float, list[float]]:
+                test_stat: str = "qtilde", limits: Limits | None = None) -> tuple[float, list[float]]:
     """The observed and expected (−2σ … +2σ) upper limits on ``poi`` at CLs = ``level``, found by root finding
     inside ``bounds`` (an error when CLs does not cross ``level`` there). The lower bound must lie above the
-    background-only value 0, where the test has no power (q_A = 0)."""
+    background-only value 0, where the test has no power (q_A = 0). ``limits`` bound the fits."""
     lo, hi = bounds
+    tester = _Tester(model, poi, test_stat, None, limits)
     tested: dict[float, HypotestResult] = {}  # the six root searches share their hypothesis tests
 
     def test(v: float) -> HypotestResult:
         if v not in tested:
-            tested[v] = hypotest(model, poi, v, test_stat)
+            tested[v] = tester(v)
         return tested[v]
 
-    limits = []
+    found: list[float] = []
     for k in range(6):  # observed, then the five expected quantiles
         values = [test(v).cls_obs if k == 0 else test(v).cls_exp[k - 1] for v in (lo, hi)]
         if not (values[0] > level > values[1]):
@@ -89,6 +116,6 @@ def upper_limit(model: UnbinnedModel, poi: str, bounds: tuple[float, float], lev
             r = test(v)
             return (r.cls_obs if k == 0 else r.cls_exp[k - 1]) - level
 
-        limits.append(float(brentq(f, lo, hi, xtol=1e-4 * (hi - lo))))
-    return limits[0], limits[1:]
+        found.append(float(brentq(f, lo, hi, xtol=1e-4 * (hi - lo))))
+    return found[0], found[1:]
 

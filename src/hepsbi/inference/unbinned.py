@@ -37,7 +37,7 @@ from torch import Tensor
 from hepsbi.errors import InferenceError
 from hepsbi.inference.nuisance import NormSys, ShapeSys, gaussian_constraint
 
-__all__ = ["LinearRatio", "UnbinnedModel"]
+__all__ = ["LinearRatio", "UnbinnedModel", "negated"]
 
 PerEvent = Callable[[Tensor], Tensor]
 
@@ -304,3 +304,20 @@ class _YieldCorrection:
         u = self.weights * torch.exp(log_r - log_r.max().detach())
         z = (u[:, None] * self.table.kappa(alpha)).sum(dim=0) / u.sum()
         return torch.log(z).sum()
+
+
+def negated(model: UnbinnedModel, poi: str) -> UnbinnedModel:
+    """The same likelihood in −``poi``: L'(…, θ_k, …) = L(…, −θ_k, …). A one-sided test of the negative values of a
+    coupling (destructive interference) is then the usual test of non-negative values."""
+    if poi not in model.poi:
+        raise InferenceError(f"unknown parameter of interest {poi!r}; the model has {model.poi}")
+    k = model.poi.index(poi)
+    sign = torch.ones(len(model.poi), dtype=torch.float64)
+    sign[k] = -1.0
+
+    def flip(function: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+        return lambda theta: function(torch.as_tensor(theta, dtype=torch.float64) * sign)
+
+    return UnbinnedModel(model.poi, flip(model.log_ratio), model.weights, flip(model.expected), model.norm, model.shape,
+                         None if model.mc_log_ratio is None else flip(model.mc_log_ratio), model.mc_weights,
+                         model.mc_shape, model.aux)
