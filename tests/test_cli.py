@@ -205,6 +205,8 @@ def test_drell_yan_run_compares_histogram_ml_and_truth(tmp_path):
     assert results["fisher_information_profiled"]["truth"]["errors"]["c_LL"] > info["truth"]["errors"]["c_LL"]
     assert results["provenance"]["generator"]["pythia_version"] == "8.317.2"
     assert (out / "data" / "events.h5").is_file() and (out / "models" / "sally" / "estimator.json").is_file()
+    # the pool's weights and the same events reweighted to the closure points (their effective numbers of events)
+    assert (out / "plots" / "weights.png").stat().st_size > 1000
 
 
 def test_physics_spec_errors(tmp_path):

@@ -21,7 +21,7 @@ from hepsbi.estimators.training import TrainingHistory  # noqa: E402
 from hepsbi.files import atomic_path  # noqa: E402
 from hepsbi.inference.scan import ScanResult, wilks_threshold  # noqa: E402
 
-__all__ = ["plot_brazil", "plot_closure", "plot_correlation", "plot_coverage", "plot_information_ellipses", "plot_log_ratio", "plot_profiles", "plot_pulls", "plot_scans", "plot_training"]
+__all__ = ["plot_brazil", "plot_closure", "plot_correlation", "plot_coverage", "plot_information_ellipses", "plot_log_ratio", "plot_profiles", "plot_pulls", "plot_scans", "plot_training", "plot_weights"]
 
 #: Legend names of the reference likelihoods.
 _LABELS = {"truth": "parton-level truth", "exact": "exact", "histogram": "histogram", "sally": "SALLY (binned)",
@@ -255,6 +255,30 @@ def plot_correlation(correlation: Mapping[str, Any], path: str | os.PathLike[str
                     color="white" if abs(matrix[i, j]) > 0.6 else "black")
     fig.colorbar(image, ax=ax, shrink=0.8, label="correlation")
     ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_weights(weights: Mapping[str, np.ndarray], path: str | os.PathLike[str], unit: str = "") -> Path:
+    r"""Distributions of event weights, one curve per label (e.g. the pool at θ_ref and reweighted to a few θ):
+    log₁₀|w| with negative weights drawn dashed, and in the legend the effective number of events
+    N_eff = (Σ w)² / Σ w² — what a reweighted sample is worth."""
+    fig, ax = plt.subplots(figsize=(9.5, 4.2), layout="constrained")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    finite = [np.abs(np.asarray(w, dtype=float)) for w in weights.values()]
+    positive = np.concatenate([v[v > 0] for v in finite]) if finite else np.array([1.0])
+    edges = np.linspace(np.log10(positive.min()), np.log10(positive.max()) + 1e-9, 61)
+    for (label, w), colour in zip(weights.items(), colours):
+        w = np.asarray(w, dtype=float)
+        n_eff = float(w.sum() ** 2 / max((w**2).sum(), 1e-300))
+        for part, style, suffix in ((w > 0, "-", ""), (w < 0, "--", ", negative")):
+            if part.any():
+                ax.hist(np.log10(np.abs(w[part])), bins=list(edges), histtype="step", color=colour, ls=style,
+                        label=f"{label}{suffix} (N_eff {n_eff:.3g} of {len(w)})" if not suffix else f"{label}{suffix}")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"log$_{{10}}$ |event weight|{f' [{unit}]' if unit else ''}")
+    ax.set_ylabel("events")
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ax.set_title("event weights")
     return _save(fig, path)
 
 

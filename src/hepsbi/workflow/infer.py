@@ -39,6 +39,7 @@ from hepsbi.inference.analysis import (
 )
 from hepsbi.inference.ratios import exact_log_ratio
 from hepsbi.inference.validation import log_ratio_comparison
+from hepsbi.report.plots import plot_weights
 from hepsbi.report.run_report import write_run_report
 from hepsbi.simulators.protocol import Simulator, has_exact_likelihood, is_weighted
 from hepsbi.workflow.cache import run_stage
@@ -282,8 +283,25 @@ def report(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, pool: Any, e
     if sally is not None:
         histories["sally"] = sally.history
     with timed("report", timings, console):
-        return write_run_report(out, sim.space, theta_true, groups, extra, provenance, dataset_info, histories, comparison,
-                                plots=spec.report.plots, caption=_caption(spec, sim))
+        results = write_run_report(out, sim.space, theta_true, groups, extra, provenance, dataset_info, histories,
+                                   comparison, plots=spec.report.plots, caption=_caption(spec, sim))
+        if pool is not None and spec.report.plots:
+            plot_weights(_reweighted(sim, pool, groups), out / "plots" / "weights.png",
+                         str(pool.provenance.get("weight_unit", "")))
+        return results
+
+
+def _reweighted(sim: Simulator, pool: Any, groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pool's weights at θ_ref and reweighted, w r(z | θ), to the first learned likelihood's closure points."""
+    weights = torch.as_tensor(pool.weights, dtype=torch.float64)
+    z = torch.as_tensor(pool.z, dtype=torch.float64)
+    out = {"pool at θ_ref": weights.numpy()}
+    rows: list[dict[str, Any]] = next((rows for g in groups[:-1] for rows in g.get("closure", {}).values()), [])
+    for row in rows:
+        theta = torch.as_tensor(row["theta"], dtype=torch.float64)
+        label = "θ = (" + ", ".join(f"{v:.3g}" for v in theta.tolist()) + ")"
+        out[label] = (weights * sim.weight_ratio(z, theta)).numpy()  # type: ignore[attr-defined]
+    return out
 
 
 # -- the cached stages -------------------------------------------------------------------------------------------
