@@ -199,17 +199,28 @@ def _sum_nll(per_event: PerEventLogRatio) -> NLL:
 
 
 # -- profile scans -------------------------------------------------------------------------------------------
-def _region_cut(scan: ScanResult, axis: int) -> bool:
-    """Does the scan window cut the 95 % region along ``axis``: an open 95 % interval, or (several parameters) q
-    below the joint 95 % threshold somewhere on the window's two faces normal to that axis?"""
-    if any(scan.open_ends[scan.names[axis]]["95"]):
-        return True
+def _region_cut(scan: ScanResult, axis: int) -> tuple[bool, bool]:
+    """Does the scan window cut the 95 % region along ``axis``, at its lower and at its upper face: an open end of
+    the 95 % interval, or (several parameters) q below the joint 95 % threshold somewhere on that face?"""
+    opened = scan.open_ends[scan.names[axis]]["95"]
     threshold = wilks_threshold("95", len(scan.names))
     q = np.asarray(scan.q)
-    return bool(q.take(0, axis=axis).min() < threshold or q.take(-1, axis=axis).min() < threshold)
+    return (bool(opened[0] or q.take(0, axis=axis).min() < threshold),
+            bool(opened[1] or q.take(-1, axis=axis).min() < threshold))
 
 
-#: how often a profile scan doubles a window that cuts a 95 % interval before it leaves the interval open
+def _widened(axis: np.ndarray, cut: tuple[bool, bool], low: float, high: float) -> np.ndarray | None:
+    """The window ``axis`` extended by its own width beyond each face that ``cut`` flags, within [low, high]; None
+    when no flagged face can move (it already lies on the range's edge)."""
+    width = axis[-1] - axis[0]
+    start = max(low, axis[0] - width) if cut[0] else axis[0]
+    stop = min(high, axis[-1] + width) if cut[1] else axis[-1]
+    if start == axis[0] and stop == axis[-1]:
+        return None
+    return np.linspace(start, stop, len(axis))
+
+
+#: how often a profile scan widens a window that cuts its 95 % region before it leaves the region cut
 PROFILE_WIDENINGS = 5
 
 
@@ -217,7 +228,8 @@ def profile_scans(models: Mapping[str, UnbinnedModel], space: ParameterSpace, th
                   around: Mapping[str, ScanResult] | None = None, progress: bool = False) -> dict[str, dict[str, Any]]:
     """Per model: the profile scan (``scan``) on ``points`` nodes per parameter over the 95 % region of the
     model's plain scan in ``around`` widened ×1.5 (the whole parameter range without one; a window that cuts the
-    profiled 95 % interval or region doubles, up to :data:`PROFILE_WIDENINGS` times, within the range), the nuisance
+    profiled 95 % interval or region grows by its width past each cut face, up to :data:`PROFILE_WIDENINGS` times,
+    within the range), the nuisance
     parameters' post-fit values and errors of the global fit (``pulls``), and the Fisher information on θ with
     the nuisance parameters profiled, at θ_true and α = 0 (``information``)."""
     out: dict[str, dict[str, Any]] = {}
@@ -237,14 +249,12 @@ def profile_scans(models: Mapping[str, UnbinnedModel], space: ParameterSpace, th
         for _ in range(PROFILE_WIDENINGS + 1):
             scan = profile_scan(model.nll, model.names, [best.values[n] for n in model.names], axes, limits,
                                 progress=f"profile scan: {label}" if progress else False)
-            cut = [p for j, p in enumerate(space.parameters) if _region_cut(scan, j)
-                   and (axes[p.name][0] > p.low or axes[p.name][-1] < p.high)]
-            if not cut:
+            # a 95 % region cut by the scan window (not by the prior): the window grows past each cut face
+            wider = {p.name: _widened(axes[p.name], _region_cut(scan, j), p.low, p.high)
+                     for j, p in enumerate(space.parameters)}
+            if all(w is None for w in wider.values()):
                 break
-            for p in cut:  # a 95 % interval cut by the scan window (not by the prior): twice as wide, same centre
-                a = axes[p.name]
-                centre, half = 0.5 * (a[0] + a[-1]), a[-1] - a[0]
-                axes[p.name] = np.linspace(max(p.low, centre - half), min(p.high, centre + half), points)
+            axes |= {n: w for n, w in wider.items() if w is not None}
         out[label] = {
             "pulls": {n: {"value": best.values[n], "error": best.errors[n]} for n in model.nuisance},
             "scan": scan,
@@ -282,8 +292,8 @@ def fits(models: Mapping[str, Any], space: ParameterSpace, theta_true: Tensor, p
     r"""Inference in any number of parameters (no grid over all of them): per model, the MLE and every parameter's
     profile-likelihood interval at 68 % and 95 % with the others free (:func:`~hepsbi.inference.profile_fit`,
     MINOS), and the 2-D profile contour of ``pair`` (every other parameter minimised at each of points × points
-    nodes over the pair's 95 % intervals widened ×1.5; a window that cuts the joint 95 % region doubles, up to
-    :data:`PROFILE_WIDENINGS` times).
+    nodes over the pair's 95 % intervals widened ×1.5; a window that cuts the joint 95 % region grows past each cut
+    face, up to :data:`PROFILE_WIDENINGS` times).
 
     Arguments:
         models: label → a model with ``nll``, ``names`` (θ first, then nuisance parameters) and ``nuisance``
@@ -312,14 +322,10 @@ def fits(models: Mapping[str, Any], space: ParameterSpace, theta_true: Tensor, p
         for _ in range(PROFILE_WIDENINGS + 1):
             scan = profile_scan(model.nll, model.names, best, axes, limits, fixed=fixed,
                                 progress=f"profile contour: {label}" if progress else False)
-            cut = [n for j, n in enumerate(pair) if _region_cut(scan, j)
-                   and (axes[n][0] > limits[n][0] or axes[n][-1] < limits[n][1])]
-            if not cut:
+            wider = {n: _widened(axes[n], _region_cut(scan, j), *limits[n]) for j, n in enumerate(pair)}
+            if all(w is None for w in wider.values()):
                 break
-            for n in cut:
-                a = axes[n]
-                centre, half = 0.5 * (a[0] + a[-1]), a[-1] - a[0]
-                axes[n] = np.linspace(max(limits[n][0], centre - half), min(limits[n][1], centre + half), points)
+            axes |= {n: w for n, w in wider.items() if w is not None}
         scan.mle = {n: fit.mle[n] for n in names}
         scan.intervals = {n: fit.intervals[n] for n in names}
         scan.open_ends = {n: fit.open_ends[n] for n in names}
