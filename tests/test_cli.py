@@ -115,6 +115,11 @@ def test_run_end_to_end(tmp_path, simulator, truth, estimators):
             assert all(0 < v < 1 for v in block["fisher_errors_spread"].values())
             assert len({m["determinant"] for m in block["fisher_information"]}) == e["ensemble"]
             assert all((out / "models" / label / f"member{m}" / "weights.pt").is_file() for m in range(1, e["ensemble"]))
+            # where the members disagree: the spread of their −2Δlog L on an 11 × 11 grid over the 95 % region,
+            # zero nowhere but at each member's own minimum, and drawn
+            spread = np.asarray(block["disagreement"]["q_spread"])
+            assert spread.shape == (11, 11) and np.all(spread >= 0) and spread.max() > 0
+            assert (out / "plots" / f"ensemble_{label}.png").stat().st_size > 1000
     assert (out / "data" / "training.h5").is_file()
 
 

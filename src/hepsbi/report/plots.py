@@ -21,7 +21,7 @@ from hepsbi.estimators.training import TrainingHistory  # noqa: E402
 from hepsbi.files import atomic_path  # noqa: E402
 from hepsbi.inference.scan import ScanResult, wilks_threshold  # noqa: E402
 
-__all__ = ["plot_brazil", "plot_closure", "plot_correlation", "plot_coverage", "plot_information_ellipses", "plot_log_ratio", "plot_profiles", "plot_pulls", "plot_scans", "plot_training", "plot_weights"]
+__all__ = ["plot_brazil", "plot_closure", "plot_correlation", "plot_coverage", "plot_disagreement", "plot_information_ellipses", "plot_log_ratio", "plot_profiles", "plot_pulls", "plot_scans", "plot_training", "plot_weights"]
 
 #: Legend names of the reference likelihoods.
 _LABELS = {"truth": "parton-level truth", "exact": "exact", "histogram": "histogram", "sally": "SALLY (binned)",
@@ -279,6 +279,23 @@ def plot_weights(weights: Mapping[str, np.ndarray], path: str | os.PathLike[str]
     ax.set_ylabel("events")
     ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.set_title("event weights")
+    return _save(fig, path)
+
+
+def plot_disagreement(disagreement: Mapping[str, Any], names: Sequence[str], path: str | os.PathLike[str],
+                      title: str = "ensemble disagreement", units: Mapping[str, str] | None = None) -> Path:
+    """Where an ensemble's members disagree: the spread (standard deviation over members) of −2Δlog L on a grid
+    over the 95 % region, as a colour map, under the members' mean 68 % and 95 % contours."""
+    xs, ys = (np.asarray(a) for a in disagreement["axes"])
+    spread, mean = np.asarray(disagreement["q_spread"]), np.asarray(disagreement["q_mean"])
+    fig, ax = plt.subplots(figsize=(6.2, 5), layout="constrained")
+    image = ax.pcolormesh(xs, ys, spread.T, shading="nearest", cmap="viridis")
+    ax.contour(xs, ys, mean.T, levels=[wilks_threshold("68", 2), wilks_threshold("95", 2)], colors="white",
+               linestyles=["-", "--"])
+    fig.colorbar(image, ax=ax, label=r"spread of $-2\,\Delta \log L$ over members")
+    ax.set_xlabel(_axis_label(names[0], units))
+    ax.set_ylabel(_axis_label(names[1], units))
+    ax.set_title(title, fontsize=10)
     return _save(fig, path)
 
 

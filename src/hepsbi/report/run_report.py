@@ -20,6 +20,7 @@ from hepsbi.report.diagnostics import diagnose
 from hepsbi.report.plots import (
     plot_closure,
     plot_correlation,
+    plot_disagreement,
     plot_information_ellipses,
     plot_log_ratio,
     plot_profiles,
@@ -74,6 +75,7 @@ def write_run_report(
     closure = {label: rows for g in learned_groups for label, rows in g.get("closure", {}).items()}
     kept = {label: k for g in groups for label, k in g.get("kept", {}).items()}
     members = {label: m for g in learned_groups for label, m in g.get("members", {}).items()}
+    disagreement = {label: d for g in learned_groups for label, d in g.get("disagreement", {}).items()}
     truth_dict = space.as_dict(truth)
     if plots:
         directory = out / "plots"
@@ -93,6 +95,9 @@ def write_run_report(
             plot_information_ellipses(informations, truth_dict, directory / "fisher_information.png", units)
         for label, rows in closure.items():
             plot_closure(rows, list(space.names), directory / f"closure_{label}.png", f"closure of {label}")
+        for label, block in disagreement.items():
+            plot_disagreement(block, list(space.names), directory / f"ensemble_{label}.png",
+                              f"{label}: where its members disagree", units)
         if comparison is not None:
             theta_rows, exact_lr, learned = comparison
             plot_log_ratio(theta_rows.numpy(), exact_lr.numpy(), {k: v.numpy() for k, v in learned.items()},
@@ -106,6 +111,7 @@ def write_run_report(
         results["estimators"][label]["members"] = {
             "fisher_information": summaries,
             "fisher_errors_spread": {n: float(np.std(v)) if None not in v else None for n, v in errors.items()},
+            **({"disagreement": disagreement[label]} if label in disagreement else {}),
         }
     for label, rows in closure.items():
         results["estimators"][label]["closure"] = [{**row, "theta": space.as_dict(torch.tensor(row["theta"]))}

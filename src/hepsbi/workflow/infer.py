@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 
@@ -38,6 +39,7 @@ from hepsbi.inference.analysis import (
     scan_likelihoods,
 )
 from hepsbi.inference.ratios import exact_log_ratio
+from hepsbi.inference.scan import likelihood_scan
 from hepsbi.inference.validation import log_ratio_comparison
 from hepsbi.report.plots import plot_weights
 from hepsbi.report.run_report import write_run_report
@@ -101,6 +103,7 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
         scans = scan_likelihoods(ratios, dataset, sim.space, inf.grid_points, inf.zoom)
         informations = fisher_informations(ratios, dataset, theta_true)
     members: dict[str, list[Any]] = {}
+    disagreement: dict[str, Any] = {}
     ensemble = None if comparisons else estimators[group]
     if isinstance(ensemble, RatioEnsemble) and len(ensemble) > 1:  # how far its members agree where it matters
         member_ratios = {f"member{m}": e.log_ratio_of_theta for m, e in enumerate(ensemble.members)}
@@ -110,6 +113,15 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
             per_member = fisher_informations({k: fn(dataset.x) for k, fn in member_ratios.items()}, dataset,
                                              theta_true)
         members[group] = [per_member[k] for k in member_ratios]
+        if sim.space.dim == 2:
+            window = _window(scans[group], sim.space)
+            member_scans = {k: likelihood_scan(analysis.normalised(fn) if is_weighted(sim) else fn(dataset.x),
+                                               dataset, sim.space, axes=window, refine=False,
+                                               expected_events=analysis.expected_events if is_weighted(sim) else None)
+                            for k, fn in member_ratios.items()}
+            q = np.stack([np.asarray(m.q) for m in member_scans.values()])
+            disagreement[group] = {"axes": [a.tolist() for a in window], "q_spread": q.std(axis=0).tolist(),
+                                   "q_mean": q.mean(axis=0).tolist()}
     kept: dict[str, Any] = {}
     if held is not None:
         statistics = {"sally_score": sally.score} if comparisons and sally is not None else {}
@@ -131,6 +143,7 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
         "profiled": profiled,
         "kept": kept,
         "members": members,
+        "disagreement": disagreement,
         "closure": closure,
         "dataset": {"kind": dataset.kind, "n_events": float(dataset.weights.sum()), "n_mc": len(dataset.weights)},
     }
@@ -216,6 +229,17 @@ def focus_box(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimator
         high.append(float(b))
     return {"estimator": label, "mle": scan.mle, "interval_95": {n: scan.intervals[n]["95"] for n in scan.names},
             "focus_width": width, "low": low, "high": high}
+
+
+def _window(scan: Any, space: Any, points: int = 11) -> list[torch.Tensor]:
+    """An ``points``-node grid per parameter over a scan's 95 % intervals widened ×1.5 (within the prior): where
+    an ensemble's members are compared."""
+    axes = []
+    for p in space.parameters:
+        lo, hi = scan.intervals[p.name]["95"]
+        centre, half = scan.mle[p.name], 0.75 * (hi - lo)
+        axes.append(torch.linspace(max(p.low, centre - half), min(p.high, centre + half), points, dtype=torch.float64))
+    return axes
 
 
 def _caption(spec: RunSpec, sim: Simulator) -> str | None:
