@@ -122,31 +122,42 @@ def infer_group(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimat
             q = np.stack([np.asarray(m.q) for m in member_scans.values()])
             disagreement[group] = {"axes": [a.tolist() for a in window], "q_spread": q.std(axis=0).tolist(),
                                    "q_mean": q.mean(axis=0).tolist()}
-    kept: dict[str, Any] = {}
-    if held is not None:
-        statistics = {"sally_score": sally.score} if comparisons and sally is not None else {}
-        kept = held.kept_information(learned, statistics, seed=inf.seed)
-        if not comparisons:
-            kept.pop("truth")
-    closure: dict[str, Any] = {}
-    if learned and inf.closure is not None:
-        closure_at = [sim.space.point({**sim.space.as_dict(theta_true), **p}).tolist() for p in inf.closure.points] or \
-            closure_points(scans[group], theta_true)  # (points checked by prepare)
-        if is_weighted(sim):
-            closure = analysis.reweighting_closure(learned, closure_at, inf.closure.bins)
-        else:
-            closure = sampled_closure(sim, learned, closure_at, inf.closure.events, inf.seed + 2_000_003,
-                                      inf.closure.bins)
     return {
         "scans": scans,
         "informations": informations,
         "profiled": profiled,
-        "kept": kept,
+        "kept": _kept(spec, held, learned, sally, comparisons),
         "members": members,
         "disagreement": disagreement,
-        "closure": closure,
+        "closure": _closure(spec, sim, theta_true, analysis if is_weighted(sim) else None, learned, scans, group),
         "dataset": {"kind": dataset.kind, "n_events": float(dataset.weights.sum()), "n_mc": len(dataset.weights)},
     }
+
+
+def _kept(spec: RunSpec, held: WeightedAnalysis | None, learned: dict[str, Any], sally: ScoreEstimator | None,
+          comparisons: bool) -> dict[str, Any]:
+    """The information each statistic keeps on the held-out pool (the comparisons: SALLY's score and the truth)."""
+    if held is None:
+        return {}
+    statistics = {"sally_score": sally.score} if comparisons and sally is not None else {}
+    kept = held.kept_information(learned, statistics, seed=spec.inference.seed)
+    if not comparisons:
+        kept.pop("truth")
+    return kept
+
+
+def _closure(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, analysis: WeightedAnalysis | None,
+             learned: dict[str, Any], scans: dict[str, Any], group: str) -> dict[str, Any]:
+    """The learned ratio's closure at ``inference.closure.points`` (by default: θ_true with each parameter at both
+    ends of its 95 % interval): by reweighting the pool (``analysis``), or against events simulated at each θ."""
+    inf = spec.inference
+    if not learned or inf.closure is None:
+        return {}
+    closure_at = [sim.space.point({**sim.space.as_dict(theta_true), **p}).tolist() for p in inf.closure.points] or \
+        closure_points(scans[group], theta_true)  # (points checked by prepare)
+    if analysis is not None:
+        return analysis.reweighting_closure(learned, closure_at, inf.closure.bins)
+    return sampled_closure(sim, learned, closure_at, inf.closure.events, inf.seed + 2_000_003, inf.closure.bins)
 
 
 def _infer_group_nd(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, learned: dict[str, Any],
@@ -161,7 +172,7 @@ def _infer_group_nd(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, lea
     pair = inf.pair or list(sim.space.names[:2])
     points = (inf.profile or ProfileSpec()).grid_points
     profiled: dict[str, Any] = {}
-    kept: dict[str, Any] = {}
+    analysis = None
     if is_weighted(sim):
         analysis = weighted_analysis(spec, sim, theta_true)
         dataset = analysis.dataset
@@ -175,11 +186,6 @@ def _infer_group_nd(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, lea
                                                           profile_nuisance=False, progress=progress).items()}
         if inf.systematics:
             profiled = fits(models, sim.space, theta_true, pair, points, profile_nuisance=True, progress=progress)
-        if held is not None:
-            statistics = {"sally_score": sally.score} if comparisons and sally is not None else {}
-            kept = held.kept_information(learned, statistics, seed=inf.seed)
-            if not comparisons:
-                kept.pop("truth")
     else:
         dataset = inference_dataset(spec, sim, theta_true)
         ratios = {label: fn(dataset.x) for label, fn in learned.items()}
@@ -189,17 +195,9 @@ def _infer_group_nd(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, lea
         scans = {label: r["scan"] for label, r in fits(shape_only, sim.space, theta_true, pair, points,
                                                           progress=progress).items()}
         informations = fisher_informations(ratios, dataset, theta_true)
-    closure: dict[str, Any] = {}
-    if learned and inf.closure is not None:
-        closure_at = [sim.space.point({**sim.space.as_dict(theta_true), **p}).tolist() for p in inf.closure.points] or \
-            closure_points(scans[group], theta_true)
-        if is_weighted(sim):
-            closure = analysis.reweighting_closure(learned, closure_at, inf.closure.bins)
-        else:
-            closure = sampled_closure(sim, learned, closure_at, inf.closure.events, inf.seed + 2_000_003,
-                                      inf.closure.bins)
-    return {"scans": scans, "informations": informations, "profiled": profiled, "kept": kept, "members": {},
-            "closure": closure,
+    return {"scans": scans, "informations": informations, "profiled": profiled,
+            "kept": _kept(spec, held, learned, sally, comparisons), "members": {},
+            "closure": _closure(spec, sim, theta_true, analysis, learned, scans, group),
             "dataset": {"kind": dataset.kind, "n_events": float(dataset.weights.sum()), "n_mc": len(dataset.weights)}}
 
 
