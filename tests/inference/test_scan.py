@@ -112,3 +112,13 @@ def test_binned_likelihood_asimov_recovers_truth_and_curvature():
     sigma = 1 / math.sqrt(float(np.sum(b**2 / observed)))
     lo, hi = scan.intervals["theta"]["68"]
     assert (hi - lo) / 2 == pytest.approx(sigma, rel=0.02)
+
+
+def test_a_scan_with_a_progress_bar_gives_the_same_result():
+    """A notebook scan can show its progress (it once ran 10,201 nodes silently); the numbers do not change."""
+    sim = GaussianLatent(mu0=0.1)
+    data = observed_dataset(sim, torch.tensor([0.25]), 200, seed=3)
+    ratio = exact_log_ratio(sim)(data.x)
+    quiet = likelihood_scan(ratio, data, sim.space, points=41)
+    shown = likelihood_scan(ratio, data, sim.space, points=41, progress="scan")
+    assert shown.mle == quiet.mle and shown.intervals == quiet.intervals and np.array_equal(shown.q, quiet.q)

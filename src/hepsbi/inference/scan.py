@@ -14,7 +14,7 @@ q_prof(θ_j) = min over the other parameter of q.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,8 +97,10 @@ def unbinned_log_likelihood(
     data: Dataset,
     expected_events: Callable[[Tensor], float] | None = None,
     reference: Tensor | None = None,
+    progress: bool | str = False,
 ) -> LogLikelihood:
-    r"""log L(θ) − log L(θ_ref) of an unbinned dataset, for every row θ of points (m, p) → (m,).
+    r"""log L(θ) − log L(θ_ref) of an unbinned dataset, for every row θ of points (m, p) → (m,); with ``progress``
+    a progress bar over the points of each call (a string is its description).
 
     ``log_ratio`` is θ ↦ log r(x_i | θ) (n,) for the events x of ``data`` (:mod:`hepsbi.inference.ratios`).
     Without ``expected_events``: Σ_i w_i log r(x_i | θ) (shape only). With ``expected_events`` ν(θ) (and
@@ -114,7 +116,13 @@ def unbinned_log_likelihood(
 
     def total(points: Tensor) -> np.ndarray:
         values = np.empty(points.shape[0])
-        for j, theta in enumerate(points):
+        rows: Iterable[tuple[int, Tensor]] = enumerate(points)
+        if progress and points.shape[0] > 1:  # (not the single points of the MLE refinement)
+            from rich.progress import track
+
+            rows = track(rows, total=points.shape[0], transient=True,
+                         description=progress if isinstance(progress, str) else "likelihood scan")
+        for j, theta in rows:
             with torch.no_grad():
                 lr = torch.as_tensor(log_ratio(theta), dtype=torch.float64)
             values[j] = float((w * lr).sum())
@@ -176,6 +184,7 @@ def likelihood_scan(
     refine: bool = True,
     expected_events: Callable[[Tensor], float] | None = None,
     zoom: int = 2,
+    progress: bool | str = False,
 ) -> ScanResult:
     r"""Scan Σ_i w_i log r(x_i | θ) (plus the Poisson rate term when ``expected_events`` is given) over a
     grid and derive the MLE and Wilks intervals.
@@ -192,8 +201,9 @@ def likelihood_scan(
         zoom: further scans narrowed to the 95 % region (see :func:`scan_log_likelihood`). The defaults (31 nodes,
             two zooms: 3 × 961 evaluations in 2-D) are the Drell–Yan example's adaptive grid; a uniform grid as
             fine (101² = 10,201 nodes) costs 3.5 times as many network passes.
+        progress: a progress bar over the nodes of each scan (a string is its description).
     """
-    log_likelihood = unbinned_log_likelihood(log_ratio, data, expected_events, space.reference)
+    log_likelihood = unbinned_log_likelihood(log_ratio, data, expected_events, space.reference, progress)
     return scan_log_likelihood(log_likelihood, space, axes, points, refine, zoom)
 
 
