@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from hepsbi.errors import InferenceError
-from hepsbi.inference.scan import ScanResult, summarise_scan
+from hepsbi.inference.scan import CONFIDENCE_LEVELS, ScanResult, summarise_scan, wilks_threshold
 
 __all__ = ["FitResult", "ProfileFit", "hessian", "minimize", "profile_fit", "profile_scan"]
 
@@ -193,10 +193,6 @@ class ProfileFit:
     nll: float
     covariance: np.ndarray | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"parameters": list(self.intervals), "mle": self.mle, "intervals": self.intervals,
-                "intervals_open": self.open_ends, "nll": self.nll}
-
 
 def profile_fit(
     nll: NLL,
@@ -219,8 +215,6 @@ def profile_fit(
         pois: the parameters to give intervals for (default: all but ``fixed``).  limits: ``{name: (low, high)}``.
         levels: keys of :data:`~hepsbi.inference.scan.CONFIDENCE_LEVELS`.  fixed: ``{name: value}`` held constant.
     """
-    from hepsbi.inference.scan import CONFIDENCE_LEVELS
-
     pois = list(pois or [n for n in names if n not in (fixed or {})])
     unknown = [p for p in pois if p not in names] + [lv for lv in levels if lv not in CONFIDENCE_LEVELS]
     if unknown:
@@ -248,21 +242,13 @@ def profile_fit(
                     ends.append(mle[p] + float(me.lower if side == 0 else me.upper))
                     opened.append(at_limit)
                 else:  # MINOS failed on this side (an irregular profile): bisection on the profiled NLL itself
-                    end, at = _profile_end(nll, names, best, p, sign, float(m.fval) + 0.5 * _chi2_1(level),
+                    end, at = _profile_end(nll, names, best, p, sign, float(m.fval) + 0.5 * wilks_threshold(level, 1),
                                            float(m.errors[p]), limits, fixed)
                     ends.append(end)
                     opened.append(at)
             intervals[p][level] = ends
             open_ends[p][level] = opened
     return ProfileFit(list(names), {p: mle[p] for p in names}, intervals, open_ends, float(m.fval), covariance)
-
-
-def _chi2_1(level: str) -> float:
-    from scipy import stats
-
-    from hepsbi.inference.scan import CONFIDENCE_LEVELS
-
-    return float(stats.chi2.ppf(CONFIDENCE_LEVELS[level], 1))
 
 
 def _profile_end(nll: NLL, names: Sequence[str], best: Sequence[float], poi: str, sign: float, target: float,
