@@ -88,6 +88,7 @@ __all__ = [
     "sampled_closure",
     "scan_likelihoods",
     "simulator_toys",
+    "window",
 ]
 
 PB_PER_FB = 1000.0
@@ -224,6 +225,27 @@ def _widened(axis: np.ndarray, cut: tuple[bool, bool], low: float, high: float) 
 PROFILE_WIDENINGS = 5
 
 
+def window(mle: float, interval: Sequence[float], low: float, high: float, points: int) -> np.ndarray:
+    """``points`` nodes over a 95 % ``interval`` widened ×1.5 about the ``mle``, within [``low``, ``high``]: where a
+    profile scan (or a comparison of likelihoods) looks."""
+    half = 0.75 * (interval[1] - interval[0])
+    return np.linspace(max(low, mle - half), min(high, mle + half), points)
+
+
+def _grown_profile_scan(nll: NLL, names: Sequence[str], start: Sequence[float], axes: dict[str, np.ndarray],
+                        limits: Mapping[str, tuple[float, float]], fixed: Mapping[str, float] | None,
+                        progress: bool | str) -> ScanResult:
+    """:func:`~hepsbi.inference.profile_scan` over ``axes`` whose window grows past each face that cuts the 95 %
+    region (not a face on the parameter's range), by its width, up to :data:`PROFILE_WIDENINGS` times."""
+    for _ in range(PROFILE_WIDENINGS + 1):
+        scan = profile_scan(nll, names, start, axes, limits, progress=progress, fixed=fixed)
+        wider = {n: _widened(axes[n], _region_cut(scan, j), *limits[n]) for j, n in enumerate(axes)}
+        if all(w is None for w in wider.values()):
+            break
+        axes = axes | {n: w for n, w in wider.items() if w is not None}
+    return scan
+
+
 def profile_scans(models: Mapping[str, UnbinnedModel], space: ParameterSpace, theta_true: Tensor, points: int = 15,
                   around: Mapping[str, ScanResult] | None = None, progress: bool = False) -> dict[str, dict[str, Any]]:
     """Per model: the profile scan (``scan``) on ``points`` nodes per parameter over the 95 % region of the
@@ -236,25 +258,12 @@ def profile_scans(models: Mapping[str, UnbinnedModel], space: ParameterSpace, th
     limits = {p.name: (p.low, p.high) for p in space.parameters}
     for label, model in models.items():
         reference = (around or {}).get(label)
-        axes = {}
-        for p in space.parameters:
-            if reference is not None:
-                lo, hi = reference.intervals[p.name]["95"]
-                centre, half = reference.mle[p.name], 0.75 * (hi - lo)
-                axes[p.name] = np.linspace(max(p.low, centre - half), min(p.high, centre + half), points)
-            else:
-                axes[p.name] = np.linspace(p.low, p.high, points)
+        axes = {p.name: window(reference.mle[p.name], reference.intervals[p.name]["95"], p.low, p.high, points)
+                if reference is not None else np.linspace(p.low, p.high, points) for p in space.parameters}
         start = theta_true.tolist() + [0.0] * len(model.nuisance)
         best = minimize(model.nll, model.names, start, limits)
-        for _ in range(PROFILE_WIDENINGS + 1):
-            scan = profile_scan(model.nll, model.names, [best.values[n] for n in model.names], axes, limits,
-                                progress=f"profile scan: {label}" if progress else False)
-            # a 95 % region cut by the scan window (not by the prior): the window grows past each cut face
-            wider = {p.name: _widened(axes[p.name], _region_cut(scan, j), p.low, p.high)
-                     for j, p in enumerate(space.parameters)}
-            if all(w is None for w in wider.values()):
-                break
-            axes |= {n: w for n, w in wider.items() if w is not None}
+        scan = _grown_profile_scan(model.nll, model.names, [best.values[n] for n in model.names], axes, limits, None,
+                                   f"profile scan: {label}" if progress else False)
         out[label] = {
             "pulls": {n: {"value": best.values[n], "error": best.errors[n]} for n in model.nuisance},
             "scan": scan,
@@ -313,19 +322,9 @@ def fits(models: Mapping[str, Any], space: ParameterSpace, theta_true: Tensor, p
         fixed = {} if profile_nuisance else {n: 0.0 for n in nuisance}
         start = theta_true.tolist() + [0.0] * len(nuisance)
         fit = profile_fit(model.nll, model.names, start, pois=names, limits=limits, fixed=fixed)
-        best = [fit.mle[n] for n in model.names]
-        axes = {}
-        for n in pair:
-            lo, hi = fit.intervals[n]["95"]
-            half = 0.75 * (hi - lo)
-            axes[n] = np.linspace(max(limits[n][0], fit.mle[n] - half), min(limits[n][1], fit.mle[n] + half), points)
-        for _ in range(PROFILE_WIDENINGS + 1):
-            scan = profile_scan(model.nll, model.names, best, axes, limits, fixed=fixed,
-                                progress=f"profile contour: {label}" if progress else False)
-            wider = {n: _widened(axes[n], _region_cut(scan, j), *limits[n]) for j, n in enumerate(pair)}
-            if all(w is None for w in wider.values()):
-                break
-            axes |= {n: w for n, w in wider.items() if w is not None}
+        axes = {n: window(fit.mle[n], fit.intervals[n]["95"], *limits[n], points) for n in pair}
+        scan = _grown_profile_scan(model.nll, model.names, [fit.mle[n] for n in model.names], axes, limits, fixed,
+                                   f"profile contour: {label}" if progress else False)
         scan.mle = {n: fit.mle[n] for n in names}
         scan.intervals = {n: fit.intervals[n] for n in names}
         scan.open_ends = {n: fit.open_ends[n] for n in names}

@@ -37,6 +37,7 @@ from hepsbi.inference.analysis import (
     profile_scans,
     sampled_closure,
     scan_likelihoods,
+    window,
 )
 from hepsbi.inference.ratios import exact_log_ratio
 from hepsbi.inference.scan import likelihood_scan
@@ -232,12 +233,8 @@ def focus_box(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor, estimator
 def _window(scan: Any, space: Any, points: int = 11) -> list[torch.Tensor]:
     """An ``points``-node grid per parameter over a scan's 95 % intervals widened ×1.5 (within the prior): where
     an ensemble's members are compared."""
-    axes = []
-    for p in space.parameters:
-        lo, hi = scan.intervals[p.name]["95"]
-        centre, half = scan.mle[p.name], 0.75 * (hi - lo)
-        axes.append(torch.linspace(max(p.low, centre - half), min(p.high, centre + half), points, dtype=torch.float64))
-    return axes
+    return [torch.from_numpy(window(scan.mle[p.name], scan.intervals[p.name]["95"], p.low, p.high, points))
+            for p in space.parameters]
 
 
 def _caption(spec: RunSpec, sim: Simulator) -> str | None:
