@@ -270,17 +270,15 @@ def export(
 ) -> None:
     """Export a run's learned likelihoods (and SALLY) as ONNX or torch.export files, each with a JSON sidecar saying
     what it computes; an ONNX file is checked against torch with onnxruntime."""
-    from hepsbi.estimators.ensemble import RatioEnsemble
     from hepsbi.estimators.export import check_onnx, export_onnx, export_program
-    from hepsbi.estimators.registry import load_estimator
     from hepsbi.files import inside
+    from hepsbi.workflow.inputs import published_estimator, published_labels
 
     if fmt not in ("onnx", "pt2"):
         _fail(HepsbiError(f"--format must be onnx or pt2 (got {fmt!r})"))
-    models = run_dir / "models"
-    available = sorted(d.name for d in models.iterdir() if (d / "estimator.json").is_file()) if models.is_dir() else []
+    available = published_labels(run_dir)
     if not available:
-        _fail(HepsbiError(f"{run_dir}: no trained estimators in {models} (run hepsbi run first)"))
+        _fail(HepsbiError(f"{run_dir}: no trained estimators in {run_dir / 'models'} (run hepsbi run first)"))
     chosen = list(label or available)
     unknown = [name for name in chosen if name not in available]
     if unknown:
@@ -288,9 +286,7 @@ def export(
     target = out if out is not None else inside(run_dir, "export")
     try:
         for name in chosen:
-            members = [models / name, *sorted((models / name).glob("member*"))]
-            loaded = [load_estimator(m) for m in members]
-            estimator = loaded[0] if len(loaded) == 1 else RatioEnsemble(loaded)  # type: ignore[arg-type]
+            estimator = published_estimator(run_dir, name)
             file = target / f"{name}.{fmt}"
             if fmt == "onnx":
                 export_onnx(estimator, file)

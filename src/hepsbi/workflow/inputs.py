@@ -189,16 +189,33 @@ def load_stages(sim: Simulator, merged: str, estimators: dict[str, list[str]], s
     if is_weighted(sim):
         pool = Events.load(Path(merged) / "events.h5")
         sim.use_events(pool)  # type: ignore[attr-defined]
-    loaded: dict[str, Any] = {}
-    for label, directories in estimators.items():
-        members: list[LogRatioEstimator] = []
-        for d in directories:
-            member = load_estimator(d)
-            if not isinstance(member, LogRatioEstimator):
-                raise SpecError(f"{d}: holds a {member.kind}, not a likelihood-ratio estimator")
-            members.append(member)
-        loaded[label] = members[0] if len(members) == 1 else RatioEnsemble(members)
+    loaded = {label: _ratio_estimator([Path(d) for d in directories]) for label, directories in estimators.items()}
     return pool, loaded, ScoreEstimator.load(sally) if sally else None
+
+
+def _ratio_estimator(directories: list[Path]) -> Any:
+    """The likelihood-ratio estimator saved in ``directories`` — an ensemble when there are several members."""
+    members: list[LogRatioEstimator] = []
+    for d in directories:
+        member = load_estimator(d)
+        if not isinstance(member, LogRatioEstimator):
+            raise SpecError(f"{d}: holds a {member.kind}, not a likelihood-ratio estimator")
+        members.append(member)
+    return members[0] if len(members) == 1 else RatioEnsemble(members)
+
+
+def published_labels(run_dir: str | Path) -> list[str]:
+    """The estimators a finished run published in ``RUN_DIR/models/<label>/`` (SALLY included), sorted."""
+    models = Path(run_dir) / "models"
+    return sorted(d.name for d in models.iterdir() if (d / "estimator.json").is_file()) if models.is_dir() else []
+
+
+def published_estimator(run_dir: str | Path, label: str) -> Any:
+    """Estimator ``label`` of a finished run, of whatever kind it was saved as: ``models/<label>``, with its
+    ``member<m>`` directories an ensemble of likelihood-ratio estimators."""
+    directory = Path(run_dir) / "models" / label
+    members = [directory, *sorted(directory.glob("member*"))]
+    return load_estimator(directory) if len(members) == 1 else _ratio_estimator(members)
 
 
 def load_run(spec: RunSpec, merged: str, estimators: dict[str, list[str]], sally: str | None

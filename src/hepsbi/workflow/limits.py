@@ -18,24 +18,13 @@ import numpy as np
 
 from hepsbi.data.events import Events
 from hepsbi.errors import SpecError
-from hepsbi.estimators.base import LogRatioEstimator
-from hepsbi.estimators.ensemble import RatioEnsemble
-from hepsbi.estimators.registry import load_estimator
 from hepsbi.inference.hypotest import hypotests, upper_limit
 from hepsbi.inference.unbinned import negated
 from hepsbi.simulators.protocol import is_weighted
-from hepsbi.workflow.inputs import prepare, weighted_analysis
+from hepsbi.workflow.inputs import prepare, published_estimator, published_labels, weighted_analysis
 from hepsbi.workflow.spec import load_spec
 
 __all__ = ["run_limits"]
-
-
-def _estimator(run_dir: Path, label: str) -> Any:
-    members = [run_dir / "models" / label, *sorted((run_dir / "models" / label).glob("member*"))]
-    loaded = [load_estimator(m) for m in members]
-    if not all(isinstance(m, LogRatioEstimator) for m in loaded):
-        raise SpecError(f"{run_dir}: models/{label} is not a likelihood-ratio estimator")
-    return loaded[0] if len(loaded) == 1 else RatioEnsemble(loaded)  # type: ignore[arg-type]
 
 
 def run_limits(run_dir: str | os.PathLike[str], poi: str | None = None, label: str | None = None,
@@ -58,14 +47,13 @@ def run_limits(run_dir: str | os.PathLike[str], poi: str | None = None, label: s
     poi = poi or names[0]
     if poi not in names:
         raise SpecError(f"--poi {poi!r}: not a parameter of this run; it has {names}")
-    available = sorted(d.name for d in (run / "models").iterdir() if (d / "estimator.json").is_file()) \
-        if (run / "models").is_dir() else []
+    available = published_labels(run)
     label = label or (spec.training.estimators[0].label or spec.training.estimators[0].method)
     if label not in available or label == "sally":
         raise SpecError(f"--label {label!r}: not a learned likelihood of this run; it has "
                         f"{[a for a in available if a != 'sally']}")
     sim.use_events(Events.load(run / "data" / "events.h5"))  # type: ignore[attr-defined]
-    estimator = _estimator(run, label)
+    estimator = published_estimator(run, label)
     model = weighted_analysis(spec, sim, theta_true).models({label: estimator.log_ratio_of_theta})[label]
     if negative:
         model = negated(model, poi)
