@@ -214,10 +214,11 @@ def inspect(file: Annotated[Path, typer.Argument(help="events file or training d
     from rich.table import Table
 
     from hepsbi.data import inspect_events, inspect_training
+    from hepsbi.data.hdf5 import file_format
     from hepsbi.data.training import FORMAT as TRAINING_FORMAT
 
     try:
-        training = _hdf5_format(file) == TRAINING_FORMAT
+        training = file_format(file) == TRAINING_FORMAT
         summary = inspect_training(file) if training else inspect_events(file)
     except HepsbiError as exc:
         _fail(exc)
@@ -246,19 +247,6 @@ def inspect(file: Annotated[Path, typer.Argument(help="events file or training d
     for sl in prov.get("slices", []):
         console.print(f"  slice [{sl['m_min']:.0f}, {sl['m_max']:.0f}] GeV: sigma {sl['sigma_pb']:.4g} pb, "
                       f"{sl['n_passed']}/{sl['n_events']} events pass, seed {sl['seed']}")
-
-
-def _hdf5_format(path: Path) -> str | None:
-    """The ``format`` attribute of an HDF5 file hepsbi wrote (None when it has none, or is no HDF5 file: the
-    inspector then names the problem)."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            value = f.attrs.get("format")
-    except (OSError, ValueError):
-        return None
-    return value.decode() if isinstance(value, bytes) else (str(value) if value is not None else None)
 
 
 @app.command()

@@ -15,7 +15,8 @@ import numpy as np
 
 from hepsbi.errors import DataError
 
-__all__ = ["COMPRESSION", "check_datasets", "check_finite", "damaged", "json_attribute", "open_checked", "read"]
+__all__ = ["COMPRESSION", "check_datasets", "check_finite", "damaged", "file_format", "json_attribute", "open_checked",
+           "read"]
 
 
 def open_checked(path: str | os.PathLike[str], fmt: str, schema_version: int, required: Sequence[str]) -> h5py.File:
@@ -35,6 +36,17 @@ def open_checked(path: str | os.PathLike[str], fmt: str, schema_version: int, re
         f.close()
         raise
     return f
+
+
+def file_format(path: str | os.PathLike[str]) -> str | None:
+    """The ``format`` attribute of an HDF5 file hepsbi wrote, or None when it has none or is no HDF5 file (whoever
+    then opens it with :func:`open_checked` names the problem)."""
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("format")
+    except (OSError, ValueError):
+        return None
+    return value.decode() if isinstance(value, bytes) else (str(value) if value is not None else None)
 
 
 @contextmanager
