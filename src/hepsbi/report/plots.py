@@ -75,6 +75,46 @@ def plot_log_ratio(theta: np.ndarray, exact: np.ndarray, learned: Mapping[str, n
     return _save(fig, path)
 
 
+_PROFILED = " (profiled)"
+
+
+def _styles(labels: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Line style and legend name of each likelihood: one colour per likelihood, its "X (profiled)" twin in the
+    same colour, broad and translucent."""
+    palette = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3)
+    colours: dict[str, str] = {}
+    out = {}
+    for label in labels:
+        base = label.removesuffix(_PROFILED)
+        if base not in colours:
+            colours[base] = next(palette)
+        profiled = base != label
+        out[label] = {"color": colours[base], "lw": 3.2 if profiled else 1.4, "alpha": 0.45 if profiled else 1.0,
+                      "label": _LABELS.get(base, base) + (", profiled" if profiled else "")}
+    return out
+
+
+def _curves(ax: plt.Axes, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], styles: Mapping[str, dict[str, Any]],
+            truth: float | None) -> None:
+    """−2Δlog L curves (label → (x, q)) of one parameter, with Wilks' 68 % and 95 % lines and the truth; the x axis
+    zoomed on where any curve is within twice its 95 % threshold."""
+    lo, hi = np.inf, -np.inf
+    for label, (x, q) in curves.items():
+        ax.plot(x, q, **styles[label])
+        near = np.asarray(x)[np.asarray(q) <= 2 * wilks_threshold("95", 1)]
+        if len(near):
+            lo, hi = min(lo, float(near.min())), max(hi, float(near.max()))
+    if np.isfinite(lo) and hi > lo:
+        ax.set_xlim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
+    for level in ("68", "95"):
+        t = wilks_threshold(level, 1)
+        ax.axhline(t, color="grey", lw=0.8, ls=":")
+        ax.text(1.0, t, f" {level}% ", va="bottom", ha="right", color="grey", transform=ax.get_yaxis_transform())
+    if truth is not None:
+        ax.axvline(truth, color="black", ls="--", lw=1, label="true θ")
+    ax.set_ylim(0, 3 * wilks_threshold("95", 1))
+
+
 def plot_scans(
     scans: Mapping[str, ScanResult],
     truth: Mapping[str, float] | None,
@@ -88,53 +128,23 @@ def plot_scans(
     zoom on the region where any curve is within twice its 95 % threshold; the legend sits beside the axes."""
     first = next(iter(scans.values()))
     fig, ax = plt.subplots(figsize=(6, 5))
-    palette = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3)
-    colours: dict[str, str] = {}
-    for label in scans:
-        base = label.removesuffix(" (profiled)")
-        if base not in colours:
-            colours[base] = next(palette)
-    style = {label: ({"linewidths": 3.2, "alpha": 0.45} if label.endswith(" (profiled)") else {"linewidths": 1.4})
-             for label in scans}
-
-    def colour(label: str) -> str:
-        return colours[label.removesuffix(" (profiled)")]
-
-    def name(label: str) -> str:
-        base = label.removesuffix(" (profiled)")
-        return _LABELS.get(base, base) + (", profiled" if base != label else "")
-
+    styles = _styles(list(scans))
     if len(first.names) == 1:
-        lo, hi = np.inf, -np.inf
-        for label, scan in scans.items():
-            ax.plot(scan.axes[0], scan.q, color=colour(label), label=name(label),
-                    lw=style[label]["linewidths"], alpha=style[label].get("alpha", 1.0))
-            near = scan.axes[0][scan.q <= 2 * wilks_threshold("95", 1)]
-            if len(near):
-                lo, hi = min(lo, float(near.min())), max(hi, float(near.max()))
-        if np.isfinite(lo) and hi > lo:
-            pad = 0.1 * (hi - lo)
-            ax.set_xlim(lo - pad, hi + pad)
-        for level in ("68", "95"):
-            t = wilks_threshold(level, 1)
-            ax.axhline(t, color="grey", lw=0.8, ls=":")
-            ax.text(1.0, t, f" {level}% ", va="bottom", ha="right", color="grey", transform=ax.get_yaxis_transform())
-        if truth:
-            ax.axvline(truth[first.names[0]], color="black", ls="--", lw=1, label="true θ")
-        ax.set_xlabel(_axis_label(first.names[0], units))
+        name = first.names[0]
+        _curves(ax, {label: (scan.axes[0], scan.q) for label, scan in scans.items()}, styles,
+                truth[name] if truth else None)
+        ax.set_xlabel(_axis_label(name, units))
         ax.set_ylabel(r"$-2\,\Delta \log L$")
-        ax.set_ylim(0, max(3 * wilks_threshold("95", 1), 1.0))
     else:
         lo2, hi2 = np.array([np.inf, np.inf]), np.array([-np.inf, -np.inf])
         for label, scan in scans.items():
+            style = styles[label]
             xs, ys = scan.axes  # each scan has its own (possibly zoomed) grid
             ax.contour(xs, ys, scan.q.T, levels=[wilks_threshold("68", 2), wilks_threshold("95", 2)],
-                       colors=colour(label), linestyles=["-", "--"], linewidths=style[label]["linewidths"],
-                       alpha=style[label].get("alpha", 1.0))
-            ax.plot([], [], color=colour(label), label=name(label), lw=style[label]["linewidths"],
-                    alpha=style[label].get("alpha", 1.0))
-            if not label.endswith(" (profiled)"):
-                ax.plot(scan.mle[scan.names[0]], scan.mle[scan.names[1]], "o", color=colour(label), ms=4)
+                       colors=style["color"], linestyles=["-", "--"], linewidths=style["lw"], alpha=style["alpha"])
+            ax.plot([], [], **style)
+            if not label.endswith(_PROFILED):
+                ax.plot(scan.mle[scan.names[0]], scan.mle[scan.names[1]], "o", color=style["color"], ms=4)
             inside = scan.q <= 2 * wilks_threshold("95", 2)
             if inside.any():
                 ix, iy = np.nonzero(inside)
@@ -165,30 +175,11 @@ def plot_profiles(scans: Mapping[str, ScanResult], truth: Mapping[str, float] | 
     first = next(iter(scans.values()))
     fig, axes = plt.subplots(1, len(first.names), figsize=(4.8 * len(first.names), 4.0), squeeze=False,
                              layout="constrained")
-    palette = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3)
-    colours: dict[str, str] = {}
-    for label in scans:
-        colours.setdefault(label.removesuffix(" (profiled)"), next(palette))
+    styles = _styles(list(scans))
     for j, name in enumerate(first.names):
         ax = axes[0, j]
-        lo, hi = np.inf, -np.inf
-        for label, scan in scans.items():
-            profiled = label.endswith(" (profiled)")
-            base = label.removesuffix(" (profiled)")
-            q = np.asarray(scan.q)
-            curve = q.min(axis=1 - j) if q.ndim == 2 else q
-            ax.plot(scan.axes[j], curve, color=colours[base], lw=3.2 if profiled else 1.4, alpha=0.45 if profiled else 1,
-                    label=_LABELS.get(base, base) + (", profiled" if profiled else ""))
-            near = np.asarray(scan.axes[j])[curve <= 2 * wilks_threshold("95", 1)]
-            if len(near):
-                lo, hi = min(lo, float(near.min())), max(hi, float(near.max()))
-        for level in ("68", "95"):
-            ax.axhline(wilks_threshold(level, 1), color="grey", lw=0.8, ls=":")
-        if truth and name in truth:
-            ax.axvline(truth[name], color="black", ls="--", lw=1)
-        if np.isfinite(lo) and hi > lo:
-            ax.set_xlim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
-        ax.set_ylim(0, 3 * wilks_threshold("95", 1))
+        curves = {label: (np.asarray(scan.axes[j]), np.asarray(scan.q).min(axis=1 - j)) for label, scan in scans.items()}
+        _curves(ax, curves, styles, truth.get(name) if truth else None)
         ax.set_xlabel(_axis_label(name, units))
         if j == 0:
             ax.set_ylabel(r"$-2\,\Delta \log L$ (profiled over the other)")
