@@ -307,6 +307,12 @@ def test_version_flag_and_flags_without_a_type():
     text = CliRunner().invoke(app, ["run", "--help"], terminal_width=120).output
     quiet = next(line for line in text.splitlines() if "--quiet" in line)
     assert "<bool>" not in quiet
+    for args in (["--help"], ["run", "--help"], ["limits", "--help"]):  # typer's own --help too
+        text = CliRunner().invoke(app, args, terminal_width=120).output
+        assert "--help" in text and "<bool>" not in text, args
+    # a docstring's line breaks are not kept in the command list (they broke lines in mid-sentence)
+    listing = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "240"}).output
+    assert any("provenance) or a training-data file" in line for line in listing.splitlines())
 
 
 def test_export_a_runs_learned_likelihoods_for_use_without_hepsbi(tmp_path):
@@ -337,3 +343,33 @@ def test_export_a_runs_learned_likelihoods_for_use_without_hepsbi(tmp_path):
                                rtol=0, atol=1e-5)
     bad = CliRunner().invoke(app, ["export", str(out), "--label", "nope"])
     assert bad.exit_code == 2 and "--label 'nope': not an estimator of this run" in bad.output
+
+
+def test_the_device_is_placement_a_rerun_elsewhere_reuses_every_stage(tmp_path):
+    """execution.device / --device says where networks train and evaluate: a run, then the same spec with --device
+    auto, computes nothing again and publishes the same results; a device name hepsbi does not know is named with
+    its key, and (without CUDA) --device cuda fails before any stage runs."""
+    import torch
+
+    spec = tiny_spec(tmp_path, "gaussian", {"theta": 0.3}, [{"method": "alices"}])
+    out = tmp_path / "run"
+    assert CliRunner().invoke(app, ["run", str(spec), "--out", str(out), "--quiet"]).exit_code == 0
+    before = {d.name: (d / "manifest.json").stat().st_mtime for d in (out / "stages").iterdir()}
+    results = (out / "results.json").read_bytes()
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(out), "--quiet", "--device", "auto"])
+    assert result.exit_code == 0, result.output
+    after = {d.name: (d / "manifest.json").stat().st_mtime for d in (out / "stages").iterdir()}
+    assert after == before and (out / "results.json").read_bytes() == results
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(tmp_path / "x"), "--device", "gpu"])
+    assert result.exit_code == 2 and "--device: String should match pattern" in " ".join(result.output.split())
+    document = yaml.safe_load(spec.read_text()) | {"execution": {"device": "tpu"}}
+    spec.write_text(yaml.safe_dump(document))
+    result = CliRunner().invoke(app, ["check", str(spec)])
+    assert result.exit_code == 2 and "execution.device" in result.output
+    if not torch.cuda.is_available():
+        document["execution"]["device"] = "cuda"
+        spec.write_text(yaml.safe_dump(document))
+        result = CliRunner().invoke(app, ["run", str(spec), "--out", str(tmp_path / "cuda"), "--quiet"])
+        assert result.exit_code == 2, result.output
+        assert "execution.device is 'cuda', but torch sees no CUDA device" in " ".join(result.output.split())
+        assert not (tmp_path / "cuda" / "stages").exists() or not any((tmp_path / "cuda" / "stages").iterdir())

@@ -9,11 +9,34 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperGroup
 
 from hepsbi._version import __version__
 from hepsbi.errors import HepsbiError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Neural simulation-based inference for particle physics.")
+
+def _flag(option: Any) -> Any:
+    """``--help`` is a flag: shown without typer's ``<bool>`` beside it (as every flag here, metavar="")."""
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
+class _Group(TyperGroup):
+    """The ``hepsbi`` group: its own and every command's ``--help`` shown as the flag it is."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _flag(super().get_help_option(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _flag(command.get_help_option(ctx))
+        return command
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
+                  help="Neural simulation-based inference for particle physics.")
 
 
 def _print_version(value: bool) -> None:
@@ -50,6 +73,7 @@ def run(
     workers: Annotated[int | None, typer.Option("--workers", help="run the stages on N local Dask worker processes")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT)")] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="htcondor or slurm: start workers with dask-jobqueue (spec section execution.jobqueue)")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:N or auto: where networks train and evaluate (execution.device)")] = None,
 ) -> None:
     """Simulate → train → infer → report: writes results.json, plots and models into the run directory.
     Rerunning into the same directory resumes: finished stages are reused (see hepsbi status)."""
@@ -57,7 +81,7 @@ def run(
     from hepsbi.workflow import run as run_spec
 
     try:
-        parsed = _with_execution(load_spec(spec), workers, scheduler, cluster)
+        parsed = _with_execution(load_spec(spec), workers, scheduler, cluster, device)
         directory = out or Path("runs") / spec.stem
         run_spec(parsed, directory, progress=not quiet)
     except HepsbiError as exc:
@@ -66,7 +90,8 @@ def run(
         _say("results: ", (str(directory / "results.json"), "bold"))
 
 
-def _with_execution(spec, workers: int | None, scheduler: str | None, cluster: str | None):  # noqa: ANN001, ANN202
+def _with_execution(spec, workers: int | None, scheduler: str | None, cluster: str | None,  # noqa: ANN001, ANN202
+                    device: str | None = None):
     """The spec with command-line placement settings applied (they override execution.*)."""
     from hepsbi.errors import SpecError
 
@@ -75,9 +100,10 @@ def _with_execution(spec, workers: int | None, scheduler: str | None, cluster: s
         raise SpecError(f"give at most one of --workers, --scheduler, --cluster (got {sorted(given)})")
     if cluster is not None and cluster not in ("htcondor", "slurm"):
         raise SpecError(f"--cluster must be htcondor or slurm (got {cluster!r})")
-    if not given:
+    if not given and device is None:
         return spec
-    placement = {"workers": None, "scheduler": None, "cluster": None} | given
+    placement = ({"workers": None, "scheduler": None, "cluster": None} | given if given else {}) | (
+        {"device": device} if device is not None else {})
     from pydantic import ValidationError
 
     from hepsbi.workflow.spec import ExecutionSpec
@@ -179,13 +205,14 @@ def coverage(
     workers: Annotated[int | None, typer.Option("--workers", help="run stages and toy batches on N local Dask worker processes")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="address of a running Dask scheduler")] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="htcondor or slurm (dask-jobqueue, execution.jobqueue)")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:N or auto (execution.device)")] = None,
 ) -> None:
     """Coverage of the spec's 68%/95% intervals over toys at θ_true: writes coverage.json and plots/coverage.png."""
     from hepsbi.workflow import load_spec
     from hepsbi.workflow.coverage import run_coverage
 
     try:
-        parsed = _with_execution(load_spec(spec), workers, scheduler, cluster)
+        parsed = _with_execution(load_spec(spec), workers, scheduler, cluster, device)
         directory = out or Path("runs") / spec.stem  # the run's own directory: its simulation and training are reused
         run_coverage(parsed, directory, n_toys=toys, progress=not quiet)
     except HepsbiError as exc:

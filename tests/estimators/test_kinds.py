@@ -169,3 +169,67 @@ def test_onnx_and_torch_export_give_the_estimators_numbers(method, data, tmp_pat
     program = torch.export.load(str(export_program(est, tmp_path / f"{method}.pt2")))
     got = program.module()(*(torch.from_numpy(v) for v in feeds.values()))
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+@pytest.mark.parametrize("method", METHODS)
+def test_cuda_training_and_evaluation_agree_with_the_cpu(method, data, tmp_path):
+    """Every method trains on the GPU (device="cuda") from the same seed, split and batches as on the CPU, and gives
+    its numbers to float32 rounding; results come back where the input was (numpy: arrays, a CUDA tensor: on the
+    GPU); a saved GPU estimator loads on the CPU with the same numbers."""
+    d = data_for(method, data)
+    cpu = build_estimator(method, **SMALL).fit(d)
+    gpu = build_estimator(method, device="cuda", **SMALL).fit(d)
+    assert gpu.device.type == "cuda" and cpu.device.type == "cpu"
+    x = d.x[:40]
+    want, got = outputs(cpu, x), outputs(gpu, x)
+    for key, value in want.items():
+        assert got[key].device.type == "cpu", f"{method}: {key} did not come back to the CPU"
+        torch.testing.assert_close(got[key], value, rtol=1e-3, atol=1e-3, msg=f"{method}: {key} differs on the GPU")
+    on_gpu = outputs(gpu, x.cuda())
+    assert all(v.device.type == "cuda" for v in on_gpu.values())
+    gpu.save(tmp_path / "gpu")
+    loaded = load_estimator(tmp_path / "gpu")
+    assert loaded.device.type == "cpu"
+    for key, value in outputs(loaded, x).items():
+        torch.testing.assert_close(value, got[key], rtol=1e-5, atol=1e-5)
+    assert load_estimator(tmp_path / "gpu", device="auto").device.type == "cuda"
+
+
+@pytest.mark.parametrize("method", ONE_PER_KIND)
+def test_device_option_on_the_cpu(method, data, tmp_path):
+    """device="cpu" and "auto" (without a GPU) train exactly as the default does; to() and load(device=) place the
+    network; a numpy input gives numpy back."""
+    d = data_for(method, data)
+    default = build_estimator(method, **SMALL).fit(d)
+    explicit = build_estimator(method, device="cpu", **SMALL).fit(d)
+    x = d.x[:20]
+    for key, value in outputs(default, x).items():
+        assert torch.equal(outputs(explicit, x)[key], value)
+    if not torch.cuda.is_available():
+        auto = build_estimator(method, device="auto", **SMALL).fit(d)
+        assert auto.device.type == "cpu"
+        assert torch.equal(outputs(auto, x)["score"], outputs(default, x)["score"])
+    default.save(tmp_path / "m")
+    assert load_estimator(tmp_path / "m", device="cpu").to("cpu").device.type == "cpu"
+    got = default.score(x.numpy()) if method == "sally" else default.log_ratio(x.numpy(), [0.3, -0.2][: d.space.dim])
+    assert not isinstance(got, torch.Tensor)
+
+
+def test_device_names_are_checked():
+    with pytest.raises(EstimatorError, match="training option device must be cpu, cuda, cuda:N or auto.*'gpu'"):
+        build_estimator("alices", device="gpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_a_missing_gpu_is_named_before_training(data, tmp_path):
+    est = build_estimator("alices", device="cuda", **SMALL)
+    with pytest.raises(EstimatorError, match="training option device is 'cuda', but torch sees no CUDA device"):
+        est.fit(data["ratio"])
+    assert est.model is None  # nothing was built: the error comes before any work
+    build_estimator("alices", **SMALL).fit(data["ratio"]).save(tmp_path / "m")
+    with pytest.raises(EstimatorError, match="device is 'cuda:1', but torch sees no CUDA device"):
+        load_estimator(tmp_path / "m", device="cuda:1")

@@ -116,3 +116,25 @@ def test_the_history_keeps_each_term_of_the_loss_through_save_and_load(tmp_path)
         assert total == pytest.approx(h.val_loss[epoch], rel=1e-5)
     loaded = RatioEstimator.load(est.save(tmp_path / "alices"))
     assert loaded.history.train_parts == h.train_parts and loaded.history.val_parts == h.val_parts
+
+
+def test_a_loss_that_is_not_finite_stops_training_with_advice():
+    model, _, tensors = _problem(n=100)
+
+    def exploding(batch, training):
+        return (model(batch["x"])[:, 0] * float("inf")).mean(), {}
+
+    with pytest.raises(EstimatorError, match=r"my fit: the loss became (nan|inf) in epoch 1; try a smaller learning_rate"):
+        train(model, exploding, tensors, TrainingConfig(epochs=3, progress=False), description="my fit")
+
+
+def test_the_losses_recorded_are_the_means_over_the_epoch():
+    """The per-epoch sums are kept in float64 on the model's device and read once per epoch: they equal the mean of
+    the batch losses each step computed (learning rate 0: the same model at every step)."""
+    model, loss, tensors = _problem(n=100)
+    config = TrainingConfig(epochs=2, batch_size=30, learning_rate=1e-12, min_learning_rate=1e-12, progress=False,
+                            validation_fraction=0.0)
+    history = train(model, loss, tensors, config)
+    with torch.no_grad():
+        want = loss(tensors, False)[0].item()
+    assert history.train_loss[0] == pytest.approx(want, rel=1e-6)

@@ -173,3 +173,20 @@ def test_profile_fit_finds_the_interval_itself_where_minos_fails(monkeypatch):
         for level, z in (("68", 1.0), ("95", 1.959964)):
             assert fit.intervals[name][level] == pytest.approx([fit.mle[name] - z * sigma, fit.mle[name] + z * sigma],
                                                               abs=3e-3 * sigma)
+
+
+def test_minuits_own_messages_do_not_reach_the_terminal(capfd):
+    """A first MIGRAD step into negative curvature made Minuit print "VariableMetricBuilder Initial matrix not
+    pos.def." from C++, straight through the progress bars; the fit recovers — here a hump −a² inside |a| < 1 and a
+    wall a⁴ − 2 outside, started on the hump, ends at the rim a = 1 (NLL −1) — silently, and Minuit's global print
+    level is as it was."""
+    from iminuit import Minuit
+
+    def nll(p):
+        return torch.where(p.abs() < 1, -(p**2), p**4 - 2).sum()
+
+    fit = minimize(nll, ["a"], [0.1])
+    assert fit.values["a"] == pytest.approx(1.0, abs=1e-4) and fit.nll == pytest.approx(-1.0, abs=1e-4)
+    printed = capfd.readouterr()
+    assert "VariableMetricBuilder" not in printed.out + printed.err
+    assert Minuit(lambda a: a**2, a=0.0).print_level == 0

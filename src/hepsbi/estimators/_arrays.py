@@ -11,7 +11,7 @@ from torch import Tensor
 
 from hepsbi.errors import EstimatorError
 
-__all__ = ["EVAL_BATCH", "give_back", "to_tensor"]
+__all__ = ["EVAL_BATCH", "give_back", "place", "to_tensor"]
 
 #: events per network evaluation outside training (bounds the memory of a pass over a large pool)
 EVAL_BATCH = 65536
@@ -35,6 +35,15 @@ def to_tensor(value: Any, name: str, shape: int | Sequence[int] | None = None) -
     return tensor, was_numpy
 
 
-def give_back(value: Tensor, as_numpy: bool) -> Any:
-    """``value`` detached, as a numpy array when the input was one."""
-    return value.detach().numpy() if as_numpy else value.detach()
+def give_back(value: Tensor, as_numpy: bool, device: torch.device | None = None) -> Any:
+    """``value`` detached, as a numpy array when the input was one, else a tensor on ``device`` (the input's; where
+    ``value`` is by default)."""
+    value = value.detach()
+    if as_numpy:
+        return value.cpu().numpy()
+    return value if device is None else value.to(device)
+
+
+def place(value: Any) -> torch.device:
+    """Where results for input ``value`` go: a tensor's device, the CPU for anything else."""
+    return value.device if isinstance(value, Tensor) else torch.device("cpu")

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from hepsbi.data.training import TrainingData
 from hepsbi.errors import EstimatorError, ExtrapolationWarning
+from hepsbi.estimators.devices import resolve_device
 from hepsbi.estimators.persistence import check_features, load_weights, read_metadata, save_estimator
 from hepsbi.estimators.training import TrainingConfig, TrainingHistory, train
 from hepsbi.space import ParameterSpace
@@ -129,7 +130,7 @@ class Estimator(ABC):
         network's parameters."""
         self._require_model()
         self._check(data)
-        return self.batch_loss(self.tensors(data), True)[0]
+        return self.batch_loss({k: v.to(self.device) for k, v in self.tensors(data).items()}, True)[0]
 
     def _check(self, data: TrainingData) -> None:
         if not isinstance(data, TrainingData):
@@ -137,10 +138,34 @@ class Estimator(ABC):
         self.check(data)
 
     def fit(self: E, data: TrainingData) -> E:
-        """Train on ``data`` with the shared loop (:func:`~hepsbi.estimators.training.train`); returns self."""
+        """Train on ``data`` with the shared loop (:func:`~hepsbi.estimators.training.train`) on the device of the
+        ``device`` option; returns self, its network left on that device."""
+        device = resolve_device(self.config.device, "training option device")  # before any work: a missing GPU
         tensors = self._initialise(data)
+        self.to(device)
         self.history = train(self._require_model(), self.batch_loss, tensors, self.config, description=self.description)
         return self
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network is (and evaluates): the CPU before training and after :meth:`load`, unless moved."""
+        model = self.model
+        parameter = next(model.parameters(), None) if model is not None else None
+        return parameter.device if parameter is not None else torch.device("cpu")
+
+    def to(self: E, device: str | torch.device) -> E:
+        """Move the network, and what the loss keeps from the training set, to ``device`` (``cpu``, ``cuda``,
+        ``cuda:N``, ``auto``: :func:`~hepsbi.estimators.devices.resolve_device`); returns self. Inputs and outputs
+        stay where the caller has them (numpy in, numpy out; a tensor comes back on the device it came from)."""
+        where = resolve_device(device)
+        self._require_model().to(where)
+        self.move(where)
+        return self
+
+    def move(self, device: torch.device) -> None:
+        """Move what a kind keeps beside its network for the loss (e.g. scales taken from the training set) to
+        ``device``; nothing by default."""
+        return None
 
     def metadata(self) -> dict[str, Any]:
         """What a kind adds to ``estimator.json`` beyond its options (e.g. the input scaling)."""
@@ -210,9 +235,10 @@ class Estimator(ABC):
 
     @classmethod
     def load(cls: type[E], path: str | os.PathLike[str], features: Sequence[str] | None = None,
-             embedding: nn.Module | None = None) -> E:
-        """Load an estimator saved by :meth:`save`. With ``features``, check they match the trained ones; an
-        estimator trained with an embedding needs the same (untrained) module as ``embedding``."""
+             embedding: nn.Module | None = None, device: str | torch.device = "cpu") -> E:
+        """Load an estimator saved by :meth:`save` onto ``device`` (the CPU by default, wherever it was trained).
+        With ``features``, check they match the trained ones; an estimator trained with an embedding needs the same
+        (untrained) module as ``embedding``."""
         meta = read_metadata(path, cls.kind)
         check_features(meta["features"], list(features) if features is not None else None, str(path))
         if meta.get("embedding") and embedding is None:
@@ -231,7 +257,7 @@ class Estimator(ABC):
         load_weights(path, est.model)
         est.model.eval()
         est.history = TrainingHistory(**meta.get("history", {}))
-        return est
+        return est.to(device)
 
 
 class LogRatioEstimator(Estimator):

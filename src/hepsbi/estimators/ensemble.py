@@ -39,6 +39,17 @@ class RatioEnsemble:
     def __len__(self) -> int:
         return len(self.members)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the first member's network is."""
+        return self.members[0].device
+
+    def to(self, device: str | torch.device) -> RatioEnsemble:
+        """Move every member's network to ``device`` (see :meth:`~hepsbi.estimators.base.Estimator.to`)."""
+        for member in self.members:
+            member.to(device)
+        return self
+
     def _stack(self, x: Any, theta: Any) -> tuple[Tensor, bool]:
         _, as_numpy = to_tensor(x, "x", self.members[0]._x_shape)
         values = torch.stack([torch.as_tensor(m.log_ratio(x, theta)) for m in self.members])

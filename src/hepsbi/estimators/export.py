@@ -17,6 +17,7 @@ successor ``torch.export`` writes ``.pt2`` programs that ``torch.export.load`` r
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -99,7 +100,7 @@ def exported_function(estimator: Any) -> tuple[nn.Module, dict[str, list[Any]], 
         return _Mean([p[0] for p in parts]).eval(), parts[0][1], parts[0][2]
     if getattr(estimator, "model", None) is None or estimator.space is None:
         raise EstimatorError("export: the estimator is not trained (fit() or load() it first)")
-    model = estimator._require_model()
+    model = copy.deepcopy(estimator._require_model()).cpu()  # exported from the CPU, wherever it trained
     x_shape = ["n", *estimator._x_shape]
     theta_shape = ["n", estimator.space.dim]
     if isinstance(estimator, MorphingRatioEstimator):

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from hepsbi.data.training import TrainingData
 from hepsbi.errors import EstimatorError
-from hepsbi.estimators._arrays import EVAL_BATCH, give_back, to_tensor
+from hepsbi.estimators._arrays import EVAL_BATCH, give_back, place, to_tensor
 from hepsbi.estimators.base import LogRatioEstimator
 from hepsbi.estimators.losses import quadratic_form_mse
 from hepsbi.estimators.networks import MLP, Standardize, embedding_slot
@@ -110,23 +110,25 @@ class QuadraticFormModel(nn.Module):
         block = out[:, p:]
         diagonal = self._rows == self._cols
         block = torch.where(diagonal, F.softplus(block) + 1e-4, block)
-        lower = torch.zeros(n, p + 1, p + 1, dtype=out.dtype)
+        lower = torch.zeros(n, p + 1, p + 1, dtype=out.dtype, device=out.device)
         lower[:, 0, 0] = 1.0
         lower[:, 1:, 0] = out[:, :p]
         lower[:, 1 + self._rows, 1 + self._cols] = block
         return lower @ lower.transpose(1, 2)
 
     def u(self, theta: Tensor) -> Tensor:
-        """ũ = (1, (θ − θ_ref)/s): θ (p,) → (p+1,), or (n, p) → (n, p+1); float64."""
-        t = (torch.as_tensor(theta, dtype=torch.float64) - self.reference.double()) / self.theta_scale.double()
+        """ũ = (1, (θ − θ_ref)/s): θ (p,) → (p+1,), or (n, p) → (n, p+1); float64, on θ's device."""
+        t = torch.as_tensor(theta, dtype=torch.float64)
+        t = (t - self.reference.to(t.device, torch.float64)) / self.theta_scale.to(t.device, torch.float64)
         return torch.cat([torch.ones_like(t[..., :1]), t], dim=-1)
 
     def log_ratio(self, form: Tensor, theta: Tensor) -> Tensor:
-        """log(ũᵀ A ũ) − log(ũᵀ Ā ũ) from A (n, p+1, p+1) and θ (p,) or (n, p): (n,), float64."""
-        u = self.u(theta)
+        """log(ũᵀ A ũ) − log(ũᵀ Ā ũ) from A (n, p+1, p+1) and θ (p,) or (n, p): (n,), float64, on the device of
+        the form (θ is moved there, differentiably)."""
+        u = self.u(torch.as_tensor(theta).to(form.device))
         form = form.double()
         value = torch.einsum("i,nij,j->n", u, form, u) if u.dim() == 1 else torch.einsum("ni,nij,nj->n", u, form, u)
-        norm = torch.einsum("...i,ij,...j->...", u, self.mean_form.double(), u)
+        norm = torch.einsum("...i,ij,...j->...", u, self.mean_form.to(form.device, torch.float64), u)
         return torch.log(value) - torch.log(norm)
 
 
@@ -206,24 +208,30 @@ class MorphingRatioEstimator(LogRatioEstimator):
         """Weighted squared error of the predicted form's entries against the events' (:func:`quadratic_form_mse`)."""
         model = self._model
         form = model(batch["x"])
-        i, j = form_entries(model.p)
+        i, j = (index.to(form.device) for index in form_entries(model.p))
         assert self._entry_scale is not None
         loss = quadratic_form_mse(form[:, i, j], batch["form"], batch["weights"], self._entry_scale)
         return loss, {"form": loss.detach()}
 
+    def move(self, device: torch.device) -> None:
+        if self._entry_scale is not None:
+            self._entry_scale = self._entry_scale.to(device)
+
     # -- evaluation -------------------------------------------------------------------------------------------------
     def form(self, x: Any) -> Tensor:
-        """A(x), (n, p+1, p+1): the conditional expectation of the events' quadratic forms given x."""
-        return self._form(to_tensor(x, "x", self._x_shape)[0])
+        """A(x), (n, p+1, p+1): the conditional expectation of the events' quadratic forms given x (on x's device,
+        the CPU for an array)."""
+        return self._form(to_tensor(x, "x", self._x_shape)[0]).to(place(x))
 
     def _form(self, xt: Tensor) -> Tensor:
+        """A(x) on the network's device."""
         model = self._model
         with torch.no_grad():
-            return torch.cat([model(xb) for xb in xt.split(EVAL_BATCH)])
+            return torch.cat([model(xb) for xb in xt.to(self.device).split(EVAL_BATCH)])
 
     def log_ratio_of_theta(self, x: Any) -> Callable[[Tensor], Tensor]:
         """For fixed events x: θ (p,) ↦ log r̂(x_i | θ, θ_ref) (n,), float64, differentiable in θ; the network runs
-        once, here, not per θ."""
+        once, here, not per θ (the forms stay where x is: a scan's quadratic forms cost no transfer per θ)."""
         form, model = self.form(x), self._model
         return lambda theta: model.log_ratio(form, theta)
 
@@ -237,14 +245,14 @@ class MorphingRatioEstimator(LogRatioEstimator):
                                  f"{list(self.space.names)}, got {tuple(th.shape)}")
         with torch.no_grad():
             out = self._model.log_ratio(self._form(xt), th)
-        return give_back(out.float(), as_numpy)
+        return give_back(out.float(), as_numpy, place(x))
 
     def score(self, x: Any, theta: Any) -> Any:
         """t̂(x | θ) = ∇_θ log r̂(x | θ, θ_ref), (n, p)."""
         xt, as_numpy = to_tensor(x, "x", self._x_shape)
         form, model = self._form(xt), self._model
-        th = torch.as_tensor(theta, dtype=torch.float64).reshape(-1, model.p).expand(form.shape[0], -1).clone()
-        th.requires_grad_(True)
+        th = torch.as_tensor(theta, dtype=torch.float64).to(form.device).reshape(-1, model.p).expand(form.shape[0], -1)
+        th = th.clone().requires_grad_(True)
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(model.log_ratio(form, th).sum(), th)
-        return give_back(grad.float(), as_numpy)
+        return give_back(grad.float(), as_numpy, place(x))

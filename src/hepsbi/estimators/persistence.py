@@ -30,7 +30,7 @@ def save_estimator(path: str | os.PathLike[str], model: nn.Module, metadata: dic
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / WEIGHTS) as tmp:
-        torch.save(model.state_dict(), tmp)
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)  # the same file from any device
     meta = dict(metadata)
     meta.update(format_version=FORMAT_VERSION, hepsbi_version=__version__, torch_version=torch.__version__)
     write_json(directory / METADATA, meta)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from hepsbi.data.training import TrainingData
 from hepsbi.errors import EstimatorError
-from hepsbi.estimators._arrays import EVAL_BATCH, give_back, to_tensor
+from hepsbi.estimators._arrays import EVAL_BATCH, give_back, place, to_tensor
 from hepsbi.estimators.base import LogRatioEstimator
 from hepsbi.estimators.losses import LOG_R_CLIP, RATIO_LOSSES, ratio_loss
 from hepsbi.estimators.networks import RatioModel
@@ -120,6 +120,10 @@ class RatioEstimator(LogRatioEstimator):
         mean_sq = (w[:, None] * t**2).sum(0) / w.sum()
         self._score_scale = torch.where(mean_sq > 0, 1.0 / mean_sq, torch.ones_like(mean_sq))
 
+    def move(self, device: torch.device) -> None:
+        if self._score_scale is not None:
+            self._score_scale = self._score_scale.to(device)
+
     def batch_loss(self, batch: dict[str, Tensor], training: bool) -> tuple[Tensor, dict[str, Tensor]]:
         """The method's loss (:func:`~hepsbi.estimators.losses.ratio_loss`) on a batch of :meth:`tensors` rows."""
         model = self._model
@@ -132,10 +136,11 @@ class RatioEstimator(LogRatioEstimator):
 
     # -- evaluation ---------------------------------------------------------------------------------------
     def _inputs(self, x: Any, theta: Any) -> tuple[Tensor, Tensor, bool]:
+        """x (n, d_x) and θ (n, p) as float32 tensors on the network's device, and whether x came as numpy."""
         self._require_model()
         assert self.space is not None
         xt, as_numpy = to_tensor(x, "x", self._x_shape)
-        th = torch.as_tensor(theta, dtype=torch.float32)
+        th = torch.as_tensor(theta, dtype=torch.float32).to(xt.device)
         if th.dim() <= 1:
             th = th.reshape(1, -1).expand(xt.shape[0], -1)
         if th.shape != (xt.shape[0], self.space.dim):
@@ -143,7 +148,7 @@ class RatioEstimator(LogRatioEstimator):
                 f"theta must have shape ({self.space.dim},) or ({xt.shape[0]}, {self.space.dim}) for parameters "
                 f"{list(self.space.names)}, got {tuple(th.shape)}"
             )
-        return xt, th, as_numpy
+        return xt.to(self.device), th.to(self.device), as_numpy
 
     def log_ratio(self, x: Any, theta: Any) -> Any:
         """log r̂(x | θ, θ_ref).
@@ -162,7 +167,7 @@ class RatioEstimator(LogRatioEstimator):
             reference = self._reference_term(x, xt)
             out = torch.cat([model.anchored(xb, tb, rb) for xb, tb, rb
                              in zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH), reference.split(EVAL_BATCH))])
-        return give_back(out, as_numpy)
+        return give_back(out, as_numpy, place(x))
 
     def _reference_term(self, x: Any, xt: Tensor) -> Tensor:
         """g(x, θ_ref) (n,), kept for the last tensor x (and this network) while torch's version counter says x
@@ -170,7 +175,8 @@ class RatioEstimator(LogRatioEstimator):
         depend on θ."""
         model = self._model
         cached = self._reference_cache
-        if cached is not None and cached[0] is x and cached[1] == x._version and cached[2] is model:
+        if (cached is not None and cached[0] is x and cached[1] == x._version and cached[2] is model
+                and cached[3].device == xt.device):
             return cached[3]
         reference = torch.cat([model.reference_term(xb) for xb in xt.split(EVAL_BATCH)])
         self._reference_cache = (x, x._version, model, reference) if isinstance(x, Tensor) else None
@@ -181,15 +187,17 @@ class RatioEstimator(LogRatioEstimator):
         differentiable in θ (twice), e.g. the ``log_ratio`` of :class:`hepsbi.inference.UnbinnedModel`."""
         model = self._model
         xt, _ = to_tensor(x, "x", self._x_shape)
+        back, xt = xt.device, xt.to(self.device)
 
         with torch.no_grad():  # g(x, θ_ref) does not depend on θ: once for these events
             reference = torch.cat([model.reference_term(xb) for xb in xt.split(EVAL_BATCH)])
 
         def log_ratio(theta: Tensor) -> Tensor:
             self.check_theta(theta)
-            th = torch.as_tensor(theta).to(torch.float32).reshape(1, -1).expand(xt.shape[0], -1)
+            th = torch.as_tensor(theta).to(xt.device, torch.float32).reshape(1, -1).expand(xt.shape[0], -1)
             return torch.cat([model.anchored(xb, tb, rb) for xb, tb, rb in
-                              zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH), reference.split(EVAL_BATCH))]).to(torch.float64)
+                              zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH), reference.split(EVAL_BATCH))]
+                             ).to(back, torch.float64)
 
         return log_ratio
 
@@ -199,4 +207,4 @@ class RatioEstimator(LogRatioEstimator):
         xt, th, as_numpy = self._inputs(x, theta)
         self.check_theta(th)
         parts = [model.log_ratio_and_score(xb, tb, create_graph=False)[1] for xb, tb in zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH))]
-        return give_back(torch.cat(parts), as_numpy)
+        return give_back(torch.cat(parts), as_numpy, place(x))

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from hepsbi.data.training import TrainingData
 from hepsbi.errors import EstimatorError
-from hepsbi.estimators._arrays import EVAL_BATCH, give_back, to_tensor
+from hepsbi.estimators._arrays import EVAL_BATCH, give_back, place, to_tensor
 from hepsbi.estimators.base import Estimator
 from hepsbi.estimators.losses import sally
 from hepsbi.estimators.networks import ScoreModel
@@ -92,5 +92,5 @@ class ScoreEstimator(Estimator):
         model = self._model
         xt, as_numpy = to_tensor(x, "x", self._x_shape)
         with torch.no_grad():
-            out = torch.cat([model(xb) for xb in xt.split(EVAL_BATCH)])
-        return give_back(out, as_numpy)
+            out = torch.cat([model(xb) for xb in xt.to(self.device).split(EVAL_BATCH)])
+        return give_back(out, as_numpy, place(x))

@@ -30,6 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor, nn
 
 from hepsbi.errors import EstimatorError
+from hepsbi.estimators.devices import check_device_name
 
 __all__ = ["TrainingConfig", "TrainingHistory", "train", "normalised_weights"]
 
@@ -64,6 +65,9 @@ class TrainingConfig:
         min_learning_rate: the floor of both schedules.
         seed: seeds the initial weights, the split and the batch order.
         progress: show a progress bar.
+        device: where the network trains: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto`` (CUDA when present;
+            :mod:`hepsbi.estimators.devices`). The training set is moved there once; the split and the batch order
+            are drawn on the CPU, so they are the same on every device.
     """
 
     epochs: int | None = None
@@ -80,6 +84,7 @@ class TrainingConfig:
     min_learning_rate: float = 1e-5
     seed: int = 0
     progress: bool = True
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         checks = {
@@ -98,6 +103,7 @@ class TrainingConfig:
         for key, ok in checks.items():
             if not ok:
                 raise EstimatorError(f"training option {key} has an invalid value {getattr(self, key)!r}")
+        check_device_name(self.device, "training option device")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,9 +137,11 @@ def normalised_weights(weights: Tensor) -> Tensor:
     return weights * (weights.numel() / total)
 
 
-def _batches(n: int, size: int, generator: torch.Generator | None) -> list[Tensor]:
+def _batches(n: int, size: int, generator: torch.Generator | None, device: torch.device) -> list[Tensor]:
+    """Row indices of the mini-batches, on ``device``: a permutation drawn on the CPU from ``generator`` (the same
+    on every device), or in order without one."""
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    return list(order.split(size))
+    return list(order.to(device).split(size))
 
 
 def train(
@@ -154,12 +162,14 @@ def train(
         description: label of the progress bar.
     """
     n = next(iter(tensors.values())).shape[0]
-    gen = torch.Generator().manual_seed(config.seed)
-    perm = torch.randperm(n, generator=gen)
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(config.seed)  # on the CPU: the same split and batches on every device
+    perm = torch.randperm(n, generator=gen).to(device)
     n_val = int(round(config.validation_fraction * n)) if config.validation_fraction > 0 else 0
     if n_val and n - n_val < 1:
         raise EstimatorError(f"too few events ({n}) for validation_fraction {config.validation_fraction}")
     val_idx, train_idx = perm[:n_val], perm[n_val:]
+    tensors = {k: v.to(device) for k, v in tensors.items()}  # once: batches are then cut where the model is
     train_set = {k: v[train_idx] for k, v in tensors.items()}
     val_set = {k: v[val_idx] for k, v in tensors.items()}
 
@@ -185,27 +195,28 @@ def train(
         task = bar.add_task(description, total=epochs, losses="")
         for epoch in range(epochs):
             model.train()
-            total, count = 0.0, 0
-            part_sums: dict[str, float] = {}
-            for idx in _batches(n - n_val, config.batch_size, gen):
+            # sums stay on the device (no synchronisation per step); read once per epoch
+            total, count = torch.zeros((), dtype=torch.float64, device=device), 0
+            part_sums: dict[str, Tensor] = {}
+            for idx in _batches(n - n_val, config.batch_size, gen, device):
                 batch = {k: v[idx] for k, v in train_set.items()}
                 loss, parts = batch_loss(batch, True)
                 for key, value in parts.items():
-                    part_sums[key] = part_sums.get(key, 0.0) + float(value) * len(idx)
-                if not torch.isfinite(loss):
-                    raise EstimatorError(f"{description}: the loss became {loss.item()} at epoch {epoch + 1}; "
-                                         "try a smaller learning_rate")
+                    part_sums[key] = part_sums.get(key, 0.0) + value.detach().double() * len(idx)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 if decay is not None:
                     decay.step()
-                total += loss.item() * len(idx)
+                total += loss.detach().double() * len(idx)
                 count += len(idx)
+            if not torch.isfinite(total):
+                raise EstimatorError(f"{description}: the loss became {total.item()} in epoch {epoch + 1}; "
+                                     "try a smaller learning_rate")
             samples += count
-            history.train_loss.append(total / count)
+            history.train_loss.append(total.item() / count)
             for key, summed in part_sums.items():
-                history.train_parts.setdefault(key, []).append(summed / count)
+                history.train_parts.setdefault(key, []).append(float(summed) / count)
             if n_val:
                 monitor, val_parts = _evaluate(model, batch_loss, val_set, config.batch_size * 16)
                 for key, mean in val_parts.items():
@@ -248,11 +259,12 @@ def _evaluate(model: nn.Module, batch_loss: BatchLoss, tensors: dict[str, Tensor
               ) -> tuple[float, dict[str, float]]:
     """The mean loss over ``tensors`` and the mean of each of its parts."""
     model.eval()
-    n = next(iter(tensors.values())).shape[0]
-    total, part_sums = 0.0, dict[str, float]()
-    for idx in _batches(n, batch_size, None):
+    first = next(iter(tensors.values()))
+    n = first.shape[0]
+    total, part_sums = torch.zeros((), dtype=torch.float64, device=first.device), dict[str, Tensor]()
+    for idx in _batches(n, batch_size, None, first.device):
         loss, parts = batch_loss({k: v[idx] for k, v in tensors.items()}, False)
-        total += loss.item() * len(idx)
+        total += loss.detach().double() * len(idx)
         for key, value in parts.items():
-            part_sums[key] = part_sums.get(key, 0.0) + float(value) * len(idx)
-    return total / n, {key: value / n for key, value in part_sums.items()}
+            part_sums[key] = part_sums.get(key, 0.0) + value.detach().double() * len(idx)
+    return total.item() / n, {key: float(value) / n for key, value in part_sums.items()}

@@ -8,7 +8,8 @@ torch can differentiate; Minuit gets its value and gradient. A fit that MIGRAD d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,20 @@ def _covariance(nll: NLL, values: np.ndarray, free: np.ndarray) -> np.ndarray | 
     return cov
 
 
+@contextlib.contextmanager
+def _quiet(m: Any) -> Iterator[Any]:
+    """Minuit ``m`` with its C++ messages silenced: they go straight to the terminal, through any progress bar
+    ("VariableMetricBuilder Initial matrix not pos.def." when a first step meets negative curvature, which the fit
+    then recovers from). Whether a fit is valid is checked here, and an invalid one is an InferenceError naming why.
+    Minuit's print level is global to the process: it is restored on leaving."""
+    level = m.print_level
+    m.print_level = -1
+    try:
+        yield m
+    finally:
+        m.print_level = level
+
+
 def _migrad(nll: NLL, names: Sequence[str], start: Sequence[float],
             limits: Mapping[str, tuple[float | None, float | None]] | None = None,
             fixed: Mapping[str, float] | None = None, strategy: int = 0) -> Any:
@@ -107,10 +122,11 @@ def _migrad(nll: NLL, names: Sequence[str], start: Sequence[float],
         m.limits[name] = (lo, hi)
     for name in fixed or {}:
         m.fixed[name] = True
-    m.migrad()
-    if not m.valid and strategy < 2:  # one retry, more careful (numerical second derivatives along the way)
-        m.strategy = strategy + 1
+    with _quiet(m):
         m.migrad()
+        if not m.valid and strategy < 2:  # one retry, more careful (numerical second derivatives along the way)
+            m.strategy = strategy + 1
+            m.migrad()
     if not m.valid:
         fmin = m.fmin
         reasons = [k for k in ("is_above_max_edm", "has_reached_call_limit", "has_posdef_covar", "hesse_failed")
@@ -157,13 +173,15 @@ def minimize(
         free = np.array([not m.fixed[n] for n in names])
         covariance = _covariance(nll, values, free)
         if covariance is None:  # not positive definite: fall back on Minuit's numerical HESSE (which corrects it)
-            m.hesse()
+            with _quiet(m):
+                m.hesse()
             covariance = np.asarray(m.covariance)
         errors = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
     intervals: dict[str, tuple[float, float]] = {}
     if minos:
-        m.hesse()  # MINOS starts from Minuit's own error matrix
-        m.minos(*minos)
+        with _quiet(m):
+            m.hesse()  # MINOS starts from Minuit's own error matrix
+            m.minos(*minos)
         for name in minos:
             me = m.merrors[name]
             if not me.is_valid:
@@ -223,13 +241,15 @@ def profile_fit(
     m = _migrad(nll, names, start, limits, fixed)
     mle = {n: float(m.values[n]) for n in names}
     covariance = _covariance(nll, np.asarray(m.values, dtype=float), np.array([n not in (fixed or {}) for n in names]))
-    m.hesse()  # MINOS starts from Minuit's own error matrix
+    with _quiet(m):
+        m.hesse()  # MINOS starts from Minuit's own error matrix
     intervals: dict[str, dict[str, list[float]]] = {p: {} for p in pois}
     open_ends: dict[str, dict[str, list[bool]]] = {p: {} for p in pois}
     best = [mle[n] for n in names]
     for level in levels:
         try:
-            m.minos(*pois, cl=float(CONFIDENCE_LEVELS[level]))
+            with _quiet(m):
+                m.minos(*pois, cl=float(CONFIDENCE_LEVELS[level]))
         except RuntimeError:  # MINOS gave up on every parameter: each end by bisection below
             pass
         for p in pois:

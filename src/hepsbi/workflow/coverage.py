@@ -88,7 +88,7 @@ def _coverage_locked(spec: RunSpec, sim: Any, theta_true: Tensor, out: Path, n_t
         stages = build_and_run(spec, out, progress, infer=False)
     with dask_client(spec) as client:
         if client is None:
-            _, estimators, _ = load_stages(sim, stages["merged"], stages["estimators"], None)
+            _, estimators, _ = load_stages(sim, stages["merged"], stages["estimators"], None, spec.execution.device)
             batches = [_toy_statistics(spec, sim, theta_true, estimators, 0, n_toys, progress)]
         else:
             document = spec.model_dump(mode="json")

@@ -167,7 +167,7 @@ def focus(document: dict[str, Any], run_dir: str, merged: str, data_dir: str, ro
         if (Path(merged) / "events.h5").is_file():
             sim.use_events(Events.load(Path(merged) / "events.h5"))  # type: ignore[attr-defined]
         t = trainings(spec)[0]
-        estimator = build_estimator(t.method, **(t.options | {"progress": progress}))
+        estimator = build_estimator(t.method, **(t.options | {"progress": progress, "device": spec.execution.device}))
         estimator.fit(TrainingData.load(Path(data_dir) / t.data))
         write_json(tmp / "focus.json", focus_box(spec, sim, theta_true, estimator, t.label) | {"round": round_})
 
@@ -184,8 +184,10 @@ def train(document: dict[str, Any], run_dir: str, data_dir: str, stage: str, key
         from hepsbi.estimators.registry import build_estimator
         from hepsbi.workflow.inputs import trainings
 
-        t = {t.stage: t for t in trainings(_spec(document))}[stage]
-        options = t.options | {"seed": t.options.get("seed", 0) + member, "progress": progress}
+        spec = _spec(document)
+        t = {t.stage: t for t in trainings(spec)}[stage]
+        options = t.options | {"seed": t.options.get("seed", 0) + member, "progress": progress,
+                               "device": spec.execution.device}  # where it trains: not part of the stage key
         build_estimator(t.method, **options).fit(TrainingData.load(Path(data_dir) / t.data)).save(tmp)
 
     name = stage + (f"_member{member}" if member else "")

@@ -181,23 +181,25 @@ def inference_dataset(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor) -
     return observed_dataset(sim, theta_true, int(round(inf.n_events)), inf.seed)
 
 
-def load_stages(sim: Simulator, merged: str, estimators: dict[str, list[str]], sally: str | None
-                ) -> tuple[Any, dict[str, Any], ScoreEstimator | None]:
+def load_stages(sim: Simulator, merged: str, estimators: dict[str, list[str]], sally: str | None,
+                device: str = "cpu") -> tuple[Any, dict[str, Any], ScoreEstimator | None]:
     """The pool (made the simulator's, weighted simulators only), the estimators (an ensemble where there are
-    several members) and SALLY, from their stage directories."""
+    several members) and SALLY, from their stage directories, their networks on ``device`` (``execution.device``)."""
     pool = None
     if is_weighted(sim):
         pool = Events.load(Path(merged) / "events.h5")
         sim.use_events(pool)  # type: ignore[attr-defined]
-    loaded = {label: _ratio_estimator([Path(d) for d in directories]) for label, directories in estimators.items()}
-    return pool, loaded, ScoreEstimator.load(sally) if sally else None
+    loaded = {label: _ratio_estimator([Path(d) for d in directories], device)
+              for label, directories in estimators.items()}
+    return pool, loaded, ScoreEstimator.load(sally, device=device) if sally else None
 
 
-def _ratio_estimator(directories: list[Path]) -> Any:
-    """The likelihood-ratio estimator saved in ``directories`` — an ensemble when there are several members."""
+def _ratio_estimator(directories: list[Path], device: str = "cpu") -> Any:
+    """The likelihood-ratio estimator saved in ``directories`` — an ensemble when there are several members — on
+    ``device``."""
     members: list[LogRatioEstimator] = []
     for d in directories:
-        member = load_estimator(d)
+        member = load_estimator(d, device=device)
         if not isinstance(member, LogRatioEstimator):
             raise SpecError(f"{d}: holds a {member.kind}, not a likelihood-ratio estimator")
         members.append(member)
@@ -223,4 +225,4 @@ def load_run(spec: RunSpec, merged: str, estimators: dict[str, list[str]], sally
     """What a task rebuilds from the spec and its input stages: the simulator, θ_true (:func:`prepare`), the
     pool, the estimators and SALLY (:func:`load_stages`)."""
     sim, theta_true = prepare(spec)
-    return (sim, theta_true, *load_stages(sim, merged, estimators, sally))
+    return (sim, theta_true, *load_stages(sim, merged, estimators, sally, spec.execution.device))

@@ -62,6 +62,10 @@ def dask_client(spec: Any) -> Iterator[Any]:
         with cluster, Client(cluster) as client:
             yield client
         return
+    if ex.scheduler is None:  # every task runs on this machine: a device it lacks fails now, not after simulating
+        from hepsbi.estimators.devices import resolve_device
+
+        resolve_device(ex.device, "execution.device")
     with local_client(ex.workers, ex.scheduler) as client:
         yield client
 

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from hepsbi.errors import SpecError
+from hepsbi.estimators.devices import DEVICE_PATTERN
 from hepsbi.estimators.registry import RATIO_METHODS
 
 __all__ = [
@@ -247,8 +248,8 @@ class ReportSpec(_Strict):
 
 class ExecutionSpec(_Strict):
     """Where and in how many pieces the stages run. Only ``chunks`` changes results (each chunk has its own
-    seed); the rest says where tasks run, and the command line (``--workers``, ``--scheduler``, ``--cluster``)
-    overrides it."""
+    seed; ``device`` changes them at float32 rounding); the rest says where tasks run, and the command line
+    (``--workers``, ``--scheduler``, ``--cluster``, ``--device``) overrides it."""
 
     chunks: int = Field(1, ge=1, le=100_000, description="simulation tasks (chunk k uses seed + 100 k); merged in order")
     workers: int | None = Field(None, ge=1, le=4096, description="local Dask workers (processes); none: in-process")
@@ -257,6 +258,9 @@ class ExecutionSpec(_Strict):
     jobs: int = Field(2, ge=1, le=100_000, description="batch jobs (one worker each) for cluster")
     jobqueue: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of dask_jobqueue's "
                                      "HTCondorCluster / SLURMCluster, e.g. {cores: 1, memory: 4GB, disk: 4GB}")
+    device: str = Field("cpu", pattern=DEVICE_PATTERN, description="where networks train and evaluate: cpu, cuda, "
+                        "cuda:N or auto (CUDA when the task's machine has it); results agree with the CPU's to float32 "
+                        "rounding, and a stage trained on one device is reused on another")
 
 
 class RunSpec(_Strict):
@@ -399,7 +403,7 @@ def _simulator_beside(name: str, folder: Path) -> None:
 
 
 #: Execution settings that say where tasks run, not what they compute: left out of the spec hash.
-PLACEMENT_KEYS = ("workers", "scheduler", "cluster", "jobs", "jobqueue")
+PLACEMENT_KEYS = ("workers", "scheduler", "cluster", "jobs", "jobqueue", "device")
 
 
 def spec_hash(spec: RunSpec) -> str:
