@@ -31,7 +31,7 @@ def report(name: str, title: str, columns: list[str], rows: list[dict[str, Any]]
         table.add_column(c)
     for row in rows:
         table.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns))
-    Console().print(table)
+    Console(width=max(Console().width, 160)).print(table)
     payload = {
         "benchmark": name,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -34,6 +34,7 @@ __all__ = [
     "ratio_loss",
     "sally",
     "quadratic_form_mse",
+    "revert",
 ]
 
 #: Default clip of the joint log ratio in the exponential regressions (ROLR, RASCAL): |log r(x,z)| beyond
@@ -132,6 +133,31 @@ def sally(t_hat: Tensor, t_xz: Tensor, weights: Tensor) -> Tensor:
         Brehmer, Cranmer, Louppe, Pavez, arXiv:1805.00013 and arXiv:1805.00020.
     """
     return score_mse(t_hat, t_xz, torch.ones_like(weights), weights)
+
+
+def revert(g: Tensor, y: Tensor, weights: Tensor) -> Tensor:
+    r"""REVERT: a classification loss whose minimiser is a *signed* density ratio.
+
+    With the classifier s = σ(−g) of the network output g,
+
+    .. math:: ℓ = y\, s - (1 - y)\,\big(\log s + \log(1 - s)\big)
+              = y\, σ(-g) + (1 - y)\,\big(\mathrm{softplus}(g) + \mathrm{softplus}(-g)\big).
+
+    The pointwise risk p₁ σ(−g) + p₀ [softplus(g) + softplus(−g)] is stationary where
+    p₁/p₀ = (1 − 2s)/(s(1 − s)) = 2 sinh g: a bijection of the real line (s = ½ ↔ r = 0), so r̂ = 2 sinh ĝ takes
+    either sign, and the risk is convex in s wherever the denominator density p₀ ≥ 0 — whatever the sign of p₁.
+    Binary cross-entropy's odds s/(1 − s) cannot go negative, and its risk is unbounded below where p₁ < 0.
+
+    Arguments:
+        g: network output, (n,).  y: 1 for the numerator (target) sample, 0 for the denominator, (n,).
+        weights: signed event weights, (n,).
+
+    References:
+        M. Drnevich, S. Jiggins, K. Cranmer, "Quasiprobabilistic density ratio estimation with a reverse engineered
+        classification loss function", arXiv:2512.19913.
+    """
+    per_event = y * torch.sigmoid(-g) + (1 - y) * (F.softplus(g) + F.softplus(-g))
+    return weighted_mean(per_event, weights)
 
 
 #: what a loss can need from the training data: labels y, the joint log ratio, the joint score, and events
