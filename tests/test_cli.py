@@ -312,7 +312,7 @@ def test_version_flag_and_flags_without_a_type():
         assert "--help" in text and "<bool>" not in text, args
     # a docstring's line breaks are not kept in the command list (they broke lines in mid-sentence)
     listing = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "240"}).output
-    assert any("provenance) or a training-data file" in line for line in listing.splitlines())
+    assert any("provenance), a training-data file" in line for line in listing.splitlines())
 
 
 def test_export_a_runs_learned_likelihoods_for_use_without_hepsbi(tmp_path):

@@ -30,7 +30,7 @@ class _Group(TyperGroup):
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
-        if command is not None:
+        if command is not None and ctx is not None:  # (no context: looked up without running, nothing shown)
             _flag(command.get_help_option(ctx))
         return command
 
@@ -235,15 +235,19 @@ def check(spec: Annotated[Path, typer.Argument(help="YAML run specification")]) 
 
 
 @app.command()
-def inspect(file: Annotated[Path, typer.Argument(help="events file or training data (HDF5)")]) -> None:
-    """Summarise an events file (counts, weights with their unit, negative ones too, observable ranges, provenance)
-    or a training-data file (rows, θ ranges, weights)."""
+def inspect(file: Annotated[Path, typer.Argument(help="events file or training data (HDF5), or an LHE file (.lhe, .lhe.gz)")]) -> None:
+    """Summarise an events file (counts, weights with their unit, negative ones too, observable ranges, provenance),
+    a training-data file (rows, θ ranges, weights) or an LHE file (beams, processes, weights, the declared weight
+    variations: scale, PDF or other, each with its sum)."""
     from rich.table import Table
 
     from hepsbi.data import inspect_events, inspect_training
     from hepsbi.data.hdf5 import file_format
     from hepsbi.data.training import FORMAT as TRAINING_FORMAT
 
+    if ".lhe" in file.suffixes:
+        _inspect_lhe(file)
+        return
     try:
         training = file_format(file) == TRAINING_FORMAT
         summary = inspect_training(file) if training else inspect_events(file)
@@ -274,6 +278,41 @@ def inspect(file: Annotated[Path, typer.Argument(help="events file or training d
     for sl in prov.get("slices", []):
         console.print(f"  slice [{sl['m_min']:.0f}, {sl['m_max']:.0f}] GeV: sigma {sl['sigma_pb']:.4g} pb, "
                       f"{sl['n_passed']}/{sl['n_events']} events pass, seed {sl['seed']}")
+
+
+def _inspect_lhe(file: Path) -> None:
+    """``hepsbi inspect`` of an LHE file (:func:`hepsbi.physics.lhe.summarise`)."""
+    from rich.table import Table
+
+    from hepsbi.physics.lhe import summarise
+
+    try:
+        summary = summarise(file)
+    except HepsbiError as exc:
+        _fail(exc)
+    header, console = summary["header"], Console()
+    events = max(summary["events"], 1)
+    console.print(Text.assemble((str(file), "bold"), "  Les Houches events"))
+    console.print(f"beams: {header.beams[0]} {header.beams[1]} at {header.energies[0]:g} + {header.energies[1]:g} GeV "
+                  f"(sqrt(s) = {header.sqrt_s / 1000:g} TeV)   PDF sets: {header.pdf_sets[0]} {header.pdf_sets[1]}   "
+                  f"IDWTUP: {header.weighting}", markup=False)
+    for proc in header.processes:
+        console.print(f"  process {proc['id']}: {proc['cross_section_pb']:.6g} ± {proc['error_pb']:.3g} pb", markup=False)
+    console.print(f"events: {summary['events']}   sum of weights: {summary['weight_sum']:.6g}   sum/events: "
+                  f"{summary['weight_sum'] / events:.6g} (pb, for IDWTUP ±3 and ±4; the header says "
+                  f"{header.cross_section_pb:.6g} pb)   negative weights: {summary['negative']} "
+                  f"({100 * summary['negative'] / events:.1f} %, sum {summary['negative_weight_sum']:.6g})", markup=False)
+    if not header.weights:
+        console.print("weight variations: none declared (no <initrwgt>)")
+        return
+    table = Table("id", "group", "kind", "muR", "muF", "PDF", "sum / nominal sum", title="weight variations")
+    for w in header.weights:
+        ratio = summary["variation_sums"].get(w.id)
+        table.add_row(w.id, w.group, w.kind, *(("-" if v is None else f"{v:g}") for v in (w.mur, w.muf, w.pdf)),
+                      "-" if ratio is None else f"{ratio / summary['weight_sum']:.4g}")
+    console.print(table)
+    if summary["undeclared_weights"]:
+        console.print(f"weights in events but not in <initrwgt>: {summary['undeclared_weights']}", markup=False)
 
 
 @app.command()
