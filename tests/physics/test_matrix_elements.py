@@ -95,3 +95,28 @@ def test_amplitudes_are_differentiable_in_theta():
     w = me_weight(torch.tensor([1, 2]), torch.tensor([400.0**2, 900.0**2]), torch.tensor([0.1, -0.5]), theta.expand(2, -1))
     (grad,) = torch.autograd.grad(w.sum(), theta)
     assert torch.all(grad != 0)
+
+
+def test_morphing_from_benchmark_weights_recovers_the_coefficients():
+    """Weights of events at B > K benchmark points (as MadGraph's reweight module writes them) give back each event's
+    quadratic coefficients by least squares; too few points, or points that cannot separate the terms, are named
+    errors; weights that are not quadratic leave a residual."""
+    from hepsbi.errors import DataError
+
+    gen = torch.Generator().manual_seed(4)
+    morph = QuadraticMorphing(2, scale=0.05)
+    truth = torch.randn(50, morph.n_components, generator=gen, dtype=torch.float64)
+    points = 0.05 * (2 * torch.rand(9, 2, generator=gen, dtype=torch.float64) - 1)
+    weights = truth @ morph.monomials(points).T  # (50, 9)
+    fit = morph.fit_benchmarks(points, weights)
+    torch.testing.assert_close(fit.coefficients, truth, rtol=1e-9, atol=1e-9)
+    assert fit.residual < 1e-12 and 1 < fit.condition < 1e3
+    exact = morph.fit_benchmarks(morph.basis_points, truth @ morph.monomials(morph.basis_points).T)
+    torch.testing.assert_close(exact.coefficients, truth, rtol=1e-9, atol=1e-9)
+    cubic = weights + 50.0 * points[:, 0] ** 3  # not a quadratic: the fit says so
+    assert morph.fit_benchmarks(points, cubic).residual > 1e-4
+    with pytest.raises(DataError, match="5 benchmark points cannot fix the 6 coefficients"):
+        morph.fit_benchmarks(points[:5], weights[:, :5])
+    on_a_line = torch.stack([torch.linspace(-0.05, 0.05, 7)] * 2, dim=1).double()
+    with pytest.raises(DataError, match="do not separate the 6 quadratic terms"):
+        morph.fit_benchmarks(on_a_line, torch.ones(3, 7, dtype=torch.float64))

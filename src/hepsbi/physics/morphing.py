@@ -7,17 +7,38 @@ When |M|² is quadratic in θ (here the contact coefficients), the weight of an 
 with p(p+3)/2 + 1 monomials. Evaluating w at that many basis points and solving one linear system
 gives the coefficients a_k exactly (to float64 precision); afterwards w(θ) costs a dot product, and is
 differentiable in θ.
+
+A sample generated elsewhere brings the weights at named benchmark points instead (MadGraph's reweight module:
+one ``<wgt id=…>`` per point): :meth:`QuadraticMorphing.fit_benchmarks` solves the same coefficients from B ≥ K
+benchmarks by least squares, with the condition number of the benchmark matrix (how much a weight's rounding is
+amplified in the coefficients) and the largest residual (non-zero when the weights are not quadratic in θ).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["QuadraticMorphing"]
+from hepsbi.errors import DataError
+
+__all__ = ["BenchmarkFit", "QuadraticMorphing"]
+
+
+class BenchmarkFit(NamedTuple):
+    """Morphing coefficients solved from benchmark weights.
+
+    Attributes:
+        coefficients: a (n, K).  condition: the condition number of the (B, K) matrix of monomials at the benchmarks
+            (θ in units of the basis ``scale``).  residual: max |w − a·m| / max |w| over events and benchmarks.
+    """
+
+    coefficients: Tensor
+    condition: float
+    residual: float
 
 
 class QuadraticMorphing:
@@ -74,3 +95,26 @@ class QuadraticMorphing:
         if m.shape[0] == 1:
             return coefficients @ m[0]
         return (coefficients * m).sum(dim=1)
+
+    def fit_benchmarks(self, points: Tensor, weights: Tensor, max_condition: float = 1e8) -> BenchmarkFit:
+        r"""Coefficients a (n, K) from the weights w (n, B) of n events at B benchmark points θ_b (B, p):
+        least squares of w_b = a · m(θ_b), exact when B = K and the points are independent. Raises a
+        :class:`~hepsbi.errors.DataError` when B < K or when the benchmarks cannot separate the monomials
+        (condition number above ``max_condition``: e.g. points on a line for two parameters)."""
+        points = torch.as_tensor(points, dtype=torch.float64).reshape(-1, self.n_params)
+        weights = torch.as_tensor(weights, dtype=torch.float64)
+        if weights.dim() != 2 or weights.shape[1] != points.shape[0]:
+            raise DataError(f"weights must be (n events, {points.shape[0]} benchmarks), got {tuple(weights.shape)}")
+        if points.shape[0] < self.n_components:
+            raise DataError(f"{points.shape[0]} benchmark points cannot fix the {self.n_components} coefficients of a "
+                            f"quadratic in {self.n_params} parameters: give at least {self.n_components}")
+        scaled = self.monomials(points / self.scale)  # conditioning in the units the basis is built for
+        condition = float(torch.linalg.cond(scaled))
+        if not condition < max_condition:
+            raise DataError(f"the {points.shape[0]} benchmark points do not separate the {self.n_components} quadratic "
+                            f"terms (condition number {condition:.3g}): spread them over every parameter and pair")
+        matrix = self.monomials(points)
+        coefficients = torch.linalg.lstsq(matrix, weights.T).solution.T
+        scale = float(weights.abs().max()) or 1.0
+        residual = float((coefficients @ matrix.T - weights).abs().max()) / scale
+        return BenchmarkFit(coefficients, condition, residual)
