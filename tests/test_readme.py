@@ -36,6 +36,8 @@ PYTHON_BLOCKS = {
         "points=15": "points=3",
     },
     "model = UnbinnedModel(": {},
+    'est = TwoSampleRatio("revert")': {"100_000": "2_000",
+                                       'TwoSampleRatio("revert")': 'TwoSampleRatio("revert", epochs=2, progress=False)'},
 }
 
 
