@@ -78,7 +78,7 @@ class FastDetector:
         final-state particles per event), from the two leading opposite-charge final-state leptons, jets and
         missing E_T."""
         if final_state is not None:
-            leptons = self._final_state_leptons(final_state, lepton_id)
+            leptons = self.final_state_leptons(final_state, lepton_id)
         smeared, passed = self.smear_leptons(leptons, rng)
         n = len(leptons)
         jets = np.zeros((n, self.max_jets, 4))
@@ -91,7 +91,9 @@ class FastDetector:
         return Reconstructed(smeared[passed], jets[passed], n_jets[passed], met[passed], passed)
 
     @staticmethod
-    def _final_state_leptons(final_state: Any, lepton_id: int) -> np.ndarray:
+    def final_state_leptons(final_state: Any, lepton_id: int) -> np.ndarray:
+        """The leading ℓ⁻ and ℓ⁺ of flavour ``lepton_id`` of each event's final state (awkward, records with ``id`` and a
+        four-momentum ``p``): (n, 2, 4) as (E, px, py, pz), zeros where there is none."""
         import awkward as ak
 
         out = []
