@@ -193,7 +193,7 @@ class Estimator(ABC):
         θ-conditioned network has never seen such θ."""
         if self.theta_range is None or self._warned_outside or self.space is None:
             return
-        values = torch.as_tensor(theta, dtype=torch.float64).detach().reshape(-1, self.space.dim)
+        values = torch.as_tensor(theta, dtype=torch.float64).detach().cpu().reshape(-1, self.space.dim)  # θ may be on a GPU
         low, high = (torch.tensor(v, dtype=torch.float64) for v in self.theta_range)
         slack = 1e-2 * (high - low).clamp_min(1e-12)
         below, above = values.min(dim=0).values < low - slack, values.max(dim=0).values > high + slack

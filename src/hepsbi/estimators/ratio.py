@@ -140,7 +140,7 @@ class RatioEstimator(LogRatioEstimator):
         self._require_model()
         assert self.space is not None
         xt, as_numpy = to_tensor(x, "x", self._x_shape)
-        th = torch.as_tensor(theta, dtype=torch.float32).to(xt.device)
+        th = torch.as_tensor(theta, dtype=torch.float32)
         if th.dim() <= 1:
             th = th.reshape(1, -1).expand(xt.shape[0], -1)
         if th.shape != (xt.shape[0], self.space.dim):
