@@ -33,9 +33,17 @@ from hepsbi.estimators.persistence import check_features, load_weights, read_met
 from hepsbi.estimators.training import TrainingConfig, TrainingHistory, train
 from hepsbi.space import ParameterSpace
 
-__all__ = ["Estimator", "LogRatioEstimator", "training_config"]
+__all__ = ["Estimator", "LogRatioEstimator", "layer_widths", "training_config"]
 
 E = TypeVar("E", bound="Estimator")
+
+
+def layer_widths(hidden: Sequence[int]) -> tuple[int, ...]:
+    """``hidden`` as a tuple of ints, or an :class:`EstimatorError` unless it lists positive layer widths."""
+    widths = tuple(int(h) for h in hidden)
+    if not widths or min(widths) < 1:
+        raise EstimatorError(f"hidden must list positive layer widths (got {list(hidden)})")
+    return widths
 
 
 def training_config(config: TrainingConfig | None, options: dict[str, Any]) -> TrainingConfig:
@@ -74,9 +82,7 @@ class Estimator(ABC):
 
     def __init__(self, hidden: Sequence[int] = (64, 64, 64), embedding: nn.Module | None = None,
                  config: TrainingConfig | None = None, **options: Any):
-        self.hidden = tuple(int(h) for h in hidden)
-        if not self.hidden or min(self.hidden) < 1:
-            raise EstimatorError(f"hidden must list positive layer widths (got {list(hidden)})")
+        self.hidden = layer_widths(hidden)
         self.embedding = embedding
         self.config = training_config(config, options)
         self.model: nn.Module | None = None

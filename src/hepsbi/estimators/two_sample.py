@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from hepsbi.errors import EstimatorError
 from hepsbi.estimators._arrays import EVAL_BATCH, give_back, place, to_tensor
-from hepsbi.estimators.base import training_config
+from hepsbi.estimators.base import layer_widths, training_config
 from hepsbi.estimators.devices import resolve_device
 from hepsbi.estimators.losses import carl, revert
 from hepsbi.estimators.networks import MLP, Standardize
@@ -68,15 +68,17 @@ class TwoSampleModel(nn.Module):
         """Output of network ``k`` for x (n, d): (n,)."""
         return self.nets[k](self.x_scale(x)).squeeze(1)
 
+    def odds(self, x: Tensor, k: int) -> Tensor:
+        """e^{f_k(x)} of classifier network ``k``, (n,), float64 (the logit clamped against overflow)."""
+        return torch.exp(self.logits(x, k).double().clamp(-_CLAMP, _CLAMP))
+
     def forward(self, x: Tensor) -> Tensor:
         """r̂(x), (n,), float64."""
-        first = self.logits(x, 0).double().clamp(-_CLAMP, _CLAMP)
         if self.method == "revert":
-            return 2 * torch.sinh(first)
+            return 2 * torch.sinh(self.logits(x, 0).double().clamp(-_CLAMP, _CLAMP))
         if self.method == "bce":
-            return torch.exp(first)
-        second = self.logits(x, 1).double().clamp(-_CLAMP, _CLAMP)
-        return self.c * torch.exp(first) - (self.c - 1) * torch.exp(second)
+            return self.odds(x, 0)
+        return self.c * self.odds(x, 0) - (self.c - 1) * self.odds(x, 1)
 
 
 class TwoSampleRatio:
@@ -110,12 +112,9 @@ class TwoSampleRatio:
         if method not in TWO_SAMPLE_METHODS:
             raise EstimatorError(f"unknown two-sample method {method!r}; choose one of {list(TWO_SAMPLE_METHODS)}")
         self.method = method
-        self.hidden = tuple(int(h) for h in hidden)
-        if not self.hidden or min(self.hidden) < 1:
-            raise EstimatorError(f"hidden must list positive layer widths (got {list(hidden)})")
+        self.hidden = layer_widths(hidden)
         self.config = training_config(config, options)
         self.model: TwoSampleModel | None = None
-        self.c = 1.0
         self.rate_ratio = float("nan")
         self.histories: dict[str, TrainingHistory] = {}
 
@@ -142,10 +141,9 @@ class TwoSampleRatio:
         if not self.method.startswith("smm"):
             loss = revert if self.method == "revert" else carl
             self.histories["ratio"] = self._train(0, _balanced(x0t, w0t, x1t, w1t), loss, self.method)
-            self.c = 1.0
         else:
             positive, negative = w1t > 0, w1t < 0
-            self.c = float(w1t[positive].sum() / w1t.sum())
+            self.model.c.fill_(float(w1t[positive].sum() / w1t.sum()))
             if not bool(negative.any()):  # no negative weights: the mixture is the plain classifier
                 self.histories["positive"] = self._train(0, _balanced(x0t, w0t, x1t, w1t), carl, "smm: p+")
             else:
@@ -153,8 +151,7 @@ class TwoSampleRatio:
                     tensors = _balanced(x0t, w0t, x1t[part], w1t[part].abs())
                     self.histories[name] = self._train(k, tensors, carl, f"smm: p{'+-'[k]}")
                 if self.method == "smm-c":
-                    self.c = self._fitted_c(x0t, w0t, x1t, w1t)
-        self.model.c.fill_(self.c)
+                    self.model.c.fill_(self._fitted_c(x0t, w0t, x1t, w1t))
         self.model.eval()
         return self
 
@@ -175,8 +172,8 @@ class TwoSampleRatio:
         model = self._require_model()
         with torch.no_grad():
             x = tensors["x"].to(self.device)
-            plus = torch.cat([torch.exp(model.logits(b, 0).double().clamp(-_CLAMP, _CLAMP)) for b in x.split(EVAL_BATCH)])
-            minus = torch.cat([torch.exp(model.logits(b, 1).double().clamp(-_CLAMP, _CLAMP)) for b in x.split(EVAL_BATCH)])
+            plus = torch.cat([model.odds(b, 0) for b in x.split(EVAL_BATCH)])
+            minus = torch.cat([model.odds(b, 1) for b in x.split(EVAL_BATCH)])
         y, w = tensors["y"].double().to(self.device), tensors["weights"].double().to(self.device)
 
         def risk(c: float) -> float:
@@ -189,6 +186,11 @@ class TwoSampleRatio:
         return float(found.x)
 
     # -- evaluation -----------------------------------------------------------------------------------------------
+    @property
+    def c(self) -> float:
+        """The mixture coefficient of the ``smm`` methods (1 for the others and before training)."""
+        return float(self.model.c) if self.model is not None else 1.0
+
     @property
     def device(self) -> torch.device:
         """Where the networks are."""
@@ -229,7 +231,7 @@ class TwoSampleRatio:
         est.model = TwoSampleModel(int(meta["dim"]), est.method, est.hidden)
         load_weights(path, est.model)
         est.model.eval()
-        est.c, est.rate_ratio = float(meta["c"]), float(meta["rate_ratio"])
+        est.rate_ratio = float(meta["rate_ratio"])  # c is a buffer of the weights
         est.histories = {k: TrainingHistory(**h) for k, h in meta.get("histories", {}).items()}
         return est.to(device)
 
