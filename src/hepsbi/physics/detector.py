@@ -26,13 +26,15 @@ _INVISIBLE = (12, 14, 16)
 @dataclass
 class Reconstructed:
     """Reconstructed objects for the events that passed: leptons (n, 2, 4) as (ℓ⁻, ℓ⁺); jets (n, k, 4) padded
-    with zeros, the k leading ones; n_jets (n,); met (n, 2); ``passed`` (n_in,) marks the accepted input events."""
+    with zeros, the k leading ones; n_jets (n,); met (n, 2); ``passed`` (n_in,) marks the accepted input events;
+    ``generated`` (n, 2, 4) the same leptons before the detector."""
 
     leptons: np.ndarray
     jets: np.ndarray
     n_jets: np.ndarray
     met: np.ndarray
     passed: np.ndarray
+    generated: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class FastDetector:
             jets, n_jets, visible = self._jets_and_visible(final_state, leptons, lepton_id)
         lepton_sum = smeared.sum(axis=1)
         met = -(visible[:, :2] + lepton_sum[:, 1:3])
-        return Reconstructed(smeared[passed], jets[passed], n_jets[passed], met[passed], passed)
+        return Reconstructed(smeared[passed], jets[passed], n_jets[passed], met[passed], passed, leptons[passed])
 
     @staticmethod
     def final_state_leptons(final_state: Any, lepton_id: int) -> np.ndarray:

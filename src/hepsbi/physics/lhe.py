@@ -53,25 +53,28 @@ class WeightInfo:
         found = {k.replace(" ", "").upper(): v for k, v in _KEY_VALUE.findall(self.text)}
         return found | {k.upper(): v for k, v in self.attributes.items()}
 
+    def _number(self, key: str) -> float | None:
+        """The value of ``key`` (upper case) as a number (Fortran exponents read), None when not given."""
+        value = self._values().get(key)
+        return None if value is None else float(value.replace("d", "e").replace("D", "e"))
+
     @property
     def mur(self) -> float | None:
         """The renormalisation-scale factor μ_R/μ_0, if the variation says."""
-        value = self._values().get("MUR")
-        return None if value is None else float(value.replace("d", "e").replace("D", "e"))
+        return self._number("MUR")
 
     @property
     def muf(self) -> float | None:
         """The factorisation-scale factor μ_F/μ_0, if the variation says."""
-        value = self._values().get("MUF")
-        return None if value is None else float(value.replace("d", "e").replace("D", "e"))
+        return self._number("MUF")
 
     @property
     def pdf(self) -> int | None:
         """The LHAPDF set id, if the variation names one (``PDF``, ``PDFSET``, ``LHAPDF``)."""
-        values = self._values()
         for key in ("PDF", "PDFSET", "LHAPDF"):
-            if key in values:
-                return int(float(values[key]))
+            value = self._number(key)
+            if value is not None:
+                return int(value)
         return None
 
     @property

@@ -21,6 +21,7 @@ import numpy as np
 from hepsbi._version import __version__
 from hepsbi.data.events import Events
 from hepsbi.errors import SimulatorError
+from hepsbi.physics import kinematics as kin
 from hepsbi.physics.detector import FastDetector
 from hepsbi.physics.lhe import iter_chunks, read_header
 from hepsbi.physics.observables import compute_observables
@@ -98,8 +99,6 @@ class LHESample:
         """x, z and XWGTUP of the events of one chunk that pass, in file order."""
         import awkward as ak
 
-        from hepsbi.physics import kinematics as kin
-
         ids = particles[:, :, 0]
         final = particles[:, :, 1] == 1
         flavour = np.zeros(len(particles), dtype=np.int64)
@@ -120,8 +119,7 @@ class LHESample:
             detector = replace(self.detector, lepton_mass=LEPTON_MASSES.get(lepton, self.detector.lepton_mass))
             reco = detector.reconstruct(np.zeros((len(rows), 2, 4)), rng, final_state, lepton)
             xs.append(compute_observables(reco, self.observable_names))
-            leptons = self.detector.final_state_leptons(final_state, lepton)[reco.passed]
-            pair = leptons.sum(axis=1)
+            pair = reco.generated.sum(axis=1)
             zs.append(np.stack([process[rows][reco.passed].astype(np.float64), kin.mass(pair), kin.pt(pair),
                                 kin.rapidity(pair)], axis=1))
             ws.append(weight[rows][reco.passed])
