@@ -102,8 +102,9 @@ def _with_execution(spec, workers: int | None, scheduler: str | None, cluster: s
         raise SpecError(f"--cluster must be htcondor or slurm (got {cluster!r})")
     if not given and device is None:
         return spec
-    placement = ({"workers": None, "scheduler": None, "cluster": None} | given if given else {}) | (
-        {"device": device} if device is not None else {})
+    placement: dict[str, Any] = {"workers": None, "scheduler": None, "cluster": None} | given if given else {}
+    if device is not None:  # where networks run: independent of where tasks run
+        placement["device"] = device
     from pydantic import ValidationError
 
     from hepsbi.workflow.spec import ExecutionSpec
