@@ -215,7 +215,7 @@ def test_lhe_sample_observables_and_weights_by_hand(tmp_path):
         mass = np.sqrt(total[0] ** 2 - total[1] ** 2 - total[2] ** 2 - total[3] ** 2)
         assert events.x[k, 0] == pytest.approx(mass, rel=1e-9) and events.x[k, 1] == pytest.approx(0.0, abs=1e-9)
     assert (events.x[:, 2] == 0).all()  # no coloured final-state parton: no jets
-    np.testing.assert_array_equal(events.z[:, 0], 1.0)  # the process id
+    np.testing.assert_array_equal(events.z[:, :2], [[2, -2]] * 7)  # the incoming partons: u ū
 
 
 def test_lhe_sample_of_the_nlo_fxfx_file():
@@ -232,8 +232,79 @@ def test_lhe_sample_of_the_nlo_fxfx_file():
     assert events.x[:, 0].min() > 30.0
     # a perfect detector: m_ll as generated (to 5e-4: z takes E² − p² of the file's 8-digit numbers, which boosted
     # pairs amplify; the detector rebuilds E from pT, η and the lepton mass)
-    np.testing.assert_allclose(events.x[:, 0], events.z[:, 1], rtol=5e-4)
+    np.testing.assert_allclose(events.x[:, 0], events.z[:, 2], rtol=5e-4)
     assert set(np.unique(events.x[:, 3])) <= {0.0, 1.0, 2.0} and (events.x[:, 3] > 0).any()
     fiducial = LHESample(FXFX, chunk_events=4000).generate()
     assert 0.25 < len(fiducial) / 10_000 < 0.45
     assert 0.15 < float((fiducial.weights < 0).mean()) < 0.21
+
+
+#: a fast shower for tests: no multiple interactions, no hadronisation
+LIGHT_SHOWER = ["PartonLevel:MPI = off", "HadronLevel:all = off"]
+#: Pythia with nothing after the hard process but the beam remnants (along the beams: no pT, no jets)
+NO_SHOWER = ["PartonLevel:ISR = off", "PartonLevel:FSR = off", "PartonLevel:MPI = off", "BeamRemnants:primordialKT = off",
+             "HadronLevel:all = off"]
+FXFX_MERGING = {"scheme": "fxfx", "qcut": 20.0, "qcut_me": 10.0, "n_jet_max": 1}
+
+
+def test_pythia_reading_the_lhe_file_without_a_shower_gives_our_own_reading():
+    """Pythia reading the FxFx file with the shower off hands the detector the same events as hepsbi's own LHE reader:
+    the same weights (XWGTUP / N), incoming partons, leptons and jets of the first 500 events, the detector's random
+    draws in the same order."""
+    from hepsbi.physics.detector import FastDetector
+    from hepsbi.physics.lhe_sample import LHESample
+
+    detector = FastDetector(lepton_pt_min=5.0, jet_pt_min=10.0)
+    ours = LHESample(FXFX, detector=detector, n_events=500, seed=3).generate()
+    pythias = LHESample(FXFX, detector=detector, n_events=500, seed=3, shower=True,
+                        pythia_settings=NO_SHOWER).generate()
+    assert pythias.provenance["events_read"] == ours.provenance["events_read"] == 500
+    assert len(ours) > 200 and len(pythias) == len(ours)
+    np.testing.assert_allclose(pythias.weights, ours.weights, rtol=1e-12)
+    np.testing.assert_array_equal(pythias.z[:, :2], ours.z[:, :2])
+    np.testing.assert_allclose(pythias.x, ours.x, rtol=1e-4, atol=1e-6)  # Pythia refits the lepton masses
+
+
+def test_fxfx_merging_vetoes_events_and_the_weights_add_up_to_pythias_cross_section():
+    """Showered without merging every LHE event is kept; with FxFx merging (Q_cut 20 GeV, ptj 10 GeV, one jet at
+    most in the Born) a share of them is vetoed and the kept weights add up to Pythia's merged cross section."""
+    from hepsbi.physics.pythia import LHEShower
+
+    plain = LHEShower(FXFX, settings=LIGHT_SHOWER, seed=5)
+    kept = sum(len(b.weights) for b in plain.batches(100, 200))
+    assert kept == plain.tried == 200
+    merged = LHEShower(FXFX, FXFX_MERGING, LIGHT_SHOWER, seed=5)
+    batches = list(merged.batches(100, 200))
+    weights = np.concatenate([b.weights for b in batches])
+    assert len(weights) == 200 and 200 * 1.2 < merged.tried < 200 * 2.5
+    assert merged.strategy == -4
+    assert weights.sum() / merged.tried == pytest.approx(merged.sigma_pb, rel=1e-9)
+    jets = np.concatenate([ak_count_partons(b.final_state) for b in batches])
+    assert jets.mean() > 5  # showered: many partons per event
+
+
+def ak_count_partons(final_state) -> np.ndarray:
+    import awkward as ak
+
+    coloured = (abs(final_state.id) <= 6) | (final_state.id == 21)
+    return ak.to_numpy(ak.sum(coloured, axis=1))
+
+
+def test_showered_lhe_sample_with_fxfx_merging(tmp_path):
+    """LHESample showered and merged: jets beyond the fixed-order partons, the negative weights kept, Σw / N the
+    merged cross section; named errors for merging options and Pythia settings."""
+    from hepsbi.errors import SimulatorError
+    from hepsbi.physics.lhe_sample import LHESample
+
+    events = LHESample(FXFX, shower=True, merging=FXFX_MERGING, pythia_settings=LIGHT_SHOWER, n_events=400).generate()
+    assert events.provenance["shower"] and "JetMatching:doFxFx = on" in events.provenance["pythia_settings"]
+    assert (events.weights < 0).any() and len(events) > 80
+    assert events.x[:, 3].max() >= 2  # n_jets: the shower adds jets the fixed-order events have not
+    with pytest.raises(SimulatorError, match="qcut_me"):
+        LHESample(FXFX, shower=True, merging={"scheme": "fxfx", "qcut": 20.0, "n_jet_max": 1})
+    with pytest.raises(SimulatorError, match="merging scheme"):
+        LHESample(FXFX, shower=True, merging={"scheme": "ckkw", "qcut": 20.0, "n_jet_max": 1})
+    with pytest.raises(SimulatorError, match="Shower:notASetting"):
+        LHESample(FXFX, shower=True, pythia_settings=["Shower:notASetting = 3"])
+    with pytest.raises(SimulatorError, match="shower: true"):
+        LHESample(FXFX, merging=FXFX_MERGING)

@@ -6,13 +6,19 @@ MadGraph5_aMC@NLO and POWHEG write: Σ_events XWGTUP / N = σ), so Σw over the 
 fiducial cross section. The dilepton is the leading opposite-charge pair of one flavour (``lepton_ids``, e and μ by
 default: a Drell–Yan sample mixes them); the other visible final-state particles — partons at this level — are
 clustered into anti-kt jets. Nothing is showered here (``n_jets``, ``jet1_pt`` and ``pt_ll`` are those of the
-fixed-order events). The detector is the given one with the lepton mass of each flavour.
+fixed-order events) unless ``shower`` is set: then Pythia 8 showers and hadronises each file (with MLM or FxFx
+merging, :class:`~hepsbi.physics.pythia.LHEShower`) and the detector sees the final-state particles. The detector
+is the given one with the lepton mass of each flavour.
+
+Showered, each event's weight in pb is Pythia's weight (XWGTUP) over the LHE events read, vetoed ones included, so
+Σw is the cross section after merging; for files with IDWTUP ≠ ±4 Pythia's weights are rescaled to Pythia's
+cross section of the file.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,12 +30,16 @@ from hepsbi.errors import SimulatorError
 from hepsbi.physics import kinematics as kin
 from hepsbi.physics.detector import FastDetector
 from hepsbi.physics.lhe import iter_chunks, read_header
+from hepsbi.physics.pythia import LHEShower, pythia_version
 from hepsbi.physics.observables import compute_observables
 
 __all__ = ["LHESample", "LATENT_NAMES"]
 
-#: the latent record of an LHE event: the process id and the parton-level dilepton (mass, pT, rapidity)
-LATENT_NAMES = ("process", "m_ll_parton", "pt_ll_parton", "y_ll_parton")
+#: the latent record of an event: the incoming partons' PDG ids and the dilepton before the detector (mass, pT,
+#: rapidity) — at parton level without the shower, the final-state leptons (after QED radiation) with it
+LATENT_NAMES = ("id1", "id2", "m_ll_gen", "pt_ll_gen", "y_ll_gen")
+#: showered events per Pythia batch (a hadronised event holds hundreds of particles)
+SHOWER_BATCH = 2_000
 DEFAULT_OBSERVABLES = ("m_ll", "pt_ll", "y_ll", "n_jets", "jet1_pt")
 #: lepton masses (GeV, PDG) the detector gives each reconstructed flavour
 LEPTON_MASSES = {11: 0.000511, 13: 0.10566, 15: 1.77686}
@@ -44,88 +54,130 @@ class LHESample:
         lepton_ids: the lepton flavours (PDG ids, positive) a dilepton may have.
         detector: a :class:`~hepsbi.physics.detector.FastDetector` (default: its defaults).
         chunk_events: events parsed at a time (memory O(chunk)).
-        seed: seeds the detector's smearing and efficiency draws.
-        n_events: read at most this many events (default: all).
+        seed: seeds the detector's smearing and efficiency draws (and, + file index + 1, Pythia's shower).
+        n_events: read at most this many events (default: all); showered, at most this many events accepted by
+            the merging.
+        shower: shower and hadronise with Pythia 8 before the detector.
+        merging: with ``shower``, MLM or FxFx merging:
+            ``{"scheme": "fxfx", "qcut": 20.0, "qcut_me": 10.0, "n_jet_max": 1}``
+            (:func:`~hepsbi.physics.pythia.merging_settings`).
+        pythia_settings: further Pythia settings for the shower, applied last.
     """
 
     def __init__(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
                  observables: Sequence[str] = DEFAULT_OBSERVABLES, lepton_ids: Sequence[int] = (11, 13),
                  detector: FastDetector | None = None, chunk_events: int = 50_000, seed: int = 0,
-                 n_events: int | None = None):
+                 n_events: int | None = None, shower: bool = False, merging: Mapping[str, Any] | None = None,
+                 pythia_settings: Sequence[str] = ()):
         self.paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
         if not self.paths:
-            raise SimulatorError("LHESample needs at least one LHE file", key="options")
+            raise SimulatorError("LHESample needs at least one LHE file", key="paths")
         self.observable_names = list(observables)
         self.lepton_ids = tuple(abs(int(i)) for i in lepton_ids)
         self.detector = detector or FastDetector()
         self.chunk_events = int(chunk_events)
         self.seed = int(seed)
         self.n_events = n_events
+        self.shower = bool(shower)
+        self.merging = dict(merging) if merging else None
+        self.pythia_settings = list(pythia_settings)
+        if (self.merging or self.pythia_settings) and not self.shower:
+            raise SimulatorError("merging and pythia_settings need shower: true", key="shower")
         self.headers = [read_header(p) for p in self.paths]
         energies = {h.sqrt_s for h in self.headers}
         if len(energies) > 1:
-            raise SimulatorError(f"the LHE files have different collision energies {sorted(energies)} GeV", key="options")
+            raise SimulatorError(f"the LHE files have different collision energies {sorted(energies)} GeV", key="paths")
+        self._shower: LHEShower | None = None
+        if self.shower:  # a bad merging option or Pythia setting fails now, not after the first file
+            LHEShower(self.paths[0], self.merging, self.pythia_settings, seed=1).check_settings()
 
     def generate(self) -> Events:
         """Read every event (up to ``n_events``), reconstruct it and return those that pass, weights in pb."""
         rng = np.random.default_rng(self.seed)
-        parts_x, parts_z, parts_w = [], [], []
-        read = 0
-        for path in self.paths:
-            for chunk in iter_chunks(path, self.chunk_events):
-                if self.n_events is not None and read >= self.n_events:
-                    break
-                keep = len(chunk) if self.n_events is None else min(len(chunk), self.n_events - read)
-                read += keep
-                x, z, w = self._reconstruct(chunk.particles[:keep], chunk.process[:keep], chunk.weight[:keep], rng)
-                parts_x.append(x)
-                parts_z.append(z)
-                parts_w.append(w)
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        read = taken = 0  # LHE events read; events taken (read, or accepted by the merging)
+        settings: list[str] = []
+        for k, path in enumerate(self.paths):
+            if self.n_events is not None and taken >= self.n_events:
+                break
+            in_file, n_file = [], 0
+            for final_state, id1, id2, weight, n_file in self._chunks(k, path, None if self.n_events is None else self.n_events - taken):
+                taken += len(weight)
+                in_file.append(self._reconstruct(final_state, id1, id2, weight, rng))
+            scale = 1.0
+            if self._shower is not None:
+                shower = self._shower
+                n_file, settings = shower.tried, shower.settings
+                if abs(shower.strategy) != 4:  # weights not in pb: share out Pythia's cross section of the file
+                    total = sum(float(w.sum()) for _, _, w in in_file)
+                    scale = shower.sigma_pb * n_file / total if total else 0.0
+            parts += [(x, z, w * scale) for x, z, w in in_file]
+            read += n_file
         if read == 0:
-            raise SimulatorError(f"no events in {[str(p) for p in self.paths]}", key="options")
-        weights = np.concatenate(parts_w) / read  # XWGTUP / N: pb per event
+            raise SimulatorError(f"no events in {[str(p) for p in self.paths]}", key="paths")
+        weights = np.concatenate([w for _, _, w in parts]) / read  # XWGTUP / N: pb per event
         if len(weights) == 0:
-            raise SimulatorError(f"none of the {read} events passed the detector selection", key="options")
+            raise SimulatorError(f"none of the {read} events passed the detector selection", key="paths")
         header = self.headers[0]
         provenance = {"generator": "lhe", "files": [str(p) for p in self.paths], "events_read": read,
                       "sqrt_s_gev": header.sqrt_s, "cross_section_header_pb": sum(h.cross_section_pb for h in self.headers)
                       / len(self.headers), "hepsbi_version": __version__, "seed": self.seed, "weight_unit": "pb",
-                      "detector": self.detector.to_dict(), "lepton_ids": list(self.lepton_ids)}
-        return Events(np.concatenate(parts_x), np.concatenate(parts_z), weights, list(self.observable_names),
-                      list(LATENT_NAMES), provenance)
+                      "detector": self.detector.to_dict(), "lepton_ids": list(self.lepton_ids), "shower": self.shower}
+        if self.shower:
+            provenance.update({"pythia_version": pythia_version(), "merging": self.merging, "pythia_settings": settings})
+        return Events(np.concatenate([x for x, _, _ in parts]), np.concatenate([z for _, z, _ in parts]), weights,
+                      list(self.observable_names), list(LATENT_NAMES), provenance)
 
-    def _reconstruct(self, particles: np.ndarray, process: np.ndarray, weight: np.ndarray, rng: np.random.Generator
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """x, z and XWGTUP of the events of one chunk that pass, in file order."""
+    def _chunks(self, k: int, path: Path, limit: int | None) -> Iterator[tuple[Any, np.ndarray, np.ndarray, np.ndarray, int]]:
+        """(final state, id1, id2, weights, events of the file read so far) per chunk of file ``k``, at most ``limit``
+        events (read, or accepted by the merging)."""
+        if self.shower:
+            shower = self._shower = LHEShower(path, self.merging, self.pythia_settings, seed=self.seed + k + 1)
+            for batch in shower.batches(min(self.chunk_events, SHOWER_BATCH), limit):
+                yield batch.final_state, batch.id1, batch.id2, batch.weights, shower.tried
+            return
+        n_file = 0
+        for chunk in iter_chunks(path, self.chunk_events):
+            keep = len(chunk) if limit is None else min(len(chunk), limit - n_file)
+            if keep <= 0:
+                return
+            n_file += keep
+            particles = chunk.particles[:keep]
+            final = particles[:, :, 1] == 1
+            yield (_final_state(particles[final], final.sum(axis=1)), particles[:, 0, 0].astype(np.int64),
+                   particles[:, 1, 0].astype(np.int64), chunk.weight[:keep], n_file)
+
+    def _reconstruct(self, final_state: Any, id1: np.ndarray, id2: np.ndarray, weight: np.ndarray,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """x, z and weight of the events of one chunk that pass, in their order."""
         import awkward as ak
 
-        ids = particles[:, :, 0]
-        final = particles[:, :, 1] == 1
-        flavour = np.zeros(len(particles), dtype=np.int64)
+        flavour = np.zeros(len(weight), dtype=np.int64)
         for lepton in self.lepton_ids:  # the flavour of the event's dilepton: both charges present
-            has = ((ids == lepton) & final).any(axis=1) & ((ids == -lepton) & final).any(axis=1)
+            has = ak.to_numpy(ak.any(final_state.id == lepton, axis=1) & ak.any(final_state.id == -lepton, axis=1))
             flavour = np.where((flavour == 0) & has, lepton, flavour)
         xs, zs, ws, order = [], [], [], []
         for lepton in self.lepton_ids:
             rows = np.nonzero(flavour == lepton)[0]
             if rows.size == 0:
                 continue
-            mask = final[rows]
-            counts = mask.sum(axis=1)
-            chosen = particles[rows][mask]  # (Σ counts, 13), event by event
-            four = {c: ak.unflatten(chosen[:, k], counts) for c, k in (("e", 9), ("px", 6), ("py", 7), ("pz", 8))}
-            final_state = ak.zip({"id": ak.unflatten(chosen[:, 0].astype(np.int64), counts),
-                                  "p": ak.zip(four, with_name="Momentum4D")})
             detector = replace(self.detector, lepton_mass=LEPTON_MASSES.get(lepton, self.detector.lepton_mass))
-            reco = detector.reconstruct(np.zeros((len(rows), 2, 4)), rng, final_state, lepton)
+            reco = detector.reconstruct(np.zeros((len(rows), 2, 4)), rng, final_state[rows], lepton)
             xs.append(compute_observables(reco, self.observable_names))
             pair = reco.generated.sum(axis=1)
-            zs.append(np.stack([process[rows][reco.passed].astype(np.float64), kin.mass(pair), kin.pt(pair),
-                                kin.rapidity(pair)], axis=1))
+            zs.append(np.stack([id1[rows][reco.passed].astype(np.float64), id2[rows][reco.passed].astype(np.float64),
+                                kin.mass(pair), kin.pt(pair), kin.rapidity(pair)], axis=1))
             ws.append(weight[rows][reco.passed])
             order.append(rows[reco.passed])
         if not xs:
-            d = len(self.observable_names)
-            return np.zeros((0, d)), np.zeros((0, len(LATENT_NAMES))), np.zeros(0)
+            return np.zeros((0, len(self.observable_names))), np.zeros((0, len(LATENT_NAMES))), np.zeros(0)
         index = np.argsort(np.concatenate(order), kind="stable")  # back to file order
         return np.concatenate(xs)[index], np.concatenate(zs)[index], np.concatenate(ws)[index]
+
+
+def _final_state(chosen: np.ndarray, counts: np.ndarray) -> Any:
+    """Awkward records (``id``, Momentum4D ``p``) from LHE particle rows (Σ counts, 13) grouped ``counts`` per event."""
+    import awkward as ak
+
+    four = {c: ak.unflatten(chosen[:, k], counts) for c, k in (("e", 9), ("px", 6), ("py", 7), ("pz", 8))}
+    return ak.zip({"id": ak.unflatten(chosen[:, 0].astype(np.int64), counts), "p": ak.zip(four, with_name="Momentum4D")})

@@ -5,6 +5,10 @@ r"""Driving Pythia 8 (``pythia8mc``): Drell–Yan at the reference point, in mas
 * ``shower=True``: parton shower, MPI and hadronisation; a whole slice comes from one ``nextBatch`` call
   (awkward arrays), with no Python loop over events or particles.
 
+:class:`LHEShower` showers the events of an LHE file from another generator (``Beams:frameType = 4``), with
+MLM or FxFx jet merging (Pythia's ``CombineMatchingInput`` hook, the ``JetMatching:*`` settings) and, for events
+matched at NLO by MadGraph5_aMC@NLO, the shower settings MC@NLO matching assumes (:data:`AMCATNLO_SETTINGS`).
+
 Every setting goes through ``readString``; a rejected setting or a failed ``init`` is a
 :class:`~hepsbi.errors.SimulatorError` naming it. Seeds are explicit (``Random:seed``) and recorded.
 """
@@ -22,7 +26,8 @@ import numpy as np
 
 from hepsbi.errors import SimulatorError
 
-__all__ = ["MassSlice", "PartonLevel", "PythiaRun", "LATENT_COLUMNS", "MB_TO_PB", "hard_leptons", "pythia_version"]
+__all__ = ["MassSlice", "PartonLevel", "PythiaRun", "LHEShower", "ShowerBatch", "AMCATNLO_SETTINGS", "LATENT_COLUMNS", "MB_TO_PB",
+           "hard_leptons", "merging_settings", "pythia_version"]
 
 MB_TO_PB = 1e9
 #: Columns of the parton-level record of each event.
@@ -48,7 +53,10 @@ def pythia_version() -> str:
 
 @contextlib.contextmanager
 def _quiet_stdout() -> Iterator[None]:
-    """Silence file descriptor 1 (Pythia prints its complaints from C++) for the block."""
+    """Silence file descriptor 1 (Pythia prints its complaints from C++) for the block; C's buffered stdout is
+    flushed before the descriptor comes back, or what C++ wrote in the block would appear later."""
+    import ctypes
+
     sys.stdout.flush()
     saved = os.dup(1)
     try:
@@ -56,6 +64,7 @@ def _quiet_stdout() -> Iterator[None]:
             os.dup2(null.fileno(), 1)
             yield
     finally:
+        ctypes.CDLL(None).fflush(None)
         os.dup2(saved, 1)
         os.close(saved)
 
@@ -248,3 +257,154 @@ class PythiaRun:
         latent = np.stack([ak.to_numpy(c).astype(np.float64) for c in columns], axis=1)
         weights = ak.to_numpy(info.weights[:, 0]).astype(np.float64)
         return latent, weights, prt[prt.status > 0]
+
+
+#: Shower settings for events matched at NLO by MadGraph5_aMC@NLO (MC@NLO): the shower starts at the scale the
+#: generator wrote (pTmaxMatch = 1, no fudge), without Pythia's own matrix-element corrections, with the global
+#: recoil of the first emission the MC@NLO subtraction terms were computed for (the aMC@NLO settings of the
+#: experiments' production configurations).
+AMCATNLO_SETTINGS = (
+    "SpaceShower:pTmaxMatch = 1", "SpaceShower:pTmaxFudge = 1", "SpaceShower:MEcorrections = off",
+    "TimeShower:pTmaxMatch = 1", "TimeShower:pTmaxFudge = 1", "TimeShower:MEcorrections = off",
+    "TimeShower:globalRecoil = on", "TimeShower:limitPTmaxGlobal = on", "TimeShower:nMaxGlobalRecoil = 1",
+    "TimeShower:globalRecoilMode = 2", "TimeShower:nMaxGlobalBranch = 1", "TimeShower:weightGluonToQuark = 1",
+)
+MERGING_SCHEMES = ("mlm", "fxfx")
+
+
+def merging_settings(scheme: str, qcut: float, n_jet_max: int, qcut_me: float | None = None) -> list[str]:
+    r"""Pythia's ``JetMatching`` settings for MLM or FxFx merging of MadGraph samples (k_T jets, R = 1, every η).
+
+    Arguments:
+        scheme: ``"mlm"`` (LO multi-jet samples) or ``"fxfx"`` (NLO multi-jet samples; also adds
+            :data:`AMCATNLO_SETTINGS`).
+        qcut: the merging scale Q_cut in GeV (``JetMatching:qCut``): showered jets above it must match partons.
+        n_jet_max: the largest number of partons of the Born matrix elements (``JetMatching:nJetMax``).
+        qcut_me: FxFx only, the generation cut on the partons (MadGraph's ``ptj``; ``JetMatching:qCutME``),
+            below ``qcut``.
+    """
+    if scheme not in MERGING_SCHEMES:
+        raise SimulatorError(f"merging scheme must be one of {list(MERGING_SCHEMES)} (got {scheme!r})", key="merging.scheme")
+    if not qcut > 0:
+        raise SimulatorError(f"merging qcut must be > 0 GeV (got {qcut})", key="merging.qcut")
+    if int(n_jet_max) < 0:
+        raise SimulatorError(f"merging n_jet_max must be >= 0 (got {n_jet_max})", key="merging.n_jet_max")
+    out = ["JetMatching:merge = on", "JetMatching:scheme = 1", "JetMatching:setMad = off", "JetMatching:jetAlgorithm = 2",
+           "JetMatching:slowJetPower = 1", "JetMatching:coneRadius = 1.0", "JetMatching:etaJetMax = 10.0",
+           f"JetMatching:qCut = {float(qcut)}", f"JetMatching:nJetMax = {int(n_jet_max)}"]
+    if scheme == "fxfx":
+        if qcut_me is None or not 0 < qcut_me < qcut:
+            raise SimulatorError(f"FxFx merging needs 0 < qcut_me < qcut (got qcut_me={qcut_me}, qcut={qcut})",
+                                 key="merging.qcut_me")
+        out += ["JetMatching:doFxFx = on", f"JetMatching:qCutME = {float(qcut_me)}", *AMCATNLO_SETTINGS]
+    return out
+
+
+@dataclass
+class ShowerBatch:
+    """Showered events of one :meth:`LHEShower.batches` step.
+
+    Attributes:
+        final_state: per event the final-state particles (awkward records ``id`` and four-momentum ``p``).
+        weights: (n,) Pythia's event weights (XWGTUP for IDWTUP = ±4).
+        id1, id2: (n,) PDG ids of the incoming partons.
+    """
+
+    final_state: Any
+    weights: np.ndarray
+    id1: np.ndarray
+    id2: np.ndarray
+
+
+class LHEShower:
+    r"""Pythia showering (and hadronising) the events of one LHE file, plain or gzipped, batch by batch.
+
+    Arguments:
+        path: the LHE file.
+        merging: ``None`` or the arguments of :func:`merging_settings` (``scheme``, ``qcut``, ``n_jet_max``,
+            ``qcut_me``).
+        settings: further Pythia settings, applied last (e.g. ``"HadronLevel:all = off"``).
+        seed: ``Random:seed`` (1 ≤ seed ≤ 900 000 000).
+
+    Events vetoed by the merging are dropped; :attr:`tried` counts the LHE events read. After the last batch,
+    :attr:`sigma_pb` is Pythia's cross section after merging and :attr:`strategy` the file's IDWTUP (for ±4 the
+    weights are XWGTUP in pb and Σ w / tried = σ).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], merging: dict[str, Any] | None = None, settings: Sequence[str] = (),
+                 seed: int = 1):
+        if not 1 <= int(seed) <= 900_000_000:
+            raise SimulatorError(f"Pythia seeds must lie in [1, 900000000] (got {seed})", key="seed")
+        self.path = os.fspath(path)
+        self.settings = ["Beams:frameType = 4", f"Beams:LHEF = {self.path}", "Random:setSeed = on",
+                         f"Random:seed = {int(seed)}", "Next:numberCount = 0", "Print:quiet = on"]
+        self.merging = dict(merging) if merging else None
+        if self.merging is not None:
+            unknown = set(self.merging) - {"scheme", "qcut", "n_jet_max", "qcut_me"}
+            if unknown:
+                raise SimulatorError(f"unknown merging option(s) {sorted(unknown)}; known: scheme, qcut, n_jet_max, qcut_me",
+                                     key="merging")
+            missing = {"scheme", "qcut", "n_jet_max"} - set(self.merging)
+            if missing:
+                raise SimulatorError(f"merging needs {sorted(missing)}", key="merging")
+            self.settings += merging_settings(**self.merging)
+        self.settings += list(settings)
+        self.tried = 0
+        self.sigma_pb = float("nan")
+        self.strategy = 0
+        self._hook: Any = None
+
+    def _read(self) -> Any:
+        import pythia8mc
+
+        with _quiet_stdout():
+            pythia = pythia8mc.Pythia("", False)
+            rejected = [s for s in self.settings if not pythia.readString(s)]
+        if rejected:
+            raise SimulatorError(f"Pythia rejects the setting(s) {rejected}", key="pythia_settings")
+        return pythia
+
+    def check_settings(self) -> None:
+        """Read the settings into a throwaway Pythia (no initialisation): a rejected one is a named error now."""
+        self._read()
+
+    def _pythia(self) -> Any:
+        import pythia8mc
+
+        pythia = self._read()
+        with _quiet_stdout():
+            if self.merging is not None:  # the matching hook reads the JetMatching settings at init
+                self._hook = pythia8mc.CombineMatchingInput()
+                self._hook.setHook(pythia)
+            if not pythia.init():
+                raise SimulatorError(f"Pythia failed to initialise on {self.path} with settings {self.settings}",
+                                     key="paths")
+        return pythia
+
+    def batches(self, size: int, n_events: int | None = None) -> Iterator[ShowerBatch]:
+        """Showered events, ``size`` at a time, until the file ends (or ``n_events`` events are accepted)."""
+        import awkward as ak
+
+        pythia = self._pythia()
+        info = batch = None
+        accepted = 0
+        try:
+            while n_events is None or accepted < n_events:
+                want = size if n_events is None else min(size, n_events - accepted)
+                with _quiet_stdout():
+                    batch = pythia.nextBatch(want)
+                info = pythia.infoPython()  # a snapshot: read it again after every batch
+                self.tried = int(info.nTried())
+                if len(batch) > 0:
+                    accepted += len(batch)
+                    prt, event = batch["prt"], batch["info"]
+                    yield ShowerBatch(prt[prt.status > 0], ak.to_numpy(event.weights[:, 0]).astype(np.float64),
+                                      ak.to_numpy(event.id1).astype(np.int64), ak.to_numpy(event.id2).astype(np.int64))
+                if info.atEndOfFile() or len(batch) < want:
+                    break
+            info = pythia.infoPython()
+            self.sigma_pb = float(info.sigmaGen()) * MB_TO_PB
+            self.strategy = int(info.lhaStrategy())
+        finally:
+            with _quiet_stdout():  # the matching hook prints its statistics when Pythia and its info records go
+                pythia = info = batch = self._hook = None
