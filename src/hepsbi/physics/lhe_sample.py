@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +31,8 @@ from hepsbi.errors import SimulatorError
 from hepsbi.physics import kinematics as kin
 from hepsbi.physics.detector import FastDetector
 from hepsbi.physics.lhe import iter_chunks, read_header
-from hepsbi.physics.pythia import LHEShower, pythia_version
 from hepsbi.physics.observables import compute_observables
+from hepsbi.physics.pythia import LHEShower, pythia_version
 
 __all__ = ["LHESample", "LATENT_NAMES"]
 
@@ -101,8 +102,8 @@ class LHESample:
             if self.n_events is not None and taken >= self.n_events:
                 break
             in_file, n_file = [], 0
-            for final_state, id1, id2, weight, n_file in self._chunks(k, path, None if self.n_events is None else self.n_events - taken):
-                taken += len(weight)
+            for final_state, id1, id2, weight, so_far in self._chunks(k, path, None if self.n_events is None else self.n_events - taken):
+                taken, n_file = taken + len(weight), so_far
                 in_file.append(self._reconstruct(final_state, id1, id2, weight, rng))
             scale = 1.0
             if self._shower is not None:
