@@ -15,9 +15,9 @@ Parameters: θ = (c_LL, c_LR, c_RL, c_RR) in TeV⁻², c = 4πη/Λ² (Pythia's 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from hepsbi.physics.morphing import QuadraticMorphing
 from hepsbi.physics.observables import OBSERVABLES, compute_observables
 from hepsbi.physics.pythia import LATENT_COLUMNS, MassSlice, PythiaRun, hard_leptons, pythia_version
 from hepsbi.physics.standard_model import SMInputs
-from hepsbi.simulators.gold import as_rows
+from hepsbi.simulators.pool import MorphedPool
 from hepsbi.space import Parameter, ParameterSpace
 
 __all__ = ["DrellYanContact", "DEFAULT_OBSERVABLES"]
@@ -44,29 +44,13 @@ _N_KIN = len(LATENT_COLUMNS)
 LATENT_NAMES = (*LATENT_COLUMNS, "cos_theta_star", *(f"morph_{k}" for k in range(_MORPHING.n_components)))
 
 
-def _one_point(theta: Tensor | Sequence[float]) -> Tensor:
-    """θ as (p,) when it is one point — given as (p,), as (1, p), or as rows that all share one point's memory
-    (``expand``, e.g. ``as_rows``: stride 0) — else the rows (n, p) unchanged."""
-    theta = torch.as_tensor(theta, dtype=torch.float64)
-    if theta.dim() == 2 and (theta.shape[0] == 1 or theta.stride(0) == 0):
-        return theta[0]
-    return theta
-
-
-class CrossSection(NamedTuple):
-    """A fiducial cross section (events passing the detector selection) and its Monte Carlo error, pb."""
-
-    fiducial_pb: float
-    error_pb: float
-
-
 #: the smallest collision energy and dilepton mass a DrellYanContact accepts, GeV: a value typed in TeV lands below
 MIN_ENERGY_GEV, MIN_MASS_GEV = 100.0, 10.0
 #: the four contact-interaction coefficients, in the order of θ
 ALL_PARAMETERS = tuple(f"c_{h}" for h in HELICITIES)
 
 
-class DrellYanContact:
+class DrellYanContact(MorphedPool):
     r"""p p → ℓ⁺ℓ⁻ with contact interactions (the Simulator protocol, plus weighted sampling).
 
     Arguments:
@@ -235,21 +219,10 @@ class DrellYanContact:
             store.write_chunk(k, self.generate(int(size), seed=seed + 100 * k))
         return store.merge(merged or Path(directory) / "events.h5", provenance={"n_generated": int(n_events), "seed": seed})
 
-    def use_events(self, events: Events) -> None:
-        """Make ``events`` (generated at the SM, e.g. loaded from an EventStore file) the event pool."""
+    def check_events(self, events: Events) -> None:
+        """Only events this simulator made (its latent columns) can be its pool."""
         if events.latent_names != list(LATENT_NAMES):
             raise SimulatorError("these events were not made by DrellYanContact (latent columns differ)")
-        self._events = events
-        coef = torch.from_numpy(events.z[:, -_MORPHING.n_components:])
-        self._sigma_coefficients = torch.from_numpy(events.weights) @ coef  # (15,) σ_fid(θ) polynomial
-
-    @property
-    def events(self) -> Events:
-        """The event pool (generated on first use with ``n_events`` and ``seed``)."""
-        if self._events is None:
-            self.generate()
-        assert self._events is not None
-        return self._events
 
     # -- physics -----------------------------------------------------------------------------------------
     def full_theta(self, theta: Tensor | Sequence[float]) -> Tensor:
@@ -262,21 +235,6 @@ class DrellYanContact:
         full = full.index_copy(1, torch.tensor(self.free), rows)
         return full
 
-    def cross_section(self, theta: Tensor | Sequence[float]) -> CrossSection:
-        """The fiducial cross section at θ — after the detector selection, Σ w_i r_i(θ) over the pool — and its Monte
-        Carlo error, in pb (:class:`CrossSection`; not Pythia's generator-level σ of the mass slices, which is
-        ``events.provenance["sigma_total_pb"]`` at the SM)."""
-        events = self.events
-        r = _MORPHING.evaluate(torch.from_numpy(events.z[:, -_MORPHING.n_components:]), self.full_theta(theta)[0]).numpy()
-        w = events.weights * r
-        return CrossSection(float(w.sum()), float(np.sqrt((w**2).sum())))
-
-    def _log_sigma_ratio(self, theta: Tensor) -> Tensor:
-        _ = self.events  # ensure the pool exists
-        assert self._sigma_coefficients is not None
-        m = _MORPHING.monomials(self.full_theta(_one_point(theta)))  # (n, K), or (1, K) at one point
-        return torch.log(m @ self._sigma_coefficients) - torch.log(self._sigma_coefficients[0])
-
     @property
     def _free_monomials(self) -> list[int]:
         """Monomials of the 4-parameter morphing that involve only the free parameters (the others vanish)."""
@@ -284,95 +242,6 @@ class DrellYanContact:
         pairs = [5 + k for k, (i, j) in enumerate(_MORPHING.pairs) if i in free and j in free]
         return [0, *(1 + i for i in self.free), *pairs]
 
-    def morphing_basis(self, theta: Tensor) -> Tensor:
-        """m(θ), (K,), the quadratic monomials of θ (p,) of the free parameters, K = 1 + p + p(p+1)/2: an
-        event's weight ratio to the SM is a · m(θ) with a = :meth:`morphing_coefficients`, and
-        σ(θ)/σ(SM) = :attr:`sigma_coefficients` · m(θ)."""
-        return _MORPHING.monomials(self.full_theta(theta))[0, self._free_monomials]
-
     def morphing_coefficients(self, z: Tensor | np.ndarray) -> Tensor:
         """The per-event morphing coefficients stored in z, for the free parameters' monomials: (n, K)."""
         return torch.as_tensor(z, dtype=torch.float64)[:, -_MORPHING.n_components:][:, self._free_monomials]
-
-    @property
-    def sigma_coefficients(self) -> Tensor:
-        """ā, (K,): the fiducial cross section relative to the SM is ā · m(θ) (from the event pool)."""
-        _ = self.events
-        assert self._sigma_coefficients is not None
-        return (self._sigma_coefficients / self._sigma_coefficients[0])[self._free_monomials]
-
-    def weight_ratio(self, z: Tensor, theta: Tensor) -> Tensor:
-        """|M(θ)|²/|M(0)|² per event from the morphing coefficients in z (n, d_z), at one θ (p,) — one
-        matrix-vector product — or at one θ per event (n, p): (n,)."""
-        coefficients = torch.as_tensor(z, dtype=torch.float64)[:, -_MORPHING.n_components:]
-        theta = _one_point(theta)
-        return _MORPHING.evaluate(coefficients, self.full_theta(theta if theta.dim() == 1 else as_rows(theta, len(coefficients))))
-
-    def joint_log_prob(self, z: Tensor, theta: Tensor) -> Tensor:
-        """log p(z | θ) up to a θ-independent constant, (n,), at one θ (p,) or one per event (n, p);
-        differentiable in θ."""
-        return torch.log(self.weight_ratio(z, theta)) - self._log_sigma_ratio(theta)
-
-    def expected_counts(self, bin_index: np.ndarray, n_bins: int, luminosity_pb: float) -> Callable[[Tensor], np.ndarray]:
-        """Expected events per bin as a function of θ, exact through morphing: ``bin_index`` (N,) assigns every
-        pool event to a bin in [0, n_bins) (−1 = outside); returns θ (p,) → (n_bins,) = L Σ_{i∈b} w_i r_i(θ)."""
-        events = self.events
-        index = np.asarray(bin_index)
-        if index.shape != (len(events),):
-            raise SimulatorError(f"bin_index must give one bin per pool event ({len(events)}), got shape {index.shape}")
-        inside = index >= 0
-        coef = events.weights[inside, None] * events.z[inside, -_MORPHING.n_components:]
-        per_bin = np.zeros((n_bins, _MORPHING.n_components))
-        np.add.at(per_bin, index[inside], coef)
-        per_bin_t = torch.from_numpy(per_bin * luminosity_pb)
-
-        def counts(theta: Tensor) -> np.ndarray:
-            return (per_bin_t @ _MORPHING.monomials(self.full_theta(theta))[0]).numpy()
-
-        return counts
-
-    def asimov(self, theta_true: Tensor, luminosity_pb: float) -> tuple[Tensor, Tensor, Tensor]:
-        """The pool reweighted to θ_true and scaled to L: x (N, d_x), z (N, d_z), expected events per event (N,),
-        summing to L σ_fid(θ_true)."""
-        events = self.events
-        z = torch.from_numpy(events.z)
-        w = torch.from_numpy(events.weights) * self.weight_ratio(z, torch.as_tensor(theta_true, dtype=torch.float64))
-        return torch.from_numpy(events.x), z, w * luminosity_pb
-
-    # -- sampling ------------------------------------------------------------------------------------------
-    def sample_weighted(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-        """``n`` distinct events of the SM pool with weights rescaled so that Σ w stays σ_fid(SM)."""
-        events = self.events
-        if n > len(events):
-            raise SimulatorError(f"asked for {n} events but the pool holds {len(events)} after cuts; raise n_events")
-        index = torch.randperm(len(events), generator=generator)[:n].numpy()
-        w = events.weights[index] * (events.weights.sum() / events.weights[index].sum())
-        return torch.from_numpy(events.x[index]), torch.from_numpy(events.z[index]), torch.from_numpy(w)
-
-    def sample(self, theta: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """One event per row of θ (n, 4), resampled from the SM pool.
-
-        Event j is proposed with probability ∝ |w_j| R_j and accepted with probability r_j(θ)/R_j, where
-        R_j bounds r_j over the parameter box (r_j is a convex quadratic in θ, so its maximum over the box
-        sits at a corner); accepted events are then distributed ∝ w_j r_j(θ), i.e. as at θ."""
-        events = self.events
-        theta = torch.as_tensor(theta, dtype=torch.float64).reshape(-1, self.space.dim)
-        self.space.check(theta)
-        n = theta.shape[0]
-        coef = torch.from_numpy(events.z[:, -_MORPHING.n_components:])
-        corners = self.space.mesh([torch.stack([lo, hi]) for lo, hi in zip(self.space.low, self.space.high)])
-        bound = (coef @ _MORPHING.monomials(self.full_theta(corners)).T).max(dim=1).values.clamp_min(1.0)  # (N,)
-        proposal = torch.from_numpy(np.abs(events.weights)) * bound
-        chosen = torch.full((n,), -1, dtype=torch.long)
-        todo = torch.arange(n)
-        for _ in range(10_000):
-            if len(todo) == 0:
-                break
-            cand = torch.multinomial(proposal, len(todo), replacement=True, generator=generator)
-            r = (coef[cand] * _MORPHING.monomials(self.full_theta(theta[todo]))).sum(dim=1)
-            accept = torch.rand(len(todo), generator=generator, dtype=torch.float64) * bound[cand] < r
-            chosen[todo[accept]] = cand[accept]
-            todo = todo[~accept]
-        if len(todo):
-            raise SimulatorError("resampling did not converge: the parameter box is too wide for the event pool")
-        return torch.from_numpy(events.x[chosen.numpy()]), torch.from_numpy(events.z[chosen.numpy()])
