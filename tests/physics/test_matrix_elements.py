@@ -115,8 +115,8 @@ def test_morphing_from_benchmark_weights_recovers_the_coefficients():
     torch.testing.assert_close(exact.coefficients, truth, rtol=1e-9, atol=1e-9)
     cubic = weights + 50.0 * points[:, 0] ** 3  # not a quadratic: the fit says so
     assert morph.fit_benchmarks(points, cubic).residual > 1e-4
-    with pytest.raises(DataError, match="5 benchmark points cannot fix the 6 coefficients"):
+    with pytest.raises(DataError, match="5 benchmark points cannot fix the 6 morphing coefficients"):
         morph.fit_benchmarks(points[:5], weights[:, :5])
     on_a_line = torch.stack([torch.linspace(-0.05, 0.05, 7)] * 2, dim=1).double()
-    with pytest.raises(DataError, match="do not separate the 6 quadratic terms"):
+    with pytest.raises(DataError, match="do not separate the 6 morphing terms"):
         morph.fit_benchmarks(on_a_line, torch.ones(3, 7, dtype=torch.float64))

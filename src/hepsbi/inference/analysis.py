@@ -79,6 +79,7 @@ __all__ = [
     "ShapeOnlyModel",
     "Systematic",
     "Tilt",
+    "WeightVariation",
     "WeightedAnalysis",
     "closure_points",
     "correlation",
@@ -108,8 +109,17 @@ class Tilt:
     size: float
 
 
-#: the nuisance parameters of an analysis: normalisation systematics and observable tilts
-Systematic = NormSys | Tilt
+@dataclass(frozen=True)
+class WeightVariation:
+    r"""A shape systematic α ~ N(0, 1) from the generator's own weight variations (scale, PDF): every event's weight
+    is multiplied by its up or down factor at α = ±1, code-4 interpolated between — the factors the simulator's
+    ``variation(name, z)`` gives (:class:`~hepsbi.physics.LHEMorphed`)."""
+
+    name: str
+
+
+#: the nuisance parameters of an analysis: normalisation systematics, observable tilts, weight variations
+Systematic = NormSys | Tilt | WeightVariation
 
 
 # -- simulators that sample at any θ ---------------------------------------------------------------------------
@@ -355,7 +365,8 @@ class WeightedAnalysis:
         luminosity_fb: integrated luminosity in fb⁻¹ (the pool's weights are in pb).
         n_mc: pool events behind the dataset (all by default).
         seed: seeds the choice of those events.
-        systematics: nuisance parameters of :meth:`models` (:class:`~hepsbi.inference.NormSys`, :class:`Tilt`).
+        systematics: nuisance parameters of :meth:`models` (:class:`~hepsbi.inference.NormSys`, :class:`Tilt`,
+            :class:`WeightVariation`).
     """
 
     def __init__(self, sim: Simulator, theta_true: Tensor | Sequence[float] | Mapping[str, float],
@@ -380,6 +391,9 @@ class WeightedAnalysis:
             if isinstance(s, Tilt) and s.observable not in observables:
                 raise InferenceError(f"systematic {s.name!r}: {s.observable!r} is not an observable of the simulator "
                                      f"({observables})")
+            if isinstance(s, WeightVariation) and s.name not in getattr(sim, "variation_names", []):
+                raise InferenceError(f"systematic {s.name!r}: the simulator has no weight variation of that name "
+                                     f"({getattr(sim, 'variation_names', [])})")
 
     @property
     def luminosity_pb(self) -> float:
@@ -446,7 +460,8 @@ class WeightedAnalysis:
         columns = list(self.sim.observable_names)
         norm = [s for s in self.systematics if isinstance(s, NormSys)]
         shape = [ShapeSys.tilt(s.name, self.dataset.x[:, columns.index(s.observable)].numpy(), s.size, w_ref.numpy())
-                 for s in self.systematics if isinstance(s, Tilt)]
+                 if isinstance(s, Tilt) else ShapeSys(s.name, *self.sim.variation(s.name, z))  # type: ignore[attr-defined]
+                 for s in self.systematics if isinstance(s, (Tilt, WeightVariation))]
         sim = self.sim
 
         def nu(theta: Tensor) -> Tensor:

@@ -29,7 +29,7 @@ import numpy as np
 
 from hepsbi.errors import DataError
 
-__all__ = ["PARTICLE_COLUMNS", "LHEChunk", "LHEHeader", "WeightInfo", "iter_chunks", "read_header", "summarise"]
+__all__ = ["PARTICLE_COLUMNS", "LHEChunk", "LHEHeader", "WeightInfo", "iter_chunks", "open_text", "read_header", "summarise"]
 
 #: the columns of a particle line, in file order
 PARTICLE_COLUMNS = ("id", "status", "mother1", "mother2", "color1", "color2", "px", "py", "pz", "e", "m", "lifetime",
@@ -147,7 +147,8 @@ class LHEChunk:
         return self.particles[:, :, PARTICLE_COLUMNS.index(name)]
 
 
-def _open(path: str | os.PathLike[str]) -> IO[str]:
+def open_text(path: str | os.PathLike[str]) -> IO[str]:
+    """The LHE file as text, plain or gzipped (told by its first two bytes)."""
     file = Path(path)
     if not file.is_file():
         raise DataError(f"{file}: no such LHE file")
@@ -170,7 +171,7 @@ def _header_text(stream: IO[str], path: Path) -> str:
 
 def read_header(path: str | os.PathLike[str]) -> LHEHeader:
     """The beams, processes and declared weight variations of LHE file ``path``."""
-    with _open(path) as stream:
+    with open_text(path) as stream:
         return _parse_header(_header_text(stream, Path(path)), Path(path))
 
 
@@ -222,7 +223,7 @@ def iter_chunks(path: str | os.PathLike[str], chunk_events: int = 50_000) -> Ite
     if chunk_events < 1:
         raise DataError(f"chunk_events must be >= 1 (got {chunk_events})")
     file = Path(path)
-    with _open(file) as stream:
+    with open_text(file) as stream:
         _header_text(stream, file)
         pending: list[tuple[str, list[str], list[tuple[str, str]]]] = []
         first = 0

@@ -63,13 +63,15 @@ class LHESample:
             ``{"scheme": "fxfx", "qcut": 20.0, "qcut_me": 10.0, "n_jet_max": 1}``
             (:func:`~hepsbi.physics.pythia.merging_settings`).
         pythia_settings: further Pythia settings for the shower, applied last.
+        keep_weights: ids of ``<wgt>`` weights (benchmark points, scale or PDF variations) to keep per event, in pb
+            like the event weight: latent columns ``wgt:<id>`` after :data:`LATENT_NAMES` (without the shower).
     """
 
     def __init__(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
                  observables: Sequence[str] = DEFAULT_OBSERVABLES, lepton_ids: Sequence[int] = (11, 13),
                  detector: FastDetector | None = None, chunk_events: int = 50_000, seed: int = 0,
                  n_events: int | None = None, shower: bool = False, merging: Mapping[str, Any] | None = None,
-                 pythia_settings: Sequence[str] = ()):
+                 pythia_settings: Sequence[str] = (), keep_weights: Sequence[str] = ()):
         self.paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
         if not self.paths:
             raise SimulatorError("LHESample needs at least one LHE file", key="paths")
@@ -84,7 +86,16 @@ class LHESample:
         self.pythia_settings = list(pythia_settings)
         if (self.merging or self.pythia_settings) and not self.shower:
             raise SimulatorError("merging and pythia_settings need shower: true", key="shower")
+        self.keep_weights = list(keep_weights)
+        if self.keep_weights and self.shower:
+            raise SimulatorError("keep_weights: the <wgt> weights are kept for events read without the shower only",
+                                 key="keep_weights")
         self.headers = [read_header(p) for p in self.paths]
+        for path, header in zip(self.paths, self.headers):
+            missing = [w for w in self.keep_weights if w not in header.weight_ids()]
+            if missing:
+                raise SimulatorError(f"keep_weights: {path} declares no weight {missing[0]!r} (its weights: "
+                                     f"{header.weight_ids()[:20]})", key="keep_weights")
         energies = {h.sqrt_s for h in self.headers}
         if len(energies) > 1:
             raise SimulatorError(f"the LHE files have different collision energies {sorted(energies)} GeV", key="paths")
@@ -110,13 +121,14 @@ class LHESample:
                 shower = self._shower
                 n_file, settings = shower.tried, shower.settings
                 if abs(shower.strategy) != 4:  # weights not in pb: share out Pythia's cross section of the file
-                    total = sum(float(w.sum()) for _, _, w in in_file)
+                    total = sum(float(w[:, 0].sum()) for _, _, w in in_file)
                     scale = shower.sigma_pb * n_file / total if total else 0.0
-            parts += [(x, z, w * scale) for x, z, w in in_file]
+            parts += [(x, z, w * scale) for x, z, w in in_file]  # w: (n, 1 + kept weights)
             read += n_file
         if read == 0:
             raise SimulatorError(f"no events in {[str(p) for p in self.paths]}", key="paths")
-        weights = np.concatenate([w for _, _, w in parts]) / read  # XWGTUP / N: pb per event
+        all_weights = np.concatenate([w for _, _, w in parts]) / read  # XWGTUP / N: pb per event
+        weights = all_weights[:, 0]
         if len(weights) == 0:
             raise SimulatorError(f"none of the {read} events passed the detector selection", key="paths")
         header = self.headers[0]
@@ -126,16 +138,17 @@ class LHESample:
                       "detector": self.detector.to_dict(), "lepton_ids": list(self.lepton_ids), "shower": self.shower}
         if self.shower:
             provenance.update({"pythia_version": pythia_version(), "merging": self.merging, "pythia_settings": settings})
-        return Events(np.concatenate([x for x, _, _ in parts]), np.concatenate([z for _, z, _ in parts]), weights,
-                      list(self.observable_names), list(LATENT_NAMES), provenance)
+        z = np.concatenate([np.concatenate([z for _, z, _ in parts]), all_weights[:, 1:]], axis=1)
+        return Events(np.concatenate([x for x, _, _ in parts]), z, weights, list(self.observable_names),
+                      [*LATENT_NAMES, *(f"wgt:{w}" for w in self.keep_weights)], provenance)
 
     def _chunks(self, k: int, path: Path, limit: int | None) -> Iterator[tuple[Any, np.ndarray, np.ndarray, np.ndarray, int]]:
-        """(final state, id1, id2, weights, events of the file read so far) per chunk of file ``k``, at most ``limit``
-        events (read, or accepted by the merging)."""
+        """(final state, id1, id2, weights (n, 1 + kept weights), events of the file read so far) per chunk of file
+        ``k``, at most ``limit`` events (read, or accepted by the merging)."""
         if self.shower:
             shower = self._shower = LHEShower(path, self.merging, self.pythia_settings, seed=self.seed + k + 1)
             for batch in shower.batches(min(self.chunk_events, SHOWER_BATCH), limit):
-                yield batch.final_state, batch.id1, batch.id2, batch.weights, shower.tried
+                yield batch.final_state, batch.id1, batch.id2, batch.weights[:, None], shower.tried
             return
         n_file = 0
         for chunk in iter_chunks(path, self.chunk_events):
@@ -145,8 +158,13 @@ class LHESample:
             n_file += keep
             particles = chunk.particles[:keep]
             final = particles[:, :, 1] == 1
+            missing = [w for w in self.keep_weights if w not in chunk.rwgt]
+            if missing:
+                raise SimulatorError(f"keep_weights: the events from {chunk.first} on in {path} carry no weight "
+                                     f"{missing[0]!r}", key="keep_weights")
+            weights = np.stack([chunk.weight, *(chunk.rwgt[w] for w in self.keep_weights)], axis=1)[:keep]
             yield (_final_state(particles[final], final.sum(axis=1)), particles[:, 0, 0].astype(np.int64),
-                   particles[:, 1, 0].astype(np.int64), chunk.weight[:keep], n_file)
+                   particles[:, 1, 0].astype(np.int64), weights, n_file)
 
     def _reconstruct(self, final_state: Any, id1: np.ndarray, id2: np.ndarray, weight: np.ndarray,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -171,7 +189,7 @@ class LHESample:
             ws.append(weight[rows][reco.passed])
             order.append(rows[reco.passed])
         if not xs:
-            return np.zeros((0, len(self.observable_names))), np.zeros((0, len(LATENT_NAMES))), np.zeros(0)
+            return np.zeros((0, len(self.observable_names))), np.zeros((0, len(LATENT_NAMES))), weight[:0]
         index = np.argsort(np.concatenate(order), kind="stable")  # back to file order
         return np.concatenate(xs)[index], np.concatenate(zs)[index], np.concatenate(ws)[index]
 

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from hepsbi.errors import DataError
 
-__all__ = ["BenchmarkFit", "QuadraticMorphing"]
+__all__ = ["BenchmarkFit", "QuadraticMorphing", "solve_benchmarks"]
 
 
 class BenchmarkFit(NamedTuple):
@@ -102,19 +102,26 @@ class QuadraticMorphing:
         :class:`~hepsbi.errors.DataError` when B < K or when the benchmarks cannot separate the monomials
         (condition number above ``max_condition``: e.g. points on a line for two parameters)."""
         points = torch.as_tensor(points, dtype=torch.float64).reshape(-1, self.n_params)
-        weights = torch.as_tensor(weights, dtype=torch.float64)
-        if weights.dim() != 2 or weights.shape[1] != points.shape[0]:
-            raise DataError(f"weights must be (n events, {points.shape[0]} benchmarks), got {tuple(weights.shape)}")
-        if points.shape[0] < self.n_components:
-            raise DataError(f"{points.shape[0]} benchmark points cannot fix the {self.n_components} coefficients of a "
-                            f"quadratic in {self.n_params} parameters: give at least {self.n_components}")
-        scaled = self.monomials(points / self.scale)  # conditioning in the units the basis is built for
-        condition = float(torch.linalg.cond(scaled))
-        if not condition < max_condition:
-            raise DataError(f"the {points.shape[0]} benchmark points do not separate the {self.n_components} quadratic "
-                            f"terms (condition number {condition:.3g}): spread them over every parameter and pair")
-        matrix = self.monomials(points)
-        coefficients = torch.linalg.lstsq(matrix, weights.T).solution.T
-        scale = float(weights.abs().max()) or 1.0
-        residual = float((coefficients @ matrix.T - weights).abs().max()) / scale
-        return BenchmarkFit(coefficients, condition, residual)
+        return solve_benchmarks(self.monomials(points), self.monomials(points / self.scale), weights, max_condition)
+
+
+def solve_benchmarks(matrix: Tensor, scaled: Tensor, weights: Tensor, max_condition: float = 1e8) -> BenchmarkFit:
+    r"""Least-squares coefficients a (n, K) of w_b = a · m_b from the weights w (n, B) of n events at B benchmarks
+    whose monomials are the rows of ``matrix`` (B, K); ``scaled`` is the same matrix with θ in the units the basis is
+    built for, whose condition number decides whether the benchmarks separate the monomials. Raises a
+    :class:`~hepsbi.errors.DataError` when B < K or the condition number exceeds ``max_condition``."""
+    weights = torch.as_tensor(weights, dtype=torch.float64)
+    n_points, n_components = matrix.shape
+    if weights.dim() != 2 or weights.shape[1] != n_points:
+        raise DataError(f"weights must be (n events, {n_points} benchmarks), got {tuple(weights.shape)}")
+    if n_points < n_components:
+        raise DataError(f"{n_points} benchmark points cannot fix the {n_components} morphing coefficients: give at "
+                        f"least {n_components}")
+    condition = float(torch.linalg.cond(scaled))
+    if not condition < max_condition:
+        raise DataError(f"the {n_points} benchmark points do not separate the {n_components} morphing terms "
+                        f"(condition number {condition:.3g}): spread them over every parameter and pair")
+    coefficients = torch.linalg.lstsq(matrix, weights.T).solution.T
+    scale = float(weights.abs().max()) or 1.0
+    residual = float((coefficients @ matrix.T - weights).abs().max()) / scale
+    return BenchmarkFit(coefficients, condition, residual)

@@ -6,7 +6,8 @@ arXiv:1907.10621, "morphing"):
 
 .. math:: r_i(θ) = \frac{w_i(θ)}{w_i(θ_\text{ref})} = a_i \cdot m(θ - θ_\text{ref}), \qquad a_{i0} = 1,
 
-so σ_fid(θ) = Σ_i w_i r_i(θ) = (Σ_i w_i a_i) · m, the exact joint log-likelihood is
+(or, with :attr:`MorphedPool.morphing_order` 1, only the constant and linear monomials, K = 1 + p: a signal
+strength, an interference term), so σ_fid(θ) = Σ_i w_i r_i(θ) = (Σ_i w_i a_i) · m, the exact joint log-likelihood is
 log p(z_i | θ) = log r_i(θ) − log σ_fid(θ)/σ_fid(θ_ref), binned expectations are one matrix product and any θ is
 reached by reweighting or by rejection sampling. :class:`MorphedPool` implements those members of
 :class:`~hepsbi.simulators.protocol.WeightedSimulator` and :class:`~hepsbi.simulators.protocol.Morphing`; a
@@ -57,6 +58,8 @@ class MorphedPool:
     """
 
     space: ParameterSpace
+    #: the degree of the weights in θ: 2 (quadratic, K = 1 + p + p(p+1)/2) or 1 (linear, K = 1 + p)
+    morphing_order: int = 2
     _events: Events | None = None
     _sigma_coefficients: Tensor | None = None
 
@@ -85,9 +88,11 @@ class MorphedPool:
         return self._events
 
     def morphing_basis(self, theta: Tensor | Sequence[float]) -> Tensor:
-        """m(θ − θ_ref): (K,) for θ (p,), (n, K) for θ (n, p), K = 1 + p + p(p+1)/2; differentiable in θ."""
+        """m(θ − θ_ref): (K,) for θ (p,), (n, K) for θ (n, p), K = 1 + p + p(p+1)/2 (order 1: 1 + p);
+        differentiable in θ."""
         theta = torch.as_tensor(theta, dtype=torch.float64)
-        return quadratic_monomials(theta - torch.as_tensor(self.space.reference, dtype=torch.float64))
+        m = quadratic_monomials(theta - torch.as_tensor(self.space.reference, dtype=torch.float64))
+        return m if self.morphing_order == 2 else m[..., : 1 + self.space.dim]
 
     @property
     def sigma_coefficients(self) -> Tensor:

@@ -25,6 +25,7 @@ SIMULATORS: dict[str, str] = {
     "galton": "hepsbi.simulators.toys:GaltonBoard",
     "multi_gaussian": "hepsbi.simulators.toys:MultiParameterGaussian",
     "drell_yan": "hepsbi.physics.drell_yan:DrellYanContact",
+    "lhe": "hepsbi.physics.lhe_model:LHEMorphed",
 }
 #: the entry-point group under which other packages name their simulators ("name = package.module:Class")
 ENTRY_POINT_GROUP = "hepsbi.simulators"

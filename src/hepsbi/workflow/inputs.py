@@ -15,7 +15,7 @@ from hepsbi.estimators.base import LogRatioEstimator
 from hepsbi.estimators.ensemble import RatioEnsemble
 from hepsbi.estimators.registry import METHODS, load_estimator
 from hepsbi.estimators.score import ScoreEstimator
-from hepsbi.inference.analysis import PB_PER_FB, Systematic, Tilt, WeightedAnalysis
+from hepsbi.inference.analysis import PB_PER_FB, Systematic, Tilt, WeightedAnalysis, WeightVariation
 from hepsbi.inference.datasets import Dataset, asimov_dataset, observed_dataset, weighted_asimov_dataset
 from hepsbi.inference.nuisance import NormSys
 from hepsbi.simulators.protocol import Simulator, has_quadratic_morphing, is_weighted
@@ -64,6 +64,12 @@ def prepare(spec: RunSpec) -> tuple[Simulator, torch.Tensor]:
             raise SpecError(f"inference.pair: only for more than two parameters; {list(sim.space.names)} are scanned "
                             "on a grid")
     weighted = is_weighted(sim)
+    if getattr(sim, "fixed_sample", False):  # its events are those of its files: one pass, no second pool
+        if spec.execution.chunks != 1:
+            raise SpecError(f"execution.chunks: simulator {spec.simulator.name!r} reads its files in one pass; use 1")
+        if spec.inference.held_out_events:
+            raise SpecError(f"inference.held_out_events: simulator {spec.simulator.name!r} has no second, independent "
+                            "pool (its events are those of its files); remove the key")
     if weighted and spec.inference.luminosity is None:
         raise SpecError("inference.luminosity: required for weighted simulators (fb^-1), e.g. 139")
     if not weighted and (spec.inference.histogram is not None or spec.training.sally is not None):
@@ -82,6 +88,10 @@ def prepare(spec: RunSpec) -> tuple[Simulator, torch.Tensor]:
         if syst.kind == "shape" and syst.observable not in names:
             raise SpecError(f"inference.systematics.{i}.observable: {syst.observable!r} is not an observable of the "
                             f"simulator ({names})")
+        variations = list(getattr(sim, "variation_names", []))
+        if syst.kind == "weights" and syst.name not in variations:
+            raise SpecError(f"inference.systematics.{i}.name: {syst.name!r} is not a weight variation of the simulator "
+                            f"({variations or 'it has none'}; name it in the simulator's variations option)")
     if spec.inference.histogram is not None:
         missing = [o for o in spec.inference.histogram.observables if o not in names]
         if missing:
@@ -128,8 +138,9 @@ def weighted_analysis(spec: RunSpec, sim: Simulator, theta_true: torch.Tensor) -
     inf = spec.inference
     assert inf.luminosity is not None
     systematics: list[Systematic] = [
-        NormSys(s.name, s.up, s.down) if s.kind == "norm" else Tilt(s.name, s.observable, s.size)  # type: ignore[arg-type]
-        for s in inf.systematics]
+        NormSys(s.name, s.up, s.down) if s.kind == "norm"  # type: ignore[arg-type]
+        else Tilt(s.name, s.observable, s.size) if s.kind == "shape"  # type: ignore[arg-type]
+        else WeightVariation(s.name) for s in inf.systematics]
     return WeightedAnalysis(sim, theta_true, inf.luminosity, inf.n_mc, inf.seed, systematics)
 
 

@@ -163,10 +163,12 @@ class SystematicSpec(_Strict):
     ``norm``: the expected yield scales by ``up`` at α = +1 and ``down`` at α = −1 (e.g. luminosity 1.017/0.983).
     ``shape``: every event's weight is multiplied by 1 ± ``size`` (2F(x) − 1) at α = ±1, with F the cumulative
     distribution of ``observable`` at the reference: the distribution tilts by ±``size`` at its two ends.
+    ``weights``: the simulator's weight variation of the same ``name`` (``lhe``: its ``variations`` option, scale or
+    PDF weights of the files) multiplies every event's weight by its own up or down factor at α = ±1.
     """
 
     name: str
-    kind: Literal["norm", "shape"]
+    kind: Literal["norm", "shape", "weights"]
     up: float | None = Field(None, gt=0, description="norm: yield factor at α = +1")
     down: float | None = Field(None, gt=0, description="norm: yield factor at α = −1")
     observable: str | None = Field(None, description="shape: the tilted observable")
@@ -174,7 +176,7 @@ class SystematicSpec(_Strict):
 
     @model_validator(mode="after")
     def _complete(self) -> SystematicSpec:
-        needed = ("up", "down") if self.kind == "norm" else ("observable", "size")
+        needed = {"norm": ("up", "down"), "shape": ("observable", "size"), "weights": ()}[self.kind]
         missing = [k for k in needed if getattr(self, k) is None]
         if missing:
             raise ValueError(f"systematic {self.name!r} ({self.kind}) needs {', '.join(missing)}")
