@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,23 +27,16 @@ import numpy as np
 from hepsbi._version import __version__
 from hepsbi.data.events import Events
 from hepsbi.errors import SimulatorError
-from hepsbi.physics import kinematics as kin
 from hepsbi.physics.detector import FastDetector
+from hepsbi.physics.dileptons import LATENT_NAMES, reconstruct_dileptons
 from hepsbi.physics.lhe import iter_chunks, read_header
-from hepsbi.physics.observables import compute_observables
 from hepsbi.physics.pythia import LHEShower, pythia_version
 
 __all__ = ["LHESample", "LATENT_NAMES"]
 
-#: the latent record of an event: the incoming partons' PDG ids and the dilepton before the detector (mass, pT,
-#: rapidity) — at parton level without the shower, the final-state leptons (after QED radiation) with it
-LATENT_NAMES = ("id1", "id2", "m_ll_gen", "pt_ll_gen", "y_ll_gen")
 #: showered events per Pythia batch (a hadronised event holds hundreds of particles)
 SHOWER_BATCH = 2_000
 DEFAULT_OBSERVABLES = ("m_ll", "pt_ll", "y_ll", "n_jets", "jet1_pt")
-#: lepton masses (GeV, PDG) the detector gives each reconstructed flavour
-LEPTON_MASSES = {11: 0.000511, 13: 0.10566, 15: 1.77686}
-
 
 class LHESample:
     """Events of one or more LHE files through the fast detector (module docstring).
@@ -168,30 +160,8 @@ class LHESample:
 
     def _reconstruct(self, final_state: Any, id1: np.ndarray, id2: np.ndarray, weight: np.ndarray,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """x, z and weight of the events of one chunk that pass, in their order."""
-        import awkward as ak
-
-        flavour = np.zeros(len(weight), dtype=np.int64)
-        for lepton in self.lepton_ids:  # the flavour of the event's dilepton: both charges present
-            has = ak.to_numpy(ak.any(final_state.id == lepton, axis=1) & ak.any(final_state.id == -lepton, axis=1))
-            flavour = np.where((flavour == 0) & has, lepton, flavour)
-        xs, zs, ws, order = [], [], [], []
-        for lepton in self.lepton_ids:
-            rows = np.nonzero(flavour == lepton)[0]
-            if rows.size == 0:
-                continue
-            detector = replace(self.detector, lepton_mass=LEPTON_MASSES.get(lepton, self.detector.lepton_mass))
-            reco = detector.reconstruct(np.zeros((len(rows), 2, 4)), rng, final_state[rows], lepton)
-            xs.append(compute_observables(reco, self.observable_names))
-            pair = reco.generated.sum(axis=1)
-            zs.append(np.stack([id1[rows][reco.passed].astype(np.float64), id2[rows][reco.passed].astype(np.float64),
-                                kin.mass(pair), kin.pt(pair), kin.rapidity(pair)], axis=1))
-            ws.append(weight[rows][reco.passed])
-            order.append(rows[reco.passed])
-        if not xs:
-            return np.zeros((0, len(self.observable_names))), np.zeros((0, len(LATENT_NAMES))), weight[:0]
-        index = np.argsort(np.concatenate(order), kind="stable")  # back to file order
-        return np.concatenate(xs)[index], np.concatenate(zs)[index], np.concatenate(ws)[index]
+        return reconstruct_dileptons(final_state, id1, id2, weight, self.detector, self.lepton_ids,
+                                     self.observable_names, rng)
 
 
 def _final_state(chosen: np.ndarray, counts: np.ndarray) -> Any:

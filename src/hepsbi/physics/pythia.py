@@ -26,7 +26,7 @@ import numpy as np
 
 from hepsbi.errors import SimulatorError
 
-__all__ = ["MassSlice", "PartonLevel", "PythiaRun", "LHEShower", "ShowerBatch", "AMCATNLO_SETTINGS", "LATENT_COLUMNS", "MB_TO_PB",
+__all__ = ["MassSlice", "PartonLevel", "PythiaRun", "PythiaBatches", "LHEShower", "ShowerBatch", "AMCATNLO_SETTINGS", "LATENT_COLUMNS", "MB_TO_PB",
            "hard_leptons", "merging_settings", "pythia_version"]
 
 MB_TO_PB = 1e9
@@ -316,28 +316,28 @@ class ShowerBatch:
     id2: np.ndarray
 
 
-class LHEShower:
-    r"""Pythia showering (and hadronising) the events of one LHE file, plain or gzipped, batch by batch.
+class PythiaBatches:
+    r"""Pythia 8 events with the shower (and hadronisation unless a setting turns it off), batch by batch: the final
+    state of every event as awkward arrays from ``nextBatch``, no Python loop over events.
 
     Arguments:
-        path: the LHE file.
+        process: the settings that define the events (a process and ``Beams:eCM``, or an LHE file: :class:`LHEShower`).
         merging: ``None`` or the arguments of :func:`merging_settings` (``scheme``, ``qcut``, ``n_jet_max``,
             ``qcut_me``).
         settings: further Pythia settings, applied last (e.g. ``"HadronLevel:all = off"``).
         seed: ``Random:seed`` (1 ≤ seed ≤ 900 000 000).
 
-    Events vetoed by the merging are dropped; :attr:`tried` counts the LHE events read. After the last batch,
-    :attr:`sigma_pb` is Pythia's cross section after merging and :attr:`strategy` the file's IDWTUP (for ±4 the
-    weights are XWGTUP in pb and Σ w / tried = σ).
+    Events vetoed by the merging are dropped; :attr:`tried` counts the events Pythia started. After the last batch,
+    :attr:`sigma_pb` is Pythia's cross section (after merging) and :attr:`strategy` the LHE file's IDWTUP (for ±4
+    the weights are XWGTUP in pb and Σ w / tried = σ).
     """
 
-    def __init__(self, path: str | os.PathLike[str], merging: dict[str, Any] | None = None, settings: Sequence[str] = (),
+    def __init__(self, process: Sequence[str], merging: dict[str, Any] | None = None, settings: Sequence[str] = (),
                  seed: int = 1):
         if not 1 <= int(seed) <= 900_000_000:
             raise SimulatorError(f"Pythia seeds must lie in [1, 900000000] (got {seed})", key="seed")
-        self.path = os.fspath(path)
-        self.settings = ["Beams:frameType = 4", f"Beams:LHEF = {self.path}", "Random:setSeed = on",
-                         f"Random:seed = {int(seed)}", "Next:numberCount = 0", "Print:quiet = on"]
+        self.settings = [*process, "Random:setSeed = on", f"Random:seed = {int(seed)}", "Next:numberCount = 0",
+                         "Print:quiet = on"]
         self.merging = dict(merging) if merging else None
         if self.merging is not None:
             unknown = set(self.merging) - {"scheme", "qcut", "n_jet_max", "qcut_me"}
@@ -377,8 +377,7 @@ class LHEShower:
                 self._hook = pythia8mc.CombineMatchingInput()
                 self._hook.setHook(pythia)
             if not pythia.init():
-                raise SimulatorError(f"Pythia failed to initialise on {self.path} with settings {self.settings}",
-                                     key="paths")
+                raise SimulatorError(f"Pythia failed to initialise with settings {self.settings}", key="paths")
         return pythia
 
     def batches(self, size: int, n_events: int | None = None) -> Iterator[ShowerBatch]:
@@ -408,3 +407,13 @@ class LHEShower:
         finally:
             with _quiet_stdout():  # the matching hook prints its statistics when Pythia and its info records go
                 pythia = info = batch = self._hook = None
+
+
+class LHEShower(PythiaBatches):
+    """Pythia showering the events of one LHE file, plain or gzipped (``Beams:frameType = 4``), batch by batch until
+    the file ends; arguments as :class:`PythiaBatches`."""
+
+    def __init__(self, path: str | os.PathLike[str], merging: dict[str, Any] | None = None, settings: Sequence[str] = (),
+                 seed: int = 1):
+        self.path = os.fspath(path)
+        super().__init__(["Beams:frameType = 4", f"Beams:LHEF = {self.path}"], merging, settings, seed)
