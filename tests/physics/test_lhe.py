@@ -308,3 +308,59 @@ def test_showered_lhe_sample_with_fxfx_merging(tmp_path):
         LHESample(FXFX, shower=True, pythia_settings=["Shower:notASetting = 3"])
     with pytest.raises(SimulatorError, match="shower: true"):
         LHESample(FXFX, merging=FXFX_MERGING)
+
+
+def write_hepmc(path: Path, batches, sigma_pb: float) -> None:  # noqa: ANN001
+    """Showered events written as HepMC3 with pyhepmc: two beams into one vertex, the final state out of it, the
+    event weight, the incoming partons and the cross section."""
+    import pyhepmc
+
+    with pyhepmc.open(path, "w") as out:
+        for batch in batches:
+            fs = batch.final_state
+            for i in range(len(batch.weights)):
+                event = pyhepmc.GenEvent(pyhepmc.Units.GEV, pyhepmc.Units.MM)
+                vertex = pyhepmc.GenVertex()
+                vertex.add_particle_in(pyhepmc.GenParticle((0.0, 0.0, 3500.0, 3500.0), 2212, 4))
+                vertex.add_particle_in(pyhepmc.GenParticle((0.0, 0.0, -3500.0, 3500.0), 2212, 4))
+                for pid, e, px, py, pz in zip(fs.id[i], fs.p.e[i], fs.p.px[i], fs.p.py[i], fs.p.pz[i]):
+                    vertex.add_particle_out(pyhepmc.GenParticle((float(px), float(py), float(pz), float(e)), int(pid), 1))
+                event.add_vertex(vertex)
+                event.weights = [float(batch.weights[i])]
+                pdf = pyhepmc.GenPdfInfo()
+                pdf.parton_id1, pdf.parton_id2 = int(batch.id1[i]), int(batch.id2[i])
+                event.pdf_info = pdf
+                xs = pyhepmc.GenCrossSection()
+                xs.set_cross_section(sigma_pb, 0.0)
+                event.cross_section = xs
+                out.write(event)
+
+
+def test_hepmc_input_reads_what_the_shower_made(tmp_path):
+    """Events showered here, written to HepMC3 and read back by HepMCSample give what LHESample gives when it showers
+    them itself (same shower seed, same detector draws): the same observables, incoming partons and weights in pb
+    (the file's cross section shared out over its weights)."""
+    from hepsbi.errors import SimulatorError
+    from hepsbi.physics.detector import FastDetector
+    from hepsbi.physics.hepmc_sample import HepMCSample
+    from hepsbi.physics.lhe_sample import LHESample
+    from hepsbi.physics.pythia import LHEShower
+
+    detector = FastDetector(lepton_pt_min=10.0, jet_pt_min=15.0)
+    showered = LHESample(FXFX, detector=detector, seed=3, n_events=300, shower=True, pythia_settings=LIGHT_SHOWER)
+    direct = showered.generate()
+    shower = LHEShower(FXFX, settings=LIGHT_SHOWER, seed=4)  # LHESample's shower seed of its first file: seed + 1
+    batches = list(shower.batches(2000, 300))
+    path = tmp_path / "showered.hepmc3"
+    write_hepmc(path, batches, shower.sigma_pb)
+    read = HepMCSample(path, detector=detector, seed=3).generate()
+    assert read.provenance["events_read"] == 300 and len(read) == len(direct) > 100
+    np.testing.assert_allclose(read.x, direct.x, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(read.z[:, :2], direct.z[:, :2])
+    np.testing.assert_allclose(read.weights, direct.weights, rtol=1e-9)
+    assert (read.weights < 0).any()
+    with pytest.raises(SimulatorError, match="no such HepMC file"):
+        HepMCSample(tmp_path / "missing.hepmc3")
+    (tmp_path / "text.hepmc3").write_text("not\nan event file\n")
+    with pytest.raises(SimulatorError, match="no events in"):
+        HepMCSample(tmp_path / "text.hepmc3").generate()
