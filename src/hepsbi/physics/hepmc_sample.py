@@ -98,7 +98,9 @@ class HepMCSample:
                                   "p": ak.zip(four, with_name="Momentum4D")})
             partons = np.array(ids, dtype=np.int64).reshape(-1, 2)
             out = (final_state, partons[:, 0], partons[:, 1], np.array(weights), xsec)
-            rows.clear(), ids.clear(), weights.clear()
+            rows.clear()
+            ids.clear()
+            weights.clear()
             return out
 
         for path in self.paths:
