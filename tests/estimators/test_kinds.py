@@ -144,7 +144,7 @@ def test_files_of_earlier_versions_load(data, tmp_path):
 ONE_PER_KIND = list({METHODS[m].kind: m for m in reversed(list(METHODS))}.values())
 
 
-@pytest.mark.parametrize("method", ONE_PER_KIND)
+@pytest.mark.parametrize("method", [*ONE_PER_KIND, "revert"])  # revert: a signed output, log taken in the graph
 def test_onnx_and_torch_export_give_the_estimators_numbers(method, data, tmp_path):
     """Every estimator kind exported as ONNX (run with onnxruntime) and as a torch.export program reproduces the
     estimator's own log r̂ (or SALLY's score) to 1e-5, for a batch size it was not exported with; the sidecar says

@@ -31,20 +31,24 @@ from torch import Tensor, nn
 
 from hepsbi._version import __version__
 from hepsbi.errors import EstimatorError
+from hepsbi.estimators.losses import signed_log_ratio
 from hepsbi.files import atomic_path, write_json
 
 __all__ = ["check_onnx", "export_onnx", "export_program", "exported_function"]
 
 
 class _LogRatio(nn.Module):
-    """(x, θ) → log r̂ of a :class:`~hepsbi.estimators.networks.RatioModel`."""
+    """(x, θ) → log r̂ of a :class:`~hepsbi.estimators.networks.RatioModel` (of a signed ratio's output, where
+    positive: :func:`~hepsbi.estimators.losses.signed_log_ratio`)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, signed: bool = False):
         super().__init__()
         self.model = model
+        self.signed = signed
 
     def forward(self, x: Tensor, theta: Tensor) -> Tensor:
-        return self.model(x, theta)
+        f = self.model(x, theta)
+        return signed_log_ratio(f) if self.signed else f
 
 
 class _MorphingLogRatio(nn.Module):
@@ -106,7 +110,7 @@ def exported_function(estimator: Any) -> tuple[nn.Module, dict[str, list[Any]], 
     if isinstance(estimator, MorphingRatioEstimator):
         return _MorphingLogRatio(model).eval(), {"x": x_shape, "theta": theta_shape}, "log_r"
     if isinstance(estimator, RatioEstimator):
-        return _LogRatio(model).eval(), {"x": x_shape, "theta": theta_shape}, "log_r"
+        return _LogRatio(model, estimator.signed).eval(), {"x": x_shape, "theta": theta_shape}, "log_r"
     if isinstance(estimator, ScoreEstimator):
         return _Score(model).eval(), {"x": x_shape}, "score"
     raise EstimatorError(f"export: no exported form for a {type(estimator).__name__}")

@@ -15,6 +15,7 @@ x, which is why regressing on joint (latent-level) quantities learns the margina
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,9 @@ __all__ = [
     "sally",
     "quadratic_form_mse",
     "revert",
+    "REVERT_OFFSET",
+    "signed_ratio",
+    "signed_log_ratio",
 ]
 
 #: Default clip of the joint log ratio in the exponential regressions (ROLR, RASCAL): |log r(x,z)| beyond
@@ -160,6 +164,25 @@ def revert(g: Tensor, y: Tensor, weights: Tensor) -> Tensor:
     return weighted_mean(per_event, weights)
 
 
+#: the θ-parametrised REVERT's offset: the anchored network output f = g(x, θ) − g(x, θ_ref) enters as h = H₀ + f
+#: with 2 sinh H₀ = 1, so that r̂(x | θ_ref) = 1 exactly, as for every other ratio method
+REVERT_OFFSET = math.asinh(0.5)
+#: the smallest h whose log 2 sinh h is taken: where r̂ ≤ 0 the log ratio is log 2 sinh(1e-6) ≈ −13.1
+SIGNED_FLOOR = 1e-6
+
+
+def signed_ratio(f: Tensor) -> Tensor:
+    r"""The signed ratio r̂ = 2 sinh(H₀ + f) of the θ-parametrised REVERT's anchored output f (n,)."""
+    return 2 * torch.sinh(REVERT_OFFSET + f.clamp(-_F_CLAMP, _F_CLAMP))
+
+
+def signed_log_ratio(f: Tensor) -> Tensor:
+    r"""log r̂ = log 2 sinh(H₀ + f) where r̂ > 0; floored at log 2 sinh(10⁻⁶) where the learned ratio is not
+    positive (a physical likelihood is; a negative r̂ at an observed event says the estimate failed there)."""
+    h = (REVERT_OFFSET + f.clamp(max=_F_CLAMP)).clamp(min=SIGNED_FLOOR)
+    return torch.where(f == 0, torch.zeros_like(f), torch.log(2 * torch.sinh(h)))  # exactly 0 at θ_ref
+
+
 #: what a loss can need from the training data: labels y, the joint log ratio, the joint score, and events
 #: from both θ and θ_ref (y = 0 and y = 1)
 NEEDS = ("y", "log_r_xz", "t_xz", "both_classes")
@@ -192,17 +215,20 @@ class RatioLoss:
     needs: frozenset[str]
     reference: str
     summary: str
+    #: its network output is a signed ratio r̂ = 2 sinh(H₀ + f) (:func:`signed_ratio`), not log r̂ = f
+    signed: bool = False
 
     @property
     def uses_score(self) -> bool:
         return "t_xz" in self.needs
 
 
-def _loss(name: str, term: Callable[..., Tensor], needs: str, reference: str, summary: str) -> RatioLoss:
+def _loss(name: str, term: Callable[..., Tensor], needs: str, reference: str, summary: str,
+          signed: bool = False) -> RatioLoss:
     unknown = set(needs.split()) - set(NEEDS)
     if unknown:  # a misspelt need would silently never be met
         raise ValueError(f"loss {name!r} needs {sorted(unknown)}, which are not among {NEEDS}")
-    return RatioLoss(name, term, frozenset(needs.split()), reference, summary)
+    return RatioLoss(name, term, frozenset(needs.split()), reference, summary, signed)
 
 
 RATIO_LOSSES: dict[str, RatioLoss] = {loss.name: loss for loss in (
@@ -218,6 +244,8 @@ RATIO_LOSSES: dict[str, RatioLoss] = {loss.name: loss for loss in (
           "ROLR + α · joint-score regression"),
     _loss("alices", lambda f, y, lr, w, clip: alice(f, lr, w), "log_r_xz t_xz", "arXiv:1808.00973",
           "ALICE + α · joint-score regression"),
+    _loss("revert", lambda f, y, lr, w, clip: revert(REVERT_OFFSET + f, y, w), "y both_classes", "arXiv:2512.19913",
+          "signed ratio 2 sinh(h) between θ and θ_ref (REVERT loss): samples with negative weights", signed=True),
 )}
 
 

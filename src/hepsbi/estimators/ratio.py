@@ -1,4 +1,5 @@
-r"""Parametrised likelihood-ratio estimator r̂(x | θ, θ_ref), trained by any of six methods."""
+r"""Parametrised likelihood-ratio estimator r̂(x | θ, θ_ref), trained by any of the ratio methods (six for log r,
+``revert`` for a signed r from samples with negative weights)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from hepsbi.data.training import TrainingData
 from hepsbi.errors import EstimatorError
 from hepsbi.estimators._arrays import EVAL_BATCH, give_back, place, to_tensor
 from hepsbi.estimators.base import LogRatioEstimator
-from hepsbi.estimators.losses import LOG_R_CLIP, RATIO_LOSSES, ratio_loss
+from hepsbi.estimators.losses import (
+    LOG_R_CLIP,
+    RATIO_LOSSES,
+    REVERT_OFFSET,
+    ratio_loss,
+    signed_log_ratio,
+    signed_ratio,
+)
 from hepsbi.estimators.networks import RatioModel
 from hepsbi.estimators.training import TrainingConfig, normalised_weights
 from hepsbi.space import ParameterSpace
@@ -27,8 +35,10 @@ class RatioEstimator(LogRatioEstimator):
     r"""Learns log r(x | θ, θ_ref) = log p(x | θ) − log p(x | θ_ref) for any θ (parametrised in θ).
 
     Arguments:
-        method: ``carl``, ``rolr``, ``alice``, ``cascal``, ``rascal`` or ``alices`` (see
-            :mod:`hepsbi.estimators.losses` for each loss and its reference).
+        method: ``carl``, ``rolr``, ``alice``, ``cascal``, ``rascal``, ``alices`` or ``revert`` (see
+            :mod:`hepsbi.estimators.losses` for each loss and its reference). ``revert`` learns a signed ratio
+            r̂ = 2 sinh(H₀ + f) (:meth:`ratio`) from training data with negative weights; its :meth:`log_ratio` is
+            log r̂ where r̂ > 0, floored where it is not (:func:`~hepsbi.estimators.losses.signed_log_ratio`).
         alpha: weight of the score term for the score-augmented methods.
         log_r_clip: ROLR and RASCAL clip the joint log ratio to ±log_r_clip. Smaller values cut the variance
             of their exponential loss (on the Galton board, 3 instead of 10 lowers RASCAL's MSE tenfold) but
@@ -67,6 +77,7 @@ class RatioEstimator(LogRatioEstimator):
             raise EstimatorError(f"log_r_clip must be > 0 (got {log_r_clip})")
         super().__init__(hidden, embedding, config, **options)
         self.method = method
+        self.signed = RATIO_LOSSES[method].signed
         self.alpha = float(alpha)
         self.log_r_clip = float(log_r_clip)
         self._reference_cache: tuple[Any, ...] | None = None  # (x, its version, model, g(x, θ_ref))
@@ -167,7 +178,17 @@ class RatioEstimator(LogRatioEstimator):
             reference = self._reference_term(x, xt)
             out = torch.cat([model.anchored(xb, tb, rb) for xb, tb, rb
                              in zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH), reference.split(EVAL_BATCH))])
-        return give_back(out, as_numpy, place(x))
+        return give_back(signed_log_ratio(out) if self.signed else out, as_numpy, place(x))
+
+    def ratio(self, x: Any, theta: Any) -> Any:
+        """r̂(x | θ, θ_ref), (n,), x (n, d_x) and θ (p,) or (n, p): signed for ``revert`` (2 sinh(H₀ + f)), e^{log r̂}
+        for the other methods."""
+        model = self._model
+        xt, th, as_numpy = self._inputs(x, theta)
+        self.check_theta(th)
+        with torch.no_grad():
+            f = torch.cat([model(xb, tb) for xb, tb in zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH))]).double()
+        return give_back(signed_ratio(f) if self.signed else torch.exp(f), as_numpy, place(x))
 
     def _reference_term(self, x: Any, xt: Tensor) -> Tensor:
         """g(x, θ_ref) (n,), kept for the last tensor x (and this network) while torch's version counter says x
@@ -195,9 +216,10 @@ class RatioEstimator(LogRatioEstimator):
         def log_ratio(theta: Tensor) -> Tensor:
             self.check_theta(theta)
             th = torch.as_tensor(theta).to(xt.device, torch.float32).reshape(1, -1).expand(xt.shape[0], -1)
-            return torch.cat([model.anchored(xb, tb, rb) for xb, tb, rb in
-                              zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH), reference.split(EVAL_BATCH))]
-                             ).to(back, torch.float64)
+            f = torch.cat([model.anchored(xb, tb, rb) for xb, tb, rb in
+                           zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH), reference.split(EVAL_BATCH))]
+                          ).to(back, torch.float64)
+            return signed_log_ratio(f) if self.signed else f
 
         return log_ratio
 
@@ -206,5 +228,9 @@ class RatioEstimator(LogRatioEstimator):
         model = self._model
         xt, th, as_numpy = self._inputs(x, theta)
         self.check_theta(th)
-        parts = [model.log_ratio_and_score(xb, tb, create_graph=False)[1] for xb, tb in zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH))]
-        return give_back(torch.cat(parts), as_numpy, place(x))
+        parts = [model.log_ratio_and_score(xb, tb, create_graph=False) for xb, tb in zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH))]
+        f, t = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        if self.signed:  # ∇ log 2 sinh(H₀ + f) = coth(H₀ + f) ∇f where r̂ > 0; the floor is flat
+            h = REVERT_OFFSET + f.detach()
+            t = torch.where((h > 1e-6)[:, None], t / torch.tanh(h.clamp(min=1e-6))[:, None], torch.zeros_like(t))
+        return give_back(t, as_numpy, place(x))
