@@ -3,7 +3,7 @@ Z/γ* → ℓℓ + 0, 1 jet at NLO (the shared sample: 7 TeV, m_ℓℓ > 30 GeV,
 by Pythia 8 here) and Pythia 8's own leading-order Z/γ* → ℓℓ (same energy and mass cut, same shower), reweight LO to
 NLO, and check the closure on NLO events no network saw.
 
-    python examples/nlo_reweighting.py --out runs/nlo                 # ~6 minutes on 2 cores
+    python examples/nlo_reweighting.py --out runs/nlo                 # ~10 minutes on 2 cores
     python examples/nlo_reweighting.py --out runs/nlo --lo-events 100000 --methods revert smm
 
 Methods (hepsbi.TwoSampleRatio): ``revert`` and ``smm`` learn the signed ratio from the signed NLO weights;
@@ -30,7 +30,7 @@ from hepsbi.files import atomic_path
 from hepsbi.physics.detector import FastDetector
 from hepsbi.physics.dileptons import LATENT_NAMES, reconstruct_dileptons
 from hepsbi.physics.lhe_sample import LHESample
-from hepsbi.physics.pythia import MB_TO_PB, PythiaBatches
+from hepsbi.physics.pythia import PythiaBatches
 
 FXFX = Path(__file__).resolve().parents[2] / "shared" / "data" / "pylhe-testfile-madgraph-2.2.1-Z-fxfx.lhe.gz"
 OBSERVABLES = ["m_ll", "pt_ll", "y_ll", "n_jets", "jet1_pt"]
@@ -47,13 +47,15 @@ CLOSURE_BINS = {"pt_ll": [0, 5, 10, 15, 20, 30, 40, 60, 100, 200],
                 "jet1_pt": [0, 30, 40, 60, 100, 200, 1000]}
 
 
-def nlo_events(out: Path) -> Events:
-    """The FxFx sample showered and merged by Pythia, through the detector (cached in ``out/nlo.h5``)."""
+def nlo_events(out: Path, n_events: int | None) -> Events:
+    """The FxFx sample (its first ``n_events`` accepted by the merging, all by default) showered and merged by
+    Pythia, through the detector (cached in ``out/nlo.h5``)."""
     file = out / "nlo.h5"
-    if file.is_file():
+    if file.is_file() and Events.load(file).provenance.get("events_requested") == n_events:
         return Events.load(file)
-    events = LHESample(FXFX, OBSERVABLES, detector=DETECTOR, seed=1, shower=True, merging=MERGING,
+    events = LHESample(FXFX, OBSERVABLES, detector=DETECTOR, seed=1, n_events=n_events, shower=True, merging=MERGING,
                        pythia_settings=SHOWER).generate()
+    events.provenance["events_requested"] = n_events
     events.save(file)
     return events
 
@@ -104,6 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/nlo_reweighting"))
     parser.add_argument("--lo-events", type=int, default=40_000, help="LO events generated")
+    parser.add_argument("--nlo-events", type=int, default=None, help="NLO events kept by the merging (default: all)")
     parser.add_argument("--methods", nargs="+", default=["revert", "smm", "bce |w|", "bce clipped"])
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
@@ -111,7 +114,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
     start = time.perf_counter()
-    nlo, lo = nlo_events(args.out), lo_events(args.out, args.lo_events)
+    nlo, lo = nlo_events(args.out, args.nlo_events), lo_events(args.out, args.lo_events)
     print(f"NLO: {len(nlo)} events after merging and detector ({(nlo.weights < 0).mean():.1%} negative), "
           f"LO: {len(lo)} events ({time.perf_counter() - start:.0f} s)", flush=True)
     (x0, w0), lo_test = split(lo, args.seed)

@@ -55,3 +55,22 @@ def test_example_runs_at_a_small_scale(path, tmp_path):
         cell = reference["scan"]["axes"][name][1] - reference["scan"]["axes"][name][0]
         assert reference["mle"][name] == pytest.approx(value, abs=1e-6 if weighted else cell)
     assert (out / "plots" / "likelihood_scan.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_nlo_reweighting_script_runs_at_a_small_scale(tmp_path):
+    """examples/nlo_reweighting.py end to end on a few hundred showered events: the closure table for every method,
+    the plot, and the cached samples reused by a second run."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "nlo_reweighting.py"
+    command = [sys.executable, str(script), "--out", str(tmp_path), "--nlo-events", "600", "--lo-events", "1500",
+               "--epochs", "2"]
+    for _ in range(2):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    closure = json.loads((tmp_path / "closure.json").read_text())
+    assert set(closure["chi2"]) == {"LO (no reweighting)", "revert", "smm", "bce |w|", "bce clipped"}
+    assert all(set(row) >= {"pt_ll", "y_ll", "n_jets", "jet1_pt"} for row in closure["chi2"].values())
+    assert 0.05 < closure["nlo_negative_share"] < 0.3 and (tmp_path / "closure.png").stat().st_size > 10_000
