@@ -1,7 +1,11 @@
-"""Particle physics: Drell–Yan with contact interactions (matrix elements, morphing, Pythia 8, detector)."""
+"""Particle physics: Drell–Yan with contact interactions (matrix elements, morphing, Pythia 8, detector), and events
+from other generators (LHE and HepMC files, showered or not; LHE files with reweighting benchmarks as a simulator)."""
 
 from hepsbi.physics.detector import FastDetector
 from hepsbi.physics.drell_yan import DEFAULT_OBSERVABLES, DrellYanContact
+from hepsbi.physics.hepmc_sample import HepMCSample
+from hepsbi.physics.lhe_model import LHEMorphed
+from hepsbi.physics.lhe_sample import LHESample
 from hepsbi.physics.matrix_elements import (
     HELICITIES,
     dsigma_dt,
@@ -10,7 +14,7 @@ from hepsbi.physics.matrix_elements import (
     wilson_from_eta,
 )
 from hepsbi.physics.morphing import QuadraticMorphing
-from hepsbi.physics.pythia import MassSlice, PythiaRun
+from hepsbi.physics.pythia import LHEShower, MassSlice, PythiaBatches, PythiaRun
 from hepsbi.physics.standard_model import SMInputs
 
 __all__ = [
@@ -18,7 +22,12 @@ __all__ = [
     "DrellYanContact",
     "FastDetector",
     "HELICITIES",
+    "HepMCSample",
+    "LHEMorphed",
+    "LHESample",
+    "LHEShower",
     "MassSlice",
+    "PythiaBatches",
     "PythiaRun",
     "QuadraticMorphing",
     "SMInputs",
