@@ -121,8 +121,8 @@ def test_named_errors_of_the_lhe_simulator(drell_yan_lhe):
 
 
 def test_profile_likelihood_on_lhe_input_through_hepsbi_run(drell_yan_lhe, tmp_path):
-    """``hepsbi run`` on the LHE file: a learned likelihood and an m_ll histogram for c_LL, the scale envelope and a
-    luminosity as nuisance parameters profiled; the expected result is centred on θ_true and the nuisance
+    """``hepsbi run`` on the LHE file: a learned likelihood and an m_ll histogram for c_LL, the scale envelope, the PDF
+    spread and a luminosity as nuisance parameters profiled; the expected result is centred on θ_true and the nuisance
     parameters widen the interval."""
     import yaml
 
@@ -133,13 +133,14 @@ def test_profile_likelihood_on_lhe_input_through_hepsbi_run(drell_yan_lhe, tmp_p
     spec = {
         "name": "lhe_contact",
         "simulator": {"name": "lhe", "options": {"paths": [str(path)], "parameters": PARAMETERS,
-                                                 "benchmarks": BENCHMARKS, "variations": {"scale": "scale"},
+                                                 "benchmarks": BENCHMARKS,
+                                                 "variations": {"scale": "scale", "pdf": "pdf"},
                                                  "observables": ["m_ll", "cos_theta_cs", "y_ll"]}},
         "data": {"n_samples": 1500, "seed": 0},
         "training": {"estimators": [{"method": "alices", "epochs": 3}]},
         "inference": {"theta_true": {"c_LL": 0.0}, "luminosity": 139.0, "n_mc": 1500, "grid_points": 9,
                       "histogram": {"observable": "m_ll", "bins": [200, 300, 500, 800, 1500, 13000]},
-                      "systematics": [{"name": "scale", "kind": "weights"},
+                      "systematics": [{"name": "scale", "kind": "weights"}, {"name": "pdf", "kind": "weights"},
                                       {"name": "lumi", "kind": "norm", "up": 1.02, "down": 0.98}],
                       "profile": {"grid_points": 7}, "closure": None},
     }
@@ -151,7 +152,7 @@ def test_profile_likelihood_on_lhe_input_through_hepsbi_run(drell_yan_lhe, tmp_p
     for label, plain in (("alices", results["intervals"]), ("truth", results["comparisons"]["truth"]["intervals"])):
         profiled = results["profiled"][label]
         assert profiled["mle"]["c_LL"] == pytest.approx(0.0, abs=1e-3)
-        assert set(profiled["nuisance_parameters"]) == {"scale", "lumi"}
+        assert set(profiled["nuisance_parameters"]) == {"scale", "pdf", "lumi"}
         assert all(0 < n["error"] < 1.5 for n in profiled["nuisance_parameters"].values())
         wide, narrow = profiled["intervals"]["c_LL"]["68"], plain["c_LL"]["68"]
         assert wide[1] - wide[0] >= (narrow[1] - narrow[0]) * 0.999, (label, wide, narrow)
