@@ -2,7 +2,7 @@
 
 from hepsbi._version import __version__
 from hepsbi.data import TrainingData  # noqa: E402
-from hepsbi.estimators import RatioEstimator, ScoreEstimator, TrainingConfig  # noqa: E402
+from hepsbi.estimators import RatioEstimator, ScoreEstimator, TrainingConfig, TwoSampleRatio  # noqa: E402
 from hepsbi.space import Parameter, ParameterSpace  # noqa: E402
 
 __all__ = [
@@ -13,4 +13,5 @@ __all__ = [
     "ScoreEstimator",
     "TrainingConfig",
     "TrainingData",
+    "TwoSampleRatio",
 ]

@@ -6,7 +6,9 @@ from hepsbi.estimators.morphing import MorphingRatioEstimator
 from hepsbi.estimators.ratio import RatioEstimator
 from hepsbi.estimators.registry import KINDS, METHODS, RATIO_METHODS, build_estimator, load_estimator
 from hepsbi.estimators.score import ScoreEstimator
+from hepsbi.estimators.signed_mixture import SignedMixtureRatioEstimator
 from hepsbi.estimators.training import TrainingConfig, TrainingHistory
+from hepsbi.estimators.two_sample import TwoSampleRatio
 
 __all__ = [
     "KINDS",
@@ -18,8 +20,10 @@ __all__ = [
     "RatioEnsemble",
     "RatioEstimator",
     "ScoreEstimator",
+    "SignedMixtureRatioEstimator",
     "TrainingConfig",
     "TrainingHistory",
+    "TwoSampleRatio",
     "build_estimator",
     "load_estimator",
 ]

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from hepsbi._version import __version__
 from hepsbi.errors import EstimatorError
-from hepsbi.estimators.losses import signed_log_ratio
+from hepsbi.estimators.losses import SIGNED_FLOOR, signed_log_ratio
 from hepsbi.files import atomic_path, write_json
 
 __all__ = ["check_onnx", "export_onnx", "export_program", "exported_function"]
@@ -49,6 +49,19 @@ class _LogRatio(nn.Module):
     def forward(self, x: Tensor, theta: Tensor) -> Tensor:
         f = self.model(x, theta)
         return signed_log_ratio(f) if self.signed else f
+
+
+class _SignedMixtureLogRatio(nn.Module):
+    """(x, θ) → log r̂ of a :class:`~hepsbi.estimators.signed_mixture.SignedMixtureModel`, self-normalised per row
+    (each row's θ against all the reference events: n × 1024 network evaluations), floored where r̂ ≤ 0."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, theta: Tensor) -> Tensor:
+        r = self.model(x, theta)
+        return torch.log(r.clamp(min=2 * SIGNED_FLOOR)).float()
 
 
 class _MorphingLogRatio(nn.Module):
@@ -98,6 +111,7 @@ def exported_function(estimator: Any) -> tuple[nn.Module, dict[str, list[Any]], 
     from hepsbi.estimators.morphing import MorphingRatioEstimator
     from hepsbi.estimators.ratio import RatioEstimator
     from hepsbi.estimators.score import ScoreEstimator
+    from hepsbi.estimators.signed_mixture import SignedMixtureRatioEstimator
 
     if isinstance(estimator, RatioEnsemble):
         parts = [exported_function(member) for member in estimator.members]
@@ -111,6 +125,8 @@ def exported_function(estimator: Any) -> tuple[nn.Module, dict[str, list[Any]], 
         return _MorphingLogRatio(model).eval(), {"x": x_shape, "theta": theta_shape}, "log_r"
     if isinstance(estimator, RatioEstimator):
         return _LogRatio(model, estimator.signed).eval(), {"x": x_shape, "theta": theta_shape}, "log_r"
+    if isinstance(estimator, SignedMixtureRatioEstimator):
+        return _SignedMixtureLogRatio(model).eval(), {"x": x_shape, "theta": theta_shape}, "log_r"
     if isinstance(estimator, ScoreEstimator):
         return _Score(model).eval(), {"x": x_shape}, "score"
     raise EstimatorError(f"export: no exported form for a {type(estimator).__name__}")

@@ -37,6 +37,7 @@ __all__ = [
     "quadratic_form_mse",
     "revert",
     "REVERT_OFFSET",
+    "SIGNED_FLOOR",
     "signed_ratio",
     "signed_log_ratio",
 ]

@@ -22,11 +22,13 @@ from hepsbi.estimators.morphing import MorphingRatioEstimator
 from hepsbi.estimators.persistence import METADATA
 from hepsbi.estimators.ratio import RatioEstimator
 from hepsbi.estimators.score import ScoreEstimator
+from hepsbi.estimators.signed_mixture import SignedMixtureRatioEstimator
 
 __all__ = ["KINDS", "METHODS", "RATIO_METHODS", "Method", "build_estimator", "load_estimator", "method_table"]
 
 #: estimator kinds by the name saved in ``estimator.json``
-KINDS: dict[str, type[Estimator]] = {cls.kind: cls for cls in (RatioEstimator, MorphingRatioEstimator, ScoreEstimator)}
+KINDS: dict[str, type[Estimator]] = {cls.kind: cls for cls in (RatioEstimator, MorphingRatioEstimator, SignedMixtureRatioEstimator,
+                                                                 ScoreEstimator)}
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ METHODS: dict[str, Method] = {
     # training left it a noise floor there that biased the Asimov MLE at c_LL = 0.006 to 0.0018 (unbalanced: 0.0062).
     "morphing": Method("morphing", MorphingRatioEstimator, frozenset({"morphing"}), "arXiv:2007.10356",
                        "E[weight polynomial | x]: the exact quadratic θ-dependence", balance=False),
+    "smm": Method("smm", SignedMixtureRatioEstimator, frozenset({"y", "both_classes"}), "arXiv:2410.10216",
+                  "signed mixture e^{f₊} − e^{f₋}: classifiers of the positive- and negative-weight events at θ against θ_ref"),
     "sally": Method("sally", ScoreEstimator, frozenset({"t_xz"}), "arXiv:1805.00020",
                     "local score t(x | θ_ref) regressed on the joint score"),
 }
