@@ -137,7 +137,7 @@ def test_profile_likelihood_on_lhe_input_through_hepsbi_run(drell_yan_lhe, tmp_p
                                                  "variations": {"scale": "scale", "pdf": "pdf"},
                                                  "observables": ["m_ll", "cos_theta_cs", "y_ll"]}},
         "data": {"n_samples": 1500, "seed": 0},
-        "training": {"estimators": [{"method": "alices", "epochs": 3}]},
+        "training": {"estimators": [{"method": "alices", "epochs": 3}, {"method": "morphing", "epochs": 3}]},
         "inference": {"theta_true": {"c_LL": 0.0}, "luminosity": 139.0, "n_mc": 1500, "grid_points": 9,
                       "histogram": {"observable": "m_ll", "bins": [200, 300, 500, 800, 1500, 13000]},
                       "systematics": [{"name": "scale", "kind": "weights"}, {"name": "pdf", "kind": "weights"},
@@ -147,9 +147,10 @@ def test_profile_likelihood_on_lhe_input_through_hepsbi_run(drell_yan_lhe, tmp_p
     file = tmp_path / "spec.yaml"
     file.write_text(yaml.safe_dump(spec))
     results = run(load_spec(file), tmp_path / "run", progress=False)
-    assert set(results["profiled"]) == {"alices", "truth"}
+    assert set(results["profiled"]) == {"alices", "morphing", "truth"}  # the morphing-aware estimator on LHE input
     assert results["comparisons"]["histogram"]["mle"]["c_LL"] == pytest.approx(0.0, abs=1e-3)
-    for label, plain in (("alices", results["intervals"]), ("truth", results["comparisons"]["truth"]["intervals"])):
+    for label, plain in (("alices", results["intervals"]), ("morphing", results["estimators"]["morphing"]["intervals"]),
+                         ("truth", results["comparisons"]["truth"]["intervals"])):
         profiled = results["profiled"][label]
         assert profiled["mle"]["c_LL"] == pytest.approx(0.0, abs=1e-3)
         assert set(profiled["nuisance_parameters"]) == {"scale", "pdf", "lumi"}
