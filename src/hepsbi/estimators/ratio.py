@@ -146,21 +146,6 @@ class RatioEstimator(LogRatioEstimator):
                           self.alpha, self.log_r_clip, self._score_scale)
 
     # -- evaluation ---------------------------------------------------------------------------------------
-    def _inputs(self, x: Any, theta: Any) -> tuple[Tensor, Tensor, bool]:
-        """x (n, d_x) and θ (n, p) as float32 tensors on the network's device, and whether x came as numpy."""
-        self._require_model()
-        assert self.space is not None
-        xt, as_numpy = to_tensor(x, "x", self._x_shape)
-        th = torch.as_tensor(theta, dtype=torch.float32)
-        if th.dim() <= 1:
-            th = th.reshape(1, -1).expand(xt.shape[0], -1)
-        if th.shape != (xt.shape[0], self.space.dim):
-            raise EstimatorError(
-                f"theta must have shape ({self.space.dim},) or ({xt.shape[0]}, {self.space.dim}) for parameters "
-                f"{list(self.space.names)}, got {tuple(th.shape)}"
-            )
-        return xt.to(self.device), th.to(self.device), as_numpy
-
     def log_ratio(self, x: Any, theta: Any) -> Any:
         """log r̂(x | θ, θ_ref).
 

@@ -161,19 +161,6 @@ class SignedMixtureRatioEstimator(LogRatioEstimator):
         return parts["positive"] + parts["negative"], {k: v.detach() for k, v in parts.items()}
 
     # -- evaluation -----------------------------------------------------------------------------------------------
-    def _inputs(self, x: Any, theta: Any) -> tuple[Tensor, Tensor, bool]:
-        self._require_model()
-        assert self.space is not None
-        xt, as_numpy = to_tensor(x, "x", self._x_shape)
-        th = torch.as_tensor(theta, dtype=torch.float32)
-        if th.dim() <= 1:
-            th = th.reshape(1, -1).expand(xt.shape[0], -1)
-        if th.shape != (xt.shape[0], self.space.dim):
-            raise EstimatorError(f"theta must have shape ({self.space.dim},) or ({xt.shape[0]}, {self.space.dim}) for "
-                                 f"parameters {list(self.space.names)}, got {tuple(th.shape)}")
-        self.check_theta(th)
-        return xt.to(self.device), th.to(self.device), as_numpy
-
     def _ratio(self, xt: Tensor, th: Tensor) -> Tensor:
         """Self-normalised r̂ (n,), float64, for x (n, d) and θ (n, p): Z once per distinct θ (not differentiable in
         θ: :meth:`score` takes the two terms apart)."""
@@ -186,6 +173,7 @@ class SignedMixtureRatioEstimator(LogRatioEstimator):
     def ratio(self, x: Any, theta: Any) -> Any:
         """The signed r̂(x | θ, θ_ref) = (e^{f₊} − e^{f₋}) / Z(θ), (n,), for x (n, d_x) and θ (p,) or (n, p)."""
         xt, th, as_numpy = self._inputs(x, theta)
+        self.check_theta(th)
         with torch.no_grad():
             r = self._ratio(xt, th)
         return give_back(r, as_numpy, place(x))
@@ -193,6 +181,7 @@ class SignedMixtureRatioEstimator(LogRatioEstimator):
     def log_ratio(self, x: Any, theta: Any) -> Any:
         """log r̂(x | θ, θ_ref) where r̂ > 0, floored elsewhere: (n,), float32 like the other kinds, same kind as x."""
         xt, th, as_numpy = self._inputs(x, theta)
+        self.check_theta(th)
         with torch.no_grad():
             r = self._ratio(xt, th)
         return give_back(floored_log(r).float(), as_numpy, place(x))
@@ -215,6 +204,7 @@ class SignedMixtureRatioEstimator(LogRatioEstimator):
     def score(self, x: Any, theta: Any) -> Any:
         """t̂(x | θ) = ∇_θ log r̂(x | θ), (n, p) (0 where r̂ is floored)."""
         xt, th, as_numpy = self._inputs(x, theta)
+        self.check_theta(th)
         model = self._model
         distinct, index = torch.unique(th, dim=0, return_inverse=True)
         with torch.enable_grad():  # ∇ log Z(θ) once per distinct θ (each row of Z depends on its own θ only)
