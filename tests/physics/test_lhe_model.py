@@ -4,6 +4,7 @@ a profile likelihood through ``hepsbi run`` end to end."""
 
 from __future__ import annotations
 
+import os
 import numpy as np
 import pytest
 import torch
@@ -159,3 +160,14 @@ def test_profile_likelihood_on_lhe_input_through_hepsbi_run(drell_yan_lhe, tmp_p
         assert wide[1] - wide[0] >= (narrow[1] - narrow[0]) * 0.999, (label, wide, narrow)
     truth = results["profiled"]["truth"]["intervals"]["c_LL"]["68"]
     assert 0.0005 < truth[1] < 0.005  # what 139 fb⁻¹ of these events know about c_LL at parton level
+    # the pool's stage key covers the file itself: the same file reuses it, a replaced file is read again
+    stages = lambda: sorted(p.name for p in (tmp_path / "run").rglob("simulate_0000-*"))  # noqa: E731
+    first = stages()
+    assert len(first) == 1
+    spec_object = load_spec(file)
+    run(spec_object, tmp_path / "run", progress=False)
+    assert stages() == first
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    run(spec_object, tmp_path / "run", progress=False)
+    assert len(stages()) == 2

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,8 @@ class LHEMorphed(MorphedPool):
     Attributes:
         fixed_sample: True — the events are those of the files: a run reads them in one pass (one chunk) and has no
             second, independent pool.
+        input_files: per file its resolved path, size and modification time — part of a run's stage key, so a file
+            replaced under the same name is read again instead of a cached pool being reused.
     """
 
     fixed_sample = True
@@ -150,6 +153,15 @@ class LHEMorphed(MorphedPool):
         return how, chosen
 
     # -- generation ------------------------------------------------------------------------------------------
+    @property
+    def input_files(self) -> list[list[Any]]:
+        paths = [self.paths] if isinstance(self.paths, (str, os.PathLike)) else self.paths
+        out = []
+        for path in paths:
+            stat = Path(path).stat()
+            out.append([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns])
+        return out
+
     @property
     def latent_names(self) -> list[str]:
         n_components = len(self.morphing_basis(self.space.reference))

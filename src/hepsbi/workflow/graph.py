@@ -243,6 +243,9 @@ def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
     if total < chunks:
         raise SpecError(f"execution.chunks: {chunks} chunks for {total} events; use at most {total}")
     base = {"simulator": document["simulator"]} | ({} if weighted else {"data": document["data"]})
+    inputs = getattr(sim, "input_files", None)  # a simulator that reads files: a changed file is a new pool
+    if inputs:
+        base["input_files"] = inputs
     sizes = _chunk_sizes(total, chunks)
     chunk_keys = [stage_key("simulate", base | {"chunk": k, "of": chunks, "size": n}) for k, n in enumerate(sizes)]
     chunk_tasks = [delayed(simulate_chunk, pure=False)(document, run_dir, k, n, key)
