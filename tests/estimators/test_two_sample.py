@@ -188,7 +188,11 @@ def test_parametrised_revert_learns_a_signed_ratio_of_theta():
     torch.testing.assert_close(est.ratio(test[:100], torch.tensor([0.0])), torch.ones(100, dtype=torch.float64))
     log_r = est.log_ratio(disk, torch.tensor([1.0]))
     assert bool(torch.isfinite(log_r).all()) and float(log_r.min()) < -10  # floored where r̂ ≤ 0
-    assert bool(torch.isfinite(est.score(test[:50], torch.tensor([0.5]))).all())
+    for theta in (0.0, 0.5):  # the score, also at θ_ref (where r̂ = 1 exactly): the gradient of the inference door
+        door = torch.autograd.functional.jacobian(est.log_ratio_of_theta(test[:50]), torch.tensor([theta]).double())
+        score = est.score(test[:50], torch.tensor([theta]))[:, 0].double()
+        torch.testing.assert_close(score, door[:, 0], rtol=1e-3, atol=1e-4)
+        assert float(score.abs().mean()) > 0.01
     carl = RatioEstimator("carl", epochs=3, batch_size=256, progress=False).fit(data)
     assert bool((carl.ratio(disk, torch.tensor([1.0])) > 0).all())
 

@@ -181,7 +181,8 @@ def signed_log_ratio(f: Tensor) -> Tensor:
     r"""log r̂ = log 2 sinh(H₀ + f) where r̂ > 0; floored at log 2 sinh(10⁻⁶) where the learned ratio is not
     positive (a physical likelihood is; a negative r̂ at an observed event says the estimate failed there)."""
     h = (REVERT_OFFSET + f.clamp(max=_F_CLAMP)).clamp(min=SIGNED_FLOOR)
-    return torch.where(f == 0, torch.zeros_like(f), torch.log(2 * torch.sinh(h)))  # exactly 0 at θ_ref
+    at_reference = torch.log(2 * torch.sinh(torch.full_like(f, REVERT_OFFSET)))  # log 1 as rounded: exactly 0 at f = 0
+    return torch.log(2 * torch.sinh(h)) - at_reference
 
 
 #: what a loss can need from the training data: labels y, the joint log ratio, the joint score, and events
