@@ -5,6 +5,7 @@ a profile likelihood through ``hepsbi run`` end to end."""
 from __future__ import annotations
 
 import os
+
 import numpy as np
 import pytest
 import torch
