@@ -2,11 +2,18 @@
 
 from hepsbi._version import __version__
 from hepsbi.data import TrainingData  # noqa: E402
-from hepsbi.estimators import RatioEstimator, ScoreEstimator, TrainingConfig, TwoSampleRatio  # noqa: E402
+from hepsbi.estimators import (  # noqa: E402
+    DensityEstimator,
+    RatioEstimator,
+    ScoreEstimator,
+    TrainingConfig,
+    TwoSampleRatio,
+)
 from hepsbi.space import Parameter, ParameterSpace  # noqa: E402
 
 __all__ = [
     "__version__",
+    "DensityEstimator",
     "Parameter",
     "ParameterSpace",
     "RatioEstimator",

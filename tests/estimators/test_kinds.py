@@ -121,7 +121,7 @@ def test_an_embedding_plugs_in_without_touching_the_estimator(method, data, tmp_
 
 def test_readme_table_of_methods_is_the_registry():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    rows = re.findall(r"^\| `(\w+)` \| `(\w+)` \| ([\w, ]+) \| .*?(arXiv:[\d.]+) \|$", readme, flags=re.M)
+    rows = re.findall(r"^\| `(\w+)` \| `(\w+)` \| ([\w, —]+) \| .*?(arXiv:[\d.]+) \|$", readme, flags=re.M)
     assert [(m, k, n.strip(), ref) for m, k, n, ref in rows] == [(r[0], r[1], r[2], r[4]) for r in method_table()]
 
 
@@ -161,14 +161,15 @@ def test_onnx_and_torch_export_give_the_estimators_numbers(method, data, tmp_pat
     feeds = {"x": x.numpy()} | ({"theta": theta.expand(37, -1).float().numpy()} if want.dim() == 1 else {})
     onnx_file = export_onnx(est, tmp_path / f"{method}.onnx")
     got = onnxruntime.InferenceSession(str(onnx_file)).run(None, feeds)[0]
-    torch.testing.assert_close(torch.from_numpy(got), want, rtol=0, atol=1e-5)
-    assert check_onnx(est, onnx_file) < 1e-5
+    tolerance = 5e-5 if est.kind == "DensityEstimator" else 1e-5  # a flow's two float32 log-densities, subtracted
+    torch.testing.assert_close(torch.from_numpy(got), want, rtol=0, atol=tolerance)
+    assert check_onnx(est, onnx_file) < tolerance
     sidecar = read_sidecar(onnx_file)
     assert sidecar["kind"] == est.kind and sidecar["observables"] == list(d.observable_names)
     assert list(sidecar["inputs"]) == list(feeds) and sidecar["output"]["name"] in ("log_r", "score")
     program = torch.export.load(str(export_program(est, tmp_path / f"{method}.pt2")))
     got = program.module()(*(torch.from_numpy(v) for v in feeds.values()))
-    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got, want, rtol=0, atol=tolerance)
 
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

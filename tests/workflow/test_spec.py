@@ -23,7 +23,7 @@ def test_defaults_and_round_trip():
     [
         ({"inference": {"thetatrue": {"theta": 1}}}, r"inference.thetatrue: unknown key"),
         ({"training": {"estimators": [{"epochs": "abc"}]}}, r"training.estimators.0.epochs: .*integer.*'abc'"),
-        ({"training": {"estimators": [{"method": "scandal"}]}}, r"training.estimators.0.method: .*'scandal'"),
+        ({"training": {"estimators": [{"method": "cnf"}]}}, r"training.estimators.0.method: .*'cnf'"),
         ({"data": {"n_samples": -5}}, r"data.n_samples: .*greater than or equal to 2.*-5"),
         ({"bogus": 1}, r"bogus: unknown key"),
     ],

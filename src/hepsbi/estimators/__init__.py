@@ -1,6 +1,7 @@
 """Neural estimators of likelihood ratios and scores: the estimator contract, its kinds and their registry."""
 
 from hepsbi.estimators.base import Estimator, LogRatioEstimator
+from hepsbi.estimators.density import DensityEstimator
 from hepsbi.estimators.ensemble import RatioEnsemble
 from hepsbi.estimators.morphing import MorphingRatioEstimator
 from hepsbi.estimators.ratio import RatioEstimator
@@ -14,6 +15,7 @@ __all__ = [
     "KINDS",
     "METHODS",
     "RATIO_METHODS",
+    "DensityEstimator",
     "Estimator",
     "LogRatioEstimator",
     "MorphingRatioEstimator",

@@ -64,6 +64,19 @@ class _SignedMixtureLogRatio(nn.Module):
         return torch.log(r.clamp(min=2 * SIGNED_FLOOR)).float()
 
 
+class _DensityLogRatio(nn.Module):
+    """(x, θ) → log p̂(x | θ) − log p̂(x | θ_ref) of a :class:`~hepsbi.estimators.density.DensityModel`."""
+
+    def __init__(self, model: nn.Module, reference: Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("reference", reference.to(torch.float32).reshape(1, -1))
+
+    def forward(self, x: Tensor, theta: Tensor) -> Tensor:
+        reference = self.reference.expand(x.shape[0], -1)  # type: ignore[operator]
+        return self.model.log_prob(x, theta) - self.model.log_prob(x, reference)  # type: ignore[operator]
+
+
 class _MorphingLogRatio(nn.Module):
     r"""(x, θ) → log(ũᵀ A(x) ũ) − log(ũᵀ Ā ũ) of a morphing-aware model, ũ = (1, (θ − θ_ref)/s), in float64 inside."""
 
@@ -107,6 +120,7 @@ def exported_function(estimator: Any) -> tuple[nn.Module, dict[str, list[Any]], 
     """The module an export writes for a trained ``estimator`` (an ensemble: the mean of its members' log r̂, as
     :class:`~hepsbi.estimators.ensemble.RatioEnsemble` gives it), its inputs (name → shape, "n" the batch axis) and
     the name of its output."""
+    from hepsbi.estimators.density import DensityEstimator
     from hepsbi.estimators.ensemble import RatioEnsemble
     from hepsbi.estimators.morphing import MorphingRatioEstimator
     from hepsbi.estimators.ratio import RatioEstimator
@@ -125,6 +139,9 @@ def exported_function(estimator: Any) -> tuple[nn.Module, dict[str, list[Any]], 
         return _MorphingLogRatio(model).eval(), {"x": x_shape, "theta": theta_shape}, "log_r"
     if isinstance(estimator, RatioEstimator):
         return _LogRatio(model, estimator.signed).eval(), {"x": x_shape, "theta": theta_shape}, "log_r"
+    if isinstance(estimator, DensityEstimator) and estimator.conditional:
+        return (_DensityLogRatio(model, estimator.space.reference).eval(), {"x": x_shape, "theta": theta_shape},
+                "log_r")
     if isinstance(estimator, SignedMixtureRatioEstimator):
         return _SignedMixtureLogRatio(model).eval(), {"x": x_shape, "theta": theta_shape}, "log_r"
     if isinstance(estimator, ScoreEstimator):

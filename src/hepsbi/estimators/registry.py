@@ -17,6 +17,7 @@ from typing import Any
 
 from hepsbi.errors import EstimatorError
 from hepsbi.estimators.base import Estimator, LogRatioEstimator
+from hepsbi.estimators.density import DensityEstimator
 from hepsbi.estimators.losses import RATIO_LOSSES
 from hepsbi.estimators.morphing import MorphingRatioEstimator
 from hepsbi.estimators.persistence import METADATA
@@ -28,7 +29,7 @@ __all__ = ["KINDS", "METHODS", "RATIO_METHODS", "Method", "build_estimator", "lo
 
 #: estimator kinds by the name saved in ``estimator.json``
 KINDS: dict[str, type[Estimator]] = {cls.kind: cls for cls in (RatioEstimator, MorphingRatioEstimator, SignedMixtureRatioEstimator,
-                                                                 ScoreEstimator)}
+                                                                 DensityEstimator, ScoreEstimator)}
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ METHODS: dict[str, Method] = {
                        "E[weight polynomial | x]: the exact quadratic θ-dependence", balance=False),
     "smm": Method("smm", SignedMixtureRatioEstimator, frozenset({"y", "both_classes"}), "arXiv:2410.10216",
                   "signed mixture e^{f₊} − e^{f₋}: classifiers of the positive- and negative-weight events at θ against θ_ref"),
+    "nde": Method("nde", DensityEstimator, frozenset(), "arXiv:1805.07226",
+                  "normalising flow p̂(x | θ) by maximum likelihood; log r̂ = log p̂(x | θ) − log p̂(x | θ_ref)"),
+    "scandal": Method("scandal", DensityEstimator, frozenset({"t_xz"}), "arXiv:1805.12244",
+                      "nde + α ‖∇_θ log p̂(x | θ) − t_xz‖² on the events drawn at θ"),
     "sally": Method("sally", ScoreEstimator, frozenset({"t_xz"}), "arXiv:1805.00020",
                     "local score t(x | θ_ref) regressed on the joint score"),
 }

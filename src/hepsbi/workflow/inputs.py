@@ -121,7 +121,8 @@ def trainings(spec: RunSpec) -> list[Training]:
     data at θ_ref) where the spec asks for it — every one built by :func:`hepsbi.estimators.build_estimator`."""
     out = []
     for i, e in enumerate(spec.training.estimators):
-        given = {"alpha": e.alpha, "hidden": e.hidden, "log_r_clip": e.log_r_clip}
+        given = {"alpha": e.alpha, "hidden": e.hidden, "log_r_clip": e.log_r_clip,
+                 "scandal_alpha": e.alpha if e.method == "scandal" else None}
         options = {k: v for k, v in given.items() if k in METHODS[e.method].kind.OPTIONS} | e.training_options()
         file = "training.h5" if spec.data.balance is None or METHODS[e.method].balance else UNBALANCED
         out.append(Training(f"train_{i}", e.label or e.method, e.method, options, file, e.ensemble))

@@ -87,7 +87,7 @@ class EstimatorSpec(_Strict):
     label: str | None = Field(None, pattern=LABEL_PATTERN, max_length=64,
                               description="name in results, plots and models/<label>/ (letters, digits, _ and -, "
                               "starting with a letter); default: the method")
-    alpha: float = Field(1.0, ge=0, description="weight of the score term (cascal, rascal, alices)")
+    alpha: float = Field(1.0, ge=0, description="weight of the score term (cascal, rascal, alices, scandal)")
     log_r_clip: float = Field(10.0, gt=0, description="clip of the joint log ratio for rolr and rascal")
     hidden: list[Width] = Field(default_factory=lambda: [64, 64, 64], min_length=1, max_length=32)
     epochs: int | None = Field(None, ge=1, le=100_000)

@@ -1,0 +1,271 @@
+r"""Neural density estimation: a normalising flow p̂(x | θ) (NDE), optionally trained with SCANDAL's score term.
+
+The flow (zuko: ``nsf`` — autoregressive rational-quadratic splines, Durkan et al., arXiv:1906.04032 — ``maf``,
+Papamakarios et al., arXiv:1705.07057, or ``realnvp``) acts on standardised x with standardised θ as its context;
+the standardisation's Jacobian is added back, so :meth:`DensityEstimator.log_prob` is the density of x itself.
+Training maximises the weighted log-likelihood of every row at the θ it was drawn at (θ for y = 1, θ_ref for
+y = 0 — both are samples of the model), and SCANDAL (Brehmer, Louppe, Pavez, Cranmer, arXiv:1805.12244) adds
+α ‖∇_θ log p̂(x | θ) − t(x, z | θ)‖² on the rows drawn at θ (where E[t(x, z | θ) | x] = t(x | θ)), with the score
+components in units of their spread as for the ratio methods:
+
+.. math:: ℓ = -\,w \log p̂(x \mid θ) + α\, y\, w \sum_k s_k \big(∇_{θ_k} \log p̂(x \mid θ) - t_k(x, z \mid θ)\big)^2 .
+
+A density gives the ratio door too: log r̂(x | θ) = log p̂(x | θ) − log p̂(x | θ_ref), so a spec compares it with the
+ratio estimators; :meth:`DensityEstimator.sample` is a fast surrogate of the simulator. ``conditional=False``
+learns p̂(x) alone (θ ignored): what anomaly detection and calorimeter surrogates build on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hepsbi.data.training import TrainingData
+from hepsbi.errors import EstimatorError
+from hepsbi.estimators._arrays import EVAL_BATCH, give_back, place, to_tensor
+from hepsbi.estimators.base import LogRatioEstimator
+from hepsbi.estimators.losses import score_mse, weighted_mean
+from hepsbi.estimators.networks import Standardize
+from hepsbi.estimators.training import TrainingConfig, normalised_weights
+from hepsbi.space import ParameterSpace
+
+__all__ = ["FLOWS", "DensityEstimator", "DensityModel"]
+
+#: the flows a DensityEstimator can use: name → zuko class name
+FLOWS = {"nsf": "NSF", "maf": "MAF", "realnvp": "RealNVP"}
+
+
+class DensityModel(nn.Module):
+    r"""A zuko flow on standardised x with standardised θ as context (none when unconditional).
+
+    Arguments:
+        n_x: observables.  n_theta: parameters (0: unconditional).  flow: a key of :data:`FLOWS`.
+        transforms: flow transformations.  hidden: hidden layer widths of each transformation's network.
+    """
+
+    def __init__(self, n_x: int, n_theta: int, flow: str = "nsf", transforms: int = 5,
+                 hidden: Sequence[int] = (64, 64)):
+        import zuko
+
+        super().__init__()
+        self.x_shape = (n_x,)
+        self.x_scale = Standardize(n_x)
+        self.theta_scale = Standardize(max(n_theta, 1))
+        self.n_theta = n_theta
+        self.flow = getattr(zuko.flows, FLOWS[flow])(features=n_x, context=n_theta, transforms=transforms,
+                                                     hidden_features=tuple(hidden))
+
+    def distribution(self, theta: Tensor | None) -> Any:
+        """The flow's distribution of standardised x, given θ (n, p) (None when unconditional)."""
+        if self.n_theta == 0:
+            return self.flow()
+        assert theta is not None
+        return self.flow(self.theta_scale(theta))
+
+    def log_prob(self, x: Tensor, theta: Tensor | None) -> Tensor:
+        """log p̂(x | θ), (n,), of x (n, d) itself: the flow's density of standardised x minus Σ log σ_x."""
+        return self.distribution(theta).log_prob(self.x_scale(x)) - torch.log(self.x_scale.std).sum()
+
+    def forward(self, x: Tensor, theta: Tensor | None) -> Tensor:
+        return self.log_prob(x, theta)
+
+
+class DensityEstimator(LogRatioEstimator):
+    r"""Learns p̂(x | θ) with a normalising flow (module docstring); methods ``nde`` and ``scandal``.
+
+    Arguments:
+        method: ``nde`` or ``scandal`` (default: ``scandal`` when ``scandal_alpha`` is given, else ``nde``).
+        flow: ``nsf`` (default), ``maf`` or ``realnvp``.
+        scandal_alpha: α of the score term (``scandal``: 1 when not given; ``nde``: none).
+        transforms: flow transformations.  hidden: hidden layer widths of each transformation's network.
+        conditional: learn p̂(x | θ) (default) or p̂(x) alone.
+        config: a :class:`TrainingConfig`; keyword ``options`` override its fields (``epochs=50``, ``seed=1``).
+
+    Example:
+        >>> from hepsbi.simulators import GaussianLatent
+        >>> data = TrainingData.from_simulator(GaussianLatent(), n=1000, seed=0)
+        >>> est = DensityEstimator(epochs=2, progress=False).fit(data)
+        >>> est.sample(torch.tensor([0.5]), 3).shape
+        torch.Size([3, 1])
+    """
+
+    kind = "DensityEstimator"
+    OPTIONS = ("method", "flow", "scandal_alpha", "transforms", "hidden", "conditional")
+
+    def __init__(self, method: str | None = None, flow: str = "nsf", scandal_alpha: float | None = None,
+                 transforms: int = 5, hidden: Sequence[int] = (64, 64), conditional: bool = True,
+                 config: TrainingConfig | None = None, embedding: nn.Module | None = None, **options: Any):
+        if embedding is not None:
+            raise EstimatorError("a DensityEstimator takes no embedding: x is what its flow models")
+        if flow not in FLOWS:
+            raise EstimatorError(f"unknown flow {flow!r}; choose one of {list(FLOWS)}")
+        if method not in (None, "nde", "scandal"):
+            raise EstimatorError(f"DensityEstimator methods are 'nde' and 'scandal' (got {method!r})")
+        if method == "scandal" and scandal_alpha is None:
+            scandal_alpha = 1.0
+        if method == "nde" and scandal_alpha:
+            raise EstimatorError("method 'nde' has no score term: drop scandal_alpha or use method 'scandal'")
+        if scandal_alpha is not None and not scandal_alpha >= 0:
+            raise EstimatorError(f"scandal_alpha must be >= 0 (got {scandal_alpha})")
+        if int(transforms) < 1:
+            raise EstimatorError(f"transforms must be >= 1 (got {transforms})")
+        super().__init__(hidden, None, config, **options)
+        self.method = "scandal" if scandal_alpha else "nde"
+        self.flow = flow
+        self.scandal_alpha = None if not scandal_alpha else float(scandal_alpha)
+        self.transforms = int(transforms)
+        self.conditional = bool(conditional)
+        if self.scandal_alpha and not self.conditional:
+            raise EstimatorError("SCANDAL's score term needs a conditional density (conditional=True)")
+        self._score_scale: Tensor | None = None
+
+    def network(self, x_shape: tuple[int, ...], space: ParameterSpace) -> DensityModel:
+        if len(x_shape) != 1:
+            raise EstimatorError(f"a DensityEstimator models x of shape (n, d) (got events of shape {x_shape})")
+        return DensityModel(x_shape[0], space.dim if self.conditional else 0, self.flow, self.transforms, self.hidden)
+
+    @property
+    def _model(self) -> DensityModel:
+        model = self._require_model()
+        assert isinstance(model, DensityModel)
+        return model
+
+    # -- training ------------------------------------------------------------------------------------------------
+    @property
+    def description(self) -> str:
+        return self.method
+
+    def check(self, data: TrainingData) -> None:
+        if data.x.dim() != 2:
+            raise EstimatorError(f"a DensityEstimator models x of shape (n, d) (got {tuple(data.x.shape)})")
+
+    def tensors(self, data: TrainingData) -> dict[str, Tensor]:
+        drawn = data.y > 0.5
+        reference = data.space.reference.to(data.theta.dtype).expand_as(data.theta)
+        return {"x": data.x.float(), "theta": torch.where(drawn[:, None], data.theta, reference).float(),
+                "y": data.y.float(), "t_xz": data.t_xz.float(), "weights": normalised_weights(data.weights).float()}
+
+    def prepare(self, tensors: dict[str, Tensor]) -> None:
+        model = self._model
+        model.x_scale.fit(tensors["x"])
+        model.theta_scale.fit(tensors["theta"])
+        drawn = tensors["y"] > 0.5
+        w, t = tensors["weights"][drawn], tensors["t_xz"][drawn]
+        mean_sq = (w[:, None] * t**2).sum(0) / w.sum().clamp_min(1e-12)
+        self._score_scale = torch.where(mean_sq > 0, 1.0 / mean_sq, torch.ones_like(mean_sq))
+
+    def move(self, device: torch.device) -> None:
+        if self._score_scale is not None:
+            self._score_scale = self._score_scale.to(device)
+
+    def batch_loss(self, batch: dict[str, Tensor], training: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        """−w log p̂(x | θ), plus α times the score term (SCANDAL) on the rows drawn at θ."""
+        model = self._model
+        context = batch["theta"] if self.conditional else None
+        if not self.scandal_alpha:
+            nll = weighted_mean(-model.log_prob(batch["x"], context), batch["weights"])
+            return nll, {"nll": nll.detach()}
+        theta = batch["theta"].detach().requires_grad_(True)
+        with torch.enable_grad():  # the score term needs ∇_θ, in validation too
+            log_p = model.log_prob(batch["x"], theta)
+            t_hat = torch.autograd.grad(log_p.sum(), theta, create_graph=training)[0]
+        nll = weighted_mean(-log_p, batch["weights"])
+        score = score_mse(t_hat, batch["t_xz"], batch["y"], batch["weights"], self._score_scale)
+        return nll + self.scandal_alpha * score, {"nll": nll.detach(), "score": score.detach()}
+
+    # -- evaluation -----------------------------------------------------------------------------------------------
+    def _theta_rows(self, theta: Any, n: int) -> Tensor | None:
+        if not self.conditional:
+            return None
+        assert self.space is not None
+        th = torch.as_tensor(theta, dtype=torch.float32)
+        th = th.reshape(1, -1).expand(n, -1) if th.dim() <= 1 else th
+        if th.shape != (n, self.space.dim):
+            raise EstimatorError(f"theta must have shape ({self.space.dim},) or ({n}, {self.space.dim}) for parameters "
+                                 f"{list(self.space.names)}, got {tuple(th.shape)}")
+        self.check_theta(th)
+        return th.to(self.device)
+
+    def log_prob(self, x: Any, theta: Any = None) -> Any:
+        """log p̂(x | θ), (n,), float64, for x (n, d_x) and θ (p,) or (n, p) (none when unconditional)."""
+        model = self._model
+        xt, as_numpy = to_tensor(x, "x", self._x_shape)
+        xt = xt.to(self.device)
+        th = self._theta_rows(theta, xt.shape[0])
+        with torch.no_grad():
+            out = torch.cat([model.log_prob(xb, None if th is None else th[i:i + EVAL_BATCH])
+                             for i, xb in zip(range(0, len(xt), EVAL_BATCH), xt.split(EVAL_BATCH))])
+        return give_back(out.double(), as_numpy, place(x))
+
+    def sample(self, theta: Any = None, n: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        """n events x (n, d_x) from p̂(x | θ) at one θ (p,) (none when unconditional): a surrogate of the simulator.
+        With a ``generator`` (on the network's device) the draw is reproducible."""
+        model = self._model
+        th = self._theta_rows(theta, 1) if self.conditional else None
+        dist = model.distribution(th[0] if th is not None else None)
+        with torch.no_grad():
+            if generator is None:
+                z = dist.sample((int(n),))
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+                    z = dist.sample((int(n),))
+        x = z * model.x_scale.std + model.x_scale.mean
+        return x.cpu()
+
+    def _reference(self, xt: Tensor) -> Tensor:
+        assert self.space is not None
+        ref = self.space.reference.to(torch.float32).to(self.device).reshape(1, -1).expand(xt.shape[0], -1)
+        return self._model.log_prob(xt, ref)
+
+    def log_ratio(self, x: Any, theta: Any) -> Any:
+        """log r̂(x | θ, θ_ref) = log p̂(x | θ) − log p̂(x | θ_ref), (n,); same kind as x."""
+        self._require_conditional()
+        model = self._model
+        xt, as_numpy = to_tensor(x, "x", self._x_shape)
+        xt = xt.to(self.device)
+        th = self._theta_rows(theta, xt.shape[0])
+        assert th is not None
+        with torch.no_grad():
+            out = torch.cat([model.log_prob(xb, tb) - self._reference(xb)
+                             for xb, tb in zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH))])
+        return give_back(out, as_numpy, place(x))
+
+    def log_ratio_of_theta(self, x: Any) -> Callable[[Tensor], Tensor]:
+        """For fixed events x (n, d_x): θ (p,) → log r̂(x_i | θ) (n,), float64, differentiable in θ."""
+        self._require_conditional()
+        model = self._model
+        xt, _ = to_tensor(x, "x", self._x_shape)
+        back, xt = xt.device, xt.to(self.device)
+        with torch.no_grad():
+            reference = torch.cat([self._reference(xb) for xb in xt.split(EVAL_BATCH)])
+
+        def log_ratio(theta: Tensor) -> Tensor:
+            self.check_theta(theta)
+            th = torch.as_tensor(theta).to(xt.device, torch.float32).reshape(1, -1).expand(xt.shape[0], -1)
+            out = torch.cat([model.log_prob(xb, tb) for xb, tb in zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH))])
+            return (out - reference).to(back, torch.float64)
+
+        return log_ratio
+
+    def score(self, x: Any, theta: Any) -> Any:
+        """t̂(x | θ) = ∇_θ log p̂(x | θ), (n, p)."""
+        self._require_conditional()
+        model = self._model
+        xt, as_numpy = to_tensor(x, "x", self._x_shape)
+        xt = xt.to(self.device)
+        th = self._theta_rows(theta, xt.shape[0])
+        assert th is not None
+        parts = []
+        for xb, tb in zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH)):
+            tb = tb.detach().requires_grad_(True)
+            with torch.enable_grad():
+                parts.append(torch.autograd.grad(model.log_prob(xb, tb).sum(), tb)[0])
+        return give_back(torch.cat(parts), as_numpy, place(x))
+
+    def _require_conditional(self) -> None:
+        if not self.conditional:
+            raise EstimatorError("an unconditional density p̂(x) has no ratio in θ: use log_prob(x)")
