@@ -243,5 +243,8 @@ class DrellYanContact(MorphedPool):
         return [0, *(1 + i for i in self.free), *pairs]
 
     def morphing_coefficients(self, z: Tensor | np.ndarray) -> Tensor:
-        """The per-event morphing coefficients stored in z, for the free parameters' monomials: (n, K)."""
-        return torch.as_tensor(z, dtype=torch.float64)[:, -_MORPHING.n_components:][:, self._free_monomials]
+        """The per-event morphing coefficients stored in z, for the free parameters' monomials: (n, K) (a view of z
+        when every parameter is free)."""
+        coefficients = torch.as_tensor(z, dtype=torch.float64)[:, -_MORPHING.n_components:]
+        free = self._free_monomials
+        return coefficients if len(free) == _MORPHING.n_components else coefficients[:, free]

@@ -62,6 +62,7 @@ class MorphedPool:
     morphing_order: int = 2
     _events: Events | None = None
     _sigma_coefficients: Tensor | None = None
+    _coefficient_cache: tuple[Tensor, int, Tensor] | None = None
 
     def morphing_coefficients(self, z: Tensor | np.ndarray) -> Tensor:
         """a (n, K) of the latent records z (n, d_z): r(θ) = a · m(θ − θ_ref)."""
@@ -108,10 +109,20 @@ class MorphedPool:
         w = events.weights * self.weight_ratio(torch.from_numpy(events.z), one_point(theta)).numpy()
         return CrossSection(float(w.sum()), float(np.sqrt((w**2).sum())))
 
+    def _coefficients(self, z: Tensor) -> Tensor:
+        """:meth:`morphing_coefficients` of z, kept for the last z tensor while torch's version counter says it is
+        unchanged: a fit evaluates ν(θ) on the same events thousands of times."""
+        cached = self._coefficient_cache
+        if cached is not None and cached[0] is z and cached[1] == z._version:
+            return cached[2]
+        coefficients = self.morphing_coefficients(z)
+        self._coefficient_cache = (z, z._version, coefficients) if isinstance(z, Tensor) else None
+        return coefficients
+
     def weight_ratio(self, z: Tensor, theta: Tensor) -> Tensor:
         """r_i(θ) = a_i · m(θ − θ_ref) per event, (n,), at one θ (p,) — one matrix-vector product — or one θ per
         event (n, p)."""
-        coefficients = self.morphing_coefficients(z)
+        coefficients = self._coefficients(z)
         theta = one_point(theta)
         if theta.dim() == 1:
             return coefficients @ self.morphing_basis(theta)
