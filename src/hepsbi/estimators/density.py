@@ -13,6 +13,11 @@ components in units of their spread as for the ratio methods:
 A density gives the ratio door too: log r̂(x | θ) = log p̂(x | θ) − log p̂(x | θ_ref), so a spec compares it with the
 ratio estimators; :meth:`DensityEstimator.sample` is a fast surrogate of the simulator. ``conditional=False``
 learns p̂(x) alone (θ ignored): what anomaly detection and calorimeter surrogates build on.
+
+Integer observables (a count, a slot, a number of jets) have no density: ``dequantise`` adds uniform noise in
+[−½, ½) to those columns at every training step, so the flow learns a density that is nearly constant over each
+unit interval and p̂(k | θ) at the integer k estimates the probability of k (Uria, Murray, Larochelle,
+arXiv:1306.0186; Theis, van den Oord, Bethge, arXiv:1511.01844).
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ class DensityEstimator(LogRatioEstimator):
         scandal_alpha: α of the score term (``scandal``: 1 when not given; ``nde``: none).
         transforms: flow transformations.  hidden: hidden layer widths of each transformation's network.
         conditional: learn p̂(x | θ) (default) or p̂(x) alone.
+        dequantise: observables (names, or True for all) that take integer values: uniform noise in [−½, ½) is added
+            to them at every training step (module docstring).
         config: a :class:`TrainingConfig`; keyword ``options`` override its fields (``epochs=50``, ``seed=1``).
 
     Example:
@@ -93,11 +100,12 @@ class DensityEstimator(LogRatioEstimator):
     """
 
     kind = "DensityEstimator"
-    OPTIONS = ("method", "flow", "scandal_alpha", "transforms", "hidden", "conditional")
+    OPTIONS = ("method", "flow", "scandal_alpha", "transforms", "hidden", "conditional", "dequantise")
 
     def __init__(self, method: str | None = None, flow: str = "nsf", scandal_alpha: float | None = None,
                  transforms: int = 5, hidden: Sequence[int] = (64, 64), conditional: bool = True,
-                 config: TrainingConfig | None = None, embedding: nn.Module | None = None, **options: Any):
+                 dequantise: bool | Sequence[str] = False, config: TrainingConfig | None = None,
+                 embedding: nn.Module | None = None, **options: Any):
         if embedding is not None:
             raise EstimatorError("a DensityEstimator takes no embedding: x is what its flow models")
         if flow not in FLOWS:
@@ -120,7 +128,9 @@ class DensityEstimator(LogRatioEstimator):
         self.conditional = bool(conditional)
         if self.scandal_alpha and not self.conditional:
             raise EstimatorError("SCANDAL's score term needs a conditional density (conditional=True)")
+        self.dequantise: bool | list[str] = dequantise if isinstance(dequantise, bool) else list(dequantise)
         self._score_scale: Tensor | None = None
+        self._noise: tuple[Tensor, torch.Generator] | None = None  # (column mask, generator) of the dequantisation
 
     def network(self, x_shape: tuple[int, ...], space: ParameterSpace) -> DensityModel:
         if len(x_shape) != 1:
@@ -141,6 +151,11 @@ class DensityEstimator(LogRatioEstimator):
     def check(self, data: TrainingData) -> None:
         if data.x.dim() != 2:
             raise EstimatorError(f"a DensityEstimator models x of shape (n, d) (got {tuple(data.x.shape)})")
+        if not isinstance(self.dequantise, bool):
+            unknown = [n for n in self.dequantise if n not in data.observable_names]
+            if unknown:
+                raise EstimatorError(f"dequantise: {unknown[0]!r} is not an observable of the data "
+                                     f"({list(data.observable_names)})")
 
     def tensors(self, data: TrainingData) -> dict[str, Tensor]:
         drawn = data.y > 0.5
@@ -150,6 +165,10 @@ class DensityEstimator(LogRatioEstimator):
 
     def prepare(self, tensors: dict[str, Tensor]) -> None:
         model = self._model
+        names = self.features
+        mask = torch.tensor([1.0 if self.dequantise is True or (not isinstance(self.dequantise, bool) and n in self.dequantise)
+                             else 0.0 for n in names])
+        self._noise = (mask, torch.Generator().manual_seed(self.config.seed)) if bool(mask.any()) else None
         model.x_scale.fit(tensors["x"])
         model.theta_scale.fit(tensors["theta"])
         drawn = tensors["y"] > 0.5
@@ -164,13 +183,17 @@ class DensityEstimator(LogRatioEstimator):
     def batch_loss(self, batch: dict[str, Tensor], training: bool) -> tuple[Tensor, dict[str, Tensor]]:
         """−w log p̂(x | θ), plus α times the score term (SCANDAL) on the rows drawn at θ."""
         model = self._model
+        x = batch["x"]
+        if self._noise is not None:  # dequantisation: fresh uniform noise on the integer columns, every step
+            mask, generator = self._noise
+            x = x + ((torch.rand(x.shape, generator=generator) - 0.5) * mask).to(x.device, x.dtype)
         context = batch["theta"] if self.conditional else None
         if not self.scandal_alpha:
-            nll = weighted_mean(-model.log_prob(batch["x"], context), batch["weights"])
+            nll = weighted_mean(-model.log_prob(x, context), batch["weights"])
             return nll, {"nll": nll.detach()}
         theta = batch["theta"].detach().requires_grad_(True)
         with torch.enable_grad():  # the score term needs ∇_θ, in validation too
-            log_p = model.log_prob(batch["x"], theta)
+            log_p = model.log_prob(x, theta)
             t_hat = torch.autograd.grad(log_p.sum(), theta, create_graph=training)[0]
         nll = weighted_mean(-log_p, batch["weights"])
         score = score_mse(t_hat, batch["t_xz"], batch["y"], batch["weights"], self._score_scale)
