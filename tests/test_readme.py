@@ -40,6 +40,8 @@ PYTHON_BLOCKS = {
                                        'TwoSampleRatio("revert")': 'TwoSampleRatio("revert", epochs=2, progress=False)'},
     "est = DensityEstimator(scandal_alpha=1.0)": {"10_000": "1_000",
                                                  "DensityEstimator(scandal_alpha=1.0)": "DensityEstimator(scandal_alpha=1.0, epochs=2, progress=False)"},
+    "npe = PosteriorEstimator(sim.space)": {"20_000": "1_000",
+                                            "PosteriorEstimator(sim.space)": "PosteriorEstimator(sim.space, epochs=2, progress=False)"},
     'events = LHESample("Z-fxfx.lhe.gz"': {
         '"Z-fxfx.lhe.gz", shower=True': f'"{SHARED / "pylhe-testfile-madgraph-2.2.1-Z-fxfx.lhe.gz"}", n_events=100, shower=True'},
 }

@@ -4,6 +4,7 @@ from hepsbi._version import __version__
 from hepsbi.data import TrainingData  # noqa: E402
 from hepsbi.estimators import (  # noqa: E402
     DensityEstimator,
+    PosteriorEstimator,
     RatioEstimator,
     ScoreEstimator,
     TrainingConfig,
@@ -16,6 +17,7 @@ __all__ = [
     "DensityEstimator",
     "Parameter",
     "ParameterSpace",
+    "PosteriorEstimator",
     "RatioEstimator",
     "ScoreEstimator",
     "TrainingConfig",

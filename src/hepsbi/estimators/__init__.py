@@ -4,6 +4,7 @@ from hepsbi.estimators.base import Estimator, LogRatioEstimator
 from hepsbi.estimators.density import DensityEstimator
 from hepsbi.estimators.ensemble import RatioEnsemble
 from hepsbi.estimators.morphing import MorphingRatioEstimator
+from hepsbi.estimators.posterior import PosteriorEstimator
 from hepsbi.estimators.ratio import RatioEstimator
 from hepsbi.estimators.registry import KINDS, METHODS, RATIO_METHODS, build_estimator, load_estimator
 from hepsbi.estimators.score import ScoreEstimator
@@ -19,6 +20,7 @@ __all__ = [
     "Estimator",
     "LogRatioEstimator",
     "MorphingRatioEstimator",
+    "PosteriorEstimator",
     "RatioEnsemble",
     "RatioEstimator",
     "ScoreEstimator",

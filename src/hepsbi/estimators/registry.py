@@ -21,6 +21,7 @@ from hepsbi.estimators.density import DensityEstimator
 from hepsbi.estimators.losses import RATIO_LOSSES
 from hepsbi.estimators.morphing import MorphingRatioEstimator
 from hepsbi.estimators.persistence import METADATA
+from hepsbi.estimators.posterior import PosteriorEstimator
 from hepsbi.estimators.ratio import RatioEstimator
 from hepsbi.estimators.score import ScoreEstimator
 from hepsbi.estimators.signed_mixture import SignedMixtureRatioEstimator
@@ -29,7 +30,7 @@ __all__ = ["KINDS", "METHODS", "RATIO_METHODS", "Method", "build_estimator", "lo
 
 #: estimator kinds by the name saved in ``estimator.json``
 KINDS: dict[str, type[Estimator]] = {cls.kind: cls for cls in (RatioEstimator, MorphingRatioEstimator, SignedMixtureRatioEstimator,
-                                                                 DensityEstimator, ScoreEstimator)}
+                                                                 DensityEstimator, ScoreEstimator, PosteriorEstimator)}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,211 @@
+r"""Neural posterior estimation (NPE): a normalising flow q̂(θ | x), amortised over x.
+
+Trained by maximum likelihood, −log q̂(θ_i | x_i), on pairs (θ_i, x_i) with θ_i drawn from the prior and x_i from the
+simulator at θ_i (Papamakarios, Murray, arXiv:1605.06376; Greenberg, Nonnenmacher, Macke, arXiv:1905.07488), its
+minimiser is the posterior p(θ | x) under that prior. The flow (zuko, as for
+:class:`~hepsbi.estimators.density.DensityEstimator`) acts on standardised θ with the embedding of standardised x
+as context — the embedding slot of every kind, so a set encoder or a convolutional network summarises x.
+
+The prior is the :class:`~hepsbi.space.ParameterSpace`'s: its samplers draw the training θ (uniform, or normal
+truncated to the box), and the flow's mass outside the box — which a flow on the real line always keeps some of —
+is rejected: :meth:`PosteriorEstimator.sample` draws until ``n`` samples lie inside, and
+:meth:`PosteriorEstimator.log_prob` adds −log(accepted share) (estimated once per observation) so that the
+truncated density integrates to one, and is −∞ outside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hepsbi.data.training import TrainingData
+from hepsbi.errors import EstimatorError
+from hepsbi.estimators._arrays import to_tensor
+from hepsbi.estimators.base import Estimator
+from hepsbi.estimators.density import FLOWS
+from hepsbi.estimators.losses import weighted_mean
+from hepsbi.estimators.networks import Standardize, embedding_slot
+from hepsbi.estimators.training import TrainingConfig, normalised_weights
+from hepsbi.space import ParameterSpace
+
+__all__ = ["PosteriorEstimator", "PosteriorModel"]
+
+#: samples drawn to estimate the flow's mass inside the prior box, per observation
+LEAKAGE_SAMPLES = 10_000
+
+
+class PosteriorModel(nn.Module):
+    r"""A zuko flow on standardised θ with the embedding of standardised x as context.
+
+    Arguments:
+        x_shape: one event's x.  n_theta: parameters.  flow: a key of
+        :data:`~hepsbi.estimators.density.FLOWS`.  transforms, hidden: the flow's.  embedding: e(x) (default: flatten).
+    """
+
+    def __init__(self, x_shape: tuple[int, ...], n_theta: int, flow: str = "nsf", transforms: int = 5,
+                 hidden: Sequence[int] = (64, 64), embedding: nn.Module | None = None):
+        import zuko
+
+        super().__init__()
+        self.x_shape = tuple(x_shape)
+        self.x_scale = Standardize(self.x_shape[-1])
+        self.theta_scale = Standardize(n_theta)
+        self.embedding, width = embedding_slot(embedding, self.x_shape)
+        self.flow = getattr(zuko.flows, FLOWS[flow])(features=n_theta, context=width, transforms=transforms,
+                                                     hidden_features=tuple(hidden))
+
+    def distribution(self, x: Tensor) -> Any:
+        """The flow's distribution of standardised θ given x (n, \\*x_shape)."""
+        return self.flow(self.embedding(self.x_scale(x)))
+
+    def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
+        """log q̂(θ | x), (n,), of θ itself (before any truncation to the prior)."""
+        return self.distribution(x).log_prob(self.theta_scale(theta)) - torch.log(self.theta_scale.std).sum()
+
+
+class PosteriorEstimator(Estimator):
+    r"""q̂(θ | x) by neural posterior estimation (module docstring).
+
+    Arguments:
+        space: the parameter space: its box is the prior's support (and, with the data's θ sampler, its prior).
+        flow: ``nsf`` (default), ``maf`` or ``realnvp``.  transforms, hidden: the flow's.
+        embedding: a module summarising standardised x (n, \\*shape) into (n, d_e) (the embedding slot).
+        config: a :class:`TrainingConfig`; keyword ``options`` override its fields (``epochs=50``, ``seed=1``).
+
+    Example:
+        >>> from hepsbi.simulators import GaussianLatent
+        >>> sim = GaussianLatent()
+        >>> data = TrainingData.from_simulator(sim, n=2000, seed=0)
+        >>> est = PosteriorEstimator(sim.space, epochs=2, progress=False).fit(data)
+        >>> est.sample(torch.tensor([0.3]), 5).shape
+        torch.Size([5, 1])
+    """
+
+    kind = "PosteriorEstimator"
+    OPTIONS = ("flow", "transforms", "hidden")
+
+    def __init__(self, space: ParameterSpace | None = None, flow: str = "nsf", transforms: int = 5,
+                 hidden: Sequence[int] = (64, 64), embedding: nn.Module | None = None,
+                 config: TrainingConfig | None = None, **options: Any):
+        if flow not in FLOWS:
+            raise EstimatorError(f"unknown flow {flow!r}; choose one of {list(FLOWS)}")
+        if int(transforms) < 1:
+            raise EstimatorError(f"transforms must be >= 1 (got {transforms})")
+        super().__init__(hidden, embedding, config, **options)
+        self.flow = flow
+        self.transforms = int(transforms)
+        self.prior_space = space
+        self._leakage: dict[bytes, float] = {}
+
+    def network(self, x_shape: tuple[int, ...], space: ParameterSpace) -> PosteriorModel:
+        return PosteriorModel(x_shape, space.dim, self.flow, self.transforms, self.hidden, self.embedding)
+
+    @property
+    def _model(self) -> PosteriorModel:
+        model = self._require_model()
+        assert isinstance(model, PosteriorModel)
+        return model
+
+    # -- training ------------------------------------------------------------------------------------------------
+    def fit(self, theta: Any, x: Any = None) -> PosteriorEstimator:
+        """Train on prior draws θ (n, p) and their simulations x (n, \\*x_shape), or on a
+        :class:`~hepsbi.data.training.TrainingData` (its rows drawn at θ, y = 1: their θ follow the data's θ sampler,
+        the prior). Returns self."""
+        if isinstance(theta, TrainingData):
+            if x is not None:
+                raise EstimatorError("fit takes a TrainingData or (theta, x), not both")
+            return super().fit(theta)
+        if self.prior_space is None:
+            raise EstimatorError("fit(theta, x) needs the parameter space: PosteriorEstimator(space, ...)")
+        th = torch.as_tensor(theta, dtype=torch.float64)
+        xt = torch.as_tensor(x, dtype=torch.float64)
+        if th.dim() != 2 or th.shape[1] != self.prior_space.dim or xt.shape[0] != th.shape[0]:
+            raise EstimatorError(f"theta must be (n, {self.prior_space.dim}) and x (n, ...) with the same n (got "
+                                 f"{tuple(th.shape)} and {tuple(xt.shape)})")
+        n = th.shape[0]
+        data = TrainingData(xt, th, torch.ones(n), torch.zeros(n), torch.zeros(n, self.prior_space.dim), torch.ones(n),
+                            self.prior_space)
+        return super().fit(data)
+
+    def check(self, data: TrainingData) -> None:
+        if not bool((data.y > 0.5).any()):
+            raise EstimatorError("NPE trains on the rows drawn at θ (y = 1); this data has none")
+        if self.prior_space is not None and list(self.prior_space.names) != list(data.space.names):
+            raise EstimatorError(f"the data's parameters {list(data.space.names)} are not the estimator's "
+                                 f"{list(self.prior_space.names)}")
+
+    def tensors(self, data: TrainingData) -> dict[str, Tensor]:
+        drawn = data.y > 0.5
+        self.prior_space = data.space
+        return {"x": data.x[drawn].float(), "theta": data.theta[drawn].float(),
+                "weights": normalised_weights(data.weights[drawn]).float()}
+
+    def prepare(self, tensors: dict[str, Tensor]) -> None:
+        self._model.x_scale.fit(tensors["x"])
+        self._model.theta_scale.fit(tensors["theta"])
+        self._leakage = {}
+
+    def batch_loss(self, batch: dict[str, Tensor], training: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        """−w log q̂(θ | x)."""
+        nll = weighted_mean(-self._model.log_prob(batch["theta"], batch["x"]), batch["weights"])
+        return nll, {"nll": nll.detach()}
+
+    # -- posterior ------------------------------------------------------------------------------------------------
+    def _observation(self, x_obs: Any) -> Tensor:
+        xt, _ = to_tensor(x_obs, "x_obs", self._x_shape)
+        if xt.shape[0] != 1:
+            raise EstimatorError(f"one observation at a time: x_obs of shape {self._x_shape} or (1, ...) (got "
+                                 f"{tuple(xt.shape)})")
+        return xt.to(self.device)
+
+    def _inside(self, theta: Tensor) -> Tensor:
+        assert self.space is not None
+        low, high = (v.to(theta.device, theta.dtype) for v in (self.space.low, self.space.high))
+        return ((theta >= low) & (theta <= high)).all(dim=1)
+
+    def sample(self, x_obs: Any, n: int, generator: torch.Generator | None = None, max_rounds: int = 100) -> Tensor:
+        """n draws (n, p), float64, from q̂(θ | x_obs) truncated to the prior box (draws outside are rejected)."""
+        model = self._model
+        xt = self._observation(x_obs)
+        dist = model.distribution(xt)
+        kept: list[Tensor] = []
+        have = 0
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            if generator is not None:
+                torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            for _ in range(max_rounds):
+                u = dist.sample((max(2 * (n - have), 64),))[:, 0]
+                theta = (u * model.theta_scale.std + model.theta_scale.mean).double()
+                theta = theta[self._inside(theta)]
+                kept.append(theta)
+                have += len(theta)
+                if have >= n:
+                    return torch.cat(kept)[:n].cpu()
+        raise EstimatorError(f"fewer than {n} of the posterior's draws lie inside the prior after {max_rounds} rounds: "
+                             "x_obs is far outside what the estimator was trained on")
+
+    def log_prob(self, theta: Any, x_obs: Any) -> Tensor:
+        """log q̂(θ | x_obs) of θ (m, p) or (p,), truncated to the prior box and renormalised (−∞ outside): (m,),
+        float64."""
+        model = self._model
+        xt = self._observation(x_obs)
+        th = torch.as_tensor(theta, dtype=torch.float64).reshape(-1, model.theta_scale.mean.shape[0])
+        with torch.no_grad():
+            log_q = model.log_prob(th.float().to(self.device), xt.expand(th.shape[0], *xt.shape[1:])).double().cpu()
+        return torch.where(self._inside(th), log_q - self._log_accepted(xt), torch.full_like(log_q, -torch.inf))
+
+    def _log_accepted(self, xt: Tensor) -> float:
+        """log of the flow's mass inside the prior box for this observation (Monte Carlo, cached)."""
+        key = xt.detach().cpu().numpy().tobytes()
+        if key not in self._leakage:
+            model = self._model
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.config.seed)
+                u = model.distribution(xt).sample((LEAKAGE_SAMPLES,))[:, 0]
+            theta = (u * model.theta_scale.std + model.theta_scale.mean).double()
+            share = float(self._inside(theta).double().mean())
+            self._leakage[key] = float(torch.log(torch.tensor(max(share, 1.0 / LEAKAGE_SAMPLES))))
+        return self._leakage[key]
