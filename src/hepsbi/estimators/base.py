@@ -276,6 +276,11 @@ class LogRatioEstimator(Estimator):
 
     method: str
 
+    @property
+    def description(self) -> str:
+        """The progress bar's label: the method."""
+        return self.method
+
     @abstractmethod
     def score(self, x: Any, theta: Any) -> Any:
         """t̂(x | θ) = ∇_θ log r̂(x | θ, θ_ref), (n, p)."""

@@ -32,7 +32,7 @@ from hepsbi.data.training import TrainingData
 from hepsbi.errors import EstimatorError
 from hepsbi.estimators._arrays import EVAL_BATCH, give_back, place, to_tensor
 from hepsbi.estimators.base import LogRatioEstimator
-from hepsbi.estimators.losses import score_mse, weighted_mean
+from hepsbi.estimators.losses import score_mse, score_scale, weighted_mean
 from hepsbi.estimators.networks import Standardize
 from hepsbi.estimators.training import TrainingConfig, normalised_weights
 from hepsbi.space import ParameterSpace
@@ -144,10 +144,6 @@ class DensityEstimator(LogRatioEstimator):
         return model
 
     # -- training ------------------------------------------------------------------------------------------------
-    @property
-    def description(self) -> str:
-        return self.method
-
     def check(self, data: TrainingData) -> None:
         if data.x.dim() != 2:
             raise EstimatorError(f"a DensityEstimator models x of shape (n, d) (got {tuple(data.x.shape)})")
@@ -171,10 +167,7 @@ class DensityEstimator(LogRatioEstimator):
         self._noise = (mask, torch.Generator().manual_seed(self.config.seed)) if bool(mask.any()) else None
         model.x_scale.fit(tensors["x"])
         model.theta_scale.fit(tensors["theta"])
-        drawn = tensors["y"] > 0.5
-        w, t = tensors["weights"][drawn], tensors["t_xz"][drawn]
-        mean_sq = (w[:, None] * t**2).sum(0) / w.sum().clamp_min(1e-12)
-        self._score_scale = torch.where(mean_sq > 0, 1.0 / mean_sq, torch.ones_like(mean_sq))
+        self._score_scale = score_scale(tensors["t_xz"], tensors["y"], tensors["weights"])
 
     def move(self, device: torch.device) -> None:
         if self._score_scale is not None:
@@ -244,16 +237,20 @@ class DensityEstimator(LogRatioEstimator):
         ref = self.space.reference.to(torch.float32).to(self.device).reshape(1, -1).expand(xt.shape[0], -1)
         return self._model.log_prob(xt, ref)
 
-    def log_ratio(self, x: Any, theta: Any) -> Any:
-        """log r̂(x | θ, θ_ref) = log p̂(x | θ) − log p̂(x | θ_ref), (n,); same kind as x."""
+    def _conditional_inputs(self, x: Any, theta: Any) -> tuple[Tensor, Tensor, bool]:
+        """x (n, d) and θ (n, p) on the network's device, and whether x came as numpy (conditional densities only)."""
         self._require_conditional()
-        model = self._model
         xt, as_numpy = to_tensor(x, "x", self._x_shape)
         xt = xt.to(self.device)
         th = self._theta_rows(theta, xt.shape[0])
         assert th is not None
+        return xt, th, as_numpy
+
+    def log_ratio(self, x: Any, theta: Any) -> Any:
+        """log r̂(x | θ, θ_ref) = log p̂(x | θ) − log p̂(x | θ_ref), (n,); same kind as x."""
+        xt, th, as_numpy = self._conditional_inputs(x, theta)
         with torch.no_grad():
-            out = torch.cat([model.log_prob(xb, tb) - self._reference(xb)
+            out = torch.cat([self._model.log_prob(xb, tb) - self._reference(xb)
                              for xb, tb in zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH))])
         return give_back(out, as_numpy, place(x))
 
@@ -276,12 +273,8 @@ class DensityEstimator(LogRatioEstimator):
 
     def score(self, x: Any, theta: Any) -> Any:
         """t̂(x | θ) = ∇_θ log p̂(x | θ), (n, p)."""
-        self._require_conditional()
         model = self._model
-        xt, as_numpy = to_tensor(x, "x", self._x_shape)
-        xt = xt.to(self.device)
-        th = self._theta_rows(theta, xt.shape[0])
-        assert th is not None
+        xt, th, as_numpy = self._conditional_inputs(x, theta)
         parts = []
         for xb, tb in zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH)):
             tb = tb.detach().requires_grad_(True)

@@ -34,6 +34,7 @@ __all__ = [
     "RATIO_LOSSES",
     "ratio_loss",
     "sally",
+    "score_scale",
     "quadratic_form_mse",
     "revert",
     "REVERT_OFFSET",
@@ -127,6 +128,16 @@ def score_mse(t_hat: Tensor, t_xz: Tensor, mask: Tensor, weights: Tensor, scale:
     if scale is not None:
         sq = sq * scale
     return weighted_mean(mask * sq.sum(dim=1), weights)
+
+
+def score_scale(t_xz: Tensor, y: Tensor, weights: Tensor) -> Tensor:
+    r"""s_k = 1 / ⟨t_k²⟩ over the rows drawn at θ (y = 1), weighted: the per-component scales of :func:`score_mse`, so
+    that α weighs a dimensionless term whatever the units of θ (TeV⁻² coefficients have joint scores of O(10–100)).
+    t_xz (n, p), y (n,), weights (n,) → (p,); 1 where a component is always 0."""
+    drawn = y > 0.5
+    w, t = weights[drawn], t_xz[drawn]
+    mean_sq = (w[:, None] * t**2).sum(0) / w.sum().clamp_min(1e-12)
+    return torch.where(mean_sq > 0, 1.0 / mean_sq, torch.ones_like(mean_sq))
 
 
 def sally(t_hat: Tensor, t_xz: Tensor, weights: Tensor) -> Tensor:

@@ -18,6 +18,7 @@ from hepsbi.estimators.losses import (
     RATIO_LOSSES,
     REVERT_OFFSET,
     ratio_loss,
+    score_scale,
     signed_log_ratio,
     signed_ratio,
 )
@@ -102,10 +103,6 @@ class RatioEstimator(LogRatioEstimator):
         return model
 
     # -- training (the four steps of Estimator.fit) -----------------------------------------------------------
-    @property
-    def description(self) -> str:
-        return self.method
-
     def check(self, data: TrainingData) -> None:
         if "both_classes" in RATIO_LOSSES[self.method].needs and data.y.min() == data.y.max():
             raise EstimatorError(f"method {self.method!r} needs events from both θ and θ_ref (y = 0 and 1)")
@@ -124,12 +121,7 @@ class RatioEstimator(LogRatioEstimator):
         model = self._model
         model.x_scale.fit(tensors["x"])
         model.theta_scale.fit(tensors["theta"])
-        # Score components are compared in units of their own spread: α weighs a dimensionless term,
-        # whatever the units of θ (TeV⁻² coefficients have joint scores of O(10–100)).
-        drawn = tensors["y"] > 0.5
-        w, t = tensors["weights"][drawn], tensors["t_xz"][drawn]
-        mean_sq = (w[:, None] * t**2).sum(0) / w.sum()
-        self._score_scale = torch.where(mean_sq > 0, 1.0 / mean_sq, torch.ones_like(mean_sq))
+        self._score_scale = score_scale(tensors["t_xz"], tensors["y"], tensors["weights"])
 
     def move(self, device: torch.device) -> None:
         if self._score_scale is not None:

@@ -124,10 +124,6 @@ class SignedMixtureRatioEstimator(LogRatioEstimator):
         return model
 
     # -- training ------------------------------------------------------------------------------------------------
-    @property
-    def description(self) -> str:
-        return self.method
-
     def check(self, data: TrainingData) -> None:
         if data.y.min() == data.y.max():
             raise EstimatorError("method 'smm' needs events from both θ and θ_ref (y = 0 and 1)")
