@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "inside", "write_json"]
+__all__ = ["atomic_path", "inside", "path_list", "write_json"]
 
 
 def _process_umask() -> int:
@@ -71,3 +71,8 @@ def write_json(path: str | os.PathLike[str], payload: Any) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, allow_nan=True) + "\n")
     return Path(path)
+
+
+def path_list(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """One path or a sequence of them (the input files of a sample) as a list of paths."""
+    return [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]

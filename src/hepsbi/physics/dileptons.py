@@ -18,13 +18,23 @@ from hepsbi.physics import kinematics as kin
 from hepsbi.physics.detector import FastDetector
 from hepsbi.physics.observables import compute_observables
 
-__all__ = ["LATENT_NAMES", "LEPTON_MASSES", "reconstruct_dileptons"]
+__all__ = ["LATENT_NAMES", "LEPTON_MASSES", "final_state_records", "reconstruct_dileptons"]
 
 #: the latent record of an event: the incoming partons' PDG ids and the dilepton before the detector (mass, pT,
 #: rapidity) — at parton level without the shower, the final-state leptons (after QED radiation) with it
 LATENT_NAMES = ("id1", "id2", "m_ll_gen", "pt_ll_gen", "y_ll_gen")
 #: lepton masses (GeV, PDG) the detector gives each reconstructed flavour
 LEPTON_MASSES = {11: 0.000511, 13: 0.10566, 15: 1.77686}
+
+
+def final_state_records(ids: np.ndarray, e: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray,
+                        counts: np.ndarray) -> Any:
+    """Per event its final-state particles as awkward records (``id``, Momentum4D ``p``), what
+    :func:`reconstruct_dileptons` reads, from flat columns (Σ counts,) grouped ``counts`` (n,) per event."""
+    import awkward as ak
+
+    four = {name: ak.unflatten(column, counts) for name, column in (("e", e), ("px", px), ("py", py), ("pz", pz))}
+    return ak.zip({"id": ak.unflatten(ids.astype(np.int64), counts), "p": ak.zip(four, with_name="Momentum4D")})
 
 
 def reconstruct_dileptons(final_state: Any, id1: np.ndarray, id2: np.ndarray, weight: np.ndarray,

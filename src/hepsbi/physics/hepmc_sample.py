@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +21,9 @@ import numpy as np
 from hepsbi._version import __version__
 from hepsbi.data.events import Events
 from hepsbi.errors import SimulatorError
+from hepsbi.files import path_list
 from hepsbi.physics.detector import FastDetector
-from hepsbi.physics.dileptons import LATENT_NAMES, reconstruct_dileptons
+from hepsbi.physics.dileptons import LATENT_NAMES, final_state_records, reconstruct_dileptons
 from hepsbi.physics.lhe_sample import DEFAULT_OBSERVABLES
 
 __all__ = ["HepMCSample"]
@@ -46,7 +46,7 @@ class HepMCSample:
                  observables: Sequence[str] = DEFAULT_OBSERVABLES, lepton_ids: Sequence[int] = (11, 13),
                  detector: FastDetector | None = None, chunk_events: int = 10_000, seed: int = 0,
                  n_events: int | None = None):
-        self.paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+        self.paths = path_list(paths)
         if not self.paths:
             raise SimulatorError("HepMCSample needs at least one HepMC file", key="paths")
         missing = [str(p) for p in self.paths if not p.is_file()]
@@ -81,25 +81,22 @@ class HepMCSample:
 
     def _chunks(self) -> Iterator[tuple[Any, np.ndarray, np.ndarray, np.ndarray, float | None]]:
         """(final state, id1, id2, weights, the last cross section in pb or None) per chunk of events."""
-        import awkward as ak
         import pyhepmc
 
         rows: list[dict[str, np.ndarray]] = []
-        ids: list[tuple[int, int]] = []
+        incoming: list[tuple[int, int]] = []
         weights: list[float] = []
         xsec: float | None = None
         read = 0
 
         def flush() -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, float | None]:
             counts = np.array([len(r["id"]) for r in rows])
-            flat = {k: np.concatenate([r[k] for r in rows]) for k in ("id", "e", "px", "py", "pz")}
-            four = {c: ak.unflatten(flat[c], counts) for c in ("e", "px", "py", "pz")}
-            final_state = ak.zip({"id": ak.unflatten(flat["id"].astype(np.int64), counts),
-                                  "p": ak.zip(four, with_name="Momentum4D")})
-            partons = np.array(ids, dtype=np.int64).reshape(-1, 2)
+            pid, e, px, py, pz = (np.concatenate([r[k] for r in rows]) for k in ("id", "e", "px", "py", "pz"))
+            final_state = final_state_records(pid, e, px, py, pz, counts)
+            partons = np.array(incoming, dtype=np.int64).reshape(-1, 2)
             out = (final_state, partons[:, 0], partons[:, 1], np.array(weights), xsec)
             rows.clear()
-            ids.clear()
+            incoming.clear()
             weights.clear()
             return out
 
@@ -120,7 +117,7 @@ class HepMCSample:
                                  "px": particles.px[final] * unit, "py": particles.py[final] * unit,
                                  "pz": particles.pz[final] * unit})
                     pdf = event.pdf_info
-                    ids.append((pdf.parton_id1, pdf.parton_id2) if pdf is not None else (0, 0))
+                    incoming.append((pdf.parton_id1, pdf.parton_id2) if pdf is not None else (0, 0))
                     weights.append(event.weights[0] if len(event.weights) else 1.0)
                     if event.cross_section is not None and event.cross_section.is_valid:
                         xsec = float(event.cross_section.xsec())

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,7 @@ from torch import Tensor
 
 from hepsbi.data.events import Events
 from hepsbi.errors import SimulatorError
+from hepsbi.files import path_list
 from hepsbi.physics.detector import FastDetector
 from hepsbi.physics.lhe import WeightInfo
 from hepsbi.physics.lhe_sample import DEFAULT_OBSERVABLES, LATENT_NAMES, LHESample
@@ -52,7 +52,7 @@ def count_events(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     from hepsbi.physics.lhe import open_text
 
     total = 0
-    for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
+    for path in path_list(paths):
         with open_text(path) as stream:
             total += sum(1 for line in stream if line.lstrip().startswith("<event"))
     return total
@@ -155,12 +155,7 @@ class LHEMorphed(MorphedPool):
     # -- generation ------------------------------------------------------------------------------------------
     @property
     def input_files(self) -> list[list[Any]]:
-        paths = [self.paths] if isinstance(self.paths, (str, os.PathLike)) else self.paths
-        out = []
-        for path in paths:
-            stat = Path(path).stat()
-            out.append([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns])
-        return out
+        return [[str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns] for path in path_list(self.paths)]
 
     @property
     def latent_names(self) -> list[str]:

@@ -27,8 +27,9 @@ import numpy as np
 from hepsbi._version import __version__
 from hepsbi.data.events import Events
 from hepsbi.errors import SimulatorError
+from hepsbi.files import path_list
 from hepsbi.physics.detector import FastDetector
-from hepsbi.physics.dileptons import LATENT_NAMES, reconstruct_dileptons
+from hepsbi.physics.dileptons import LATENT_NAMES, final_state_records, reconstruct_dileptons
 from hepsbi.physics.lhe import iter_chunks, read_header
 from hepsbi.physics.pythia import LHEShower, pythia_version
 
@@ -64,7 +65,7 @@ class LHESample:
                  detector: FastDetector | None = None, chunk_events: int = 50_000, seed: int = 0,
                  n_events: int | None = None, shower: bool = False, merging: Mapping[str, Any] | None = None,
                  pythia_settings: Sequence[str] = (), keep_weights: Sequence[str] = ()):
-        self.paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+        self.paths = path_list(paths)
         if not self.paths:
             raise SimulatorError("LHESample needs at least one LHE file", key="paths")
         self.observable_names = list(observables)
@@ -165,8 +166,5 @@ class LHESample:
 
 
 def _final_state(chosen: np.ndarray, counts: np.ndarray) -> Any:
-    """Awkward records (``id``, Momentum4D ``p``) from LHE particle rows (Σ counts, 13) grouped ``counts`` per event."""
-    import awkward as ak
-
-    four = {c: ak.unflatten(chosen[:, k], counts) for c, k in (("e", 9), ("px", 6), ("py", 7), ("pz", 8))}
-    return ak.zip({"id": ak.unflatten(chosen[:, 0].astype(np.int64), counts), "p": ak.zip(four, with_name="Momentum4D")})
+    """The final-state records of LHE particle rows (Σ counts, 13) grouped ``counts`` per event."""
+    return final_state_records(chosen[:, 0], chosen[:, 9], chosen[:, 6], chosen[:, 7], chosen[:, 8], counts)

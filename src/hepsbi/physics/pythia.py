@@ -27,7 +27,7 @@ import numpy as np
 from hepsbi.errors import SimulatorError
 
 __all__ = ["MassSlice", "PartonLevel", "PythiaRun", "PythiaBatches", "LHEShower", "ShowerBatch", "AMCATNLO_SETTINGS", "LATENT_COLUMNS", "MB_TO_PB",
-           "hard_leptons", "merging_settings", "pythia_version"]
+           "check_seed", "hard_leptons", "merging_settings", "pythia_version", "read_settings"]
 
 MB_TO_PB = 1e9
 #: Columns of the parton-level record of each event.
@@ -67,6 +67,26 @@ def _quiet_stdout() -> Iterator[None]:
         ctypes.CDLL(None).fflush(None)
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def check_seed(seed: int, key: str = "name") -> None:
+    """Pythia's ``Random:seed`` must lie in [1, 900 000 000]: a :class:`SimulatorError` otherwise."""
+    if not 1 <= int(seed) <= 900_000_000:
+        raise SimulatorError(f"Pythia seeds must lie in [1, 900000000] (got {seed})", key=key)
+
+
+def read_settings(settings: Sequence[str], key: str = "name") -> Any:
+    """A new (uninitialised) Pythia with ``settings`` read quietly; a :class:`SimulatorError` naming every setting it
+    rejects."""
+    import pythia8mc
+
+    with _quiet_stdout():
+        pythia = pythia8mc.Pythia("", False)
+        rejected = [s for s in settings if not pythia.readString(s)]
+    if rejected:
+        more = f" (and {rejected[1:]})" if len(rejected) > 1 else ""
+        raise SimulatorError(f"Pythia rejected the setting {rejected[0]!r}{more}", key=key)
+    return pythia
 
 
 @dataclass(frozen=True)
@@ -162,29 +182,17 @@ class PythiaRun:
     def check_settings(self) -> None:
         """Read the process and user settings into a throwaway Pythia (no initialisation, ~50 ms): a setting
         Pythia rejects is a :class:`SimulatorError` naming it now, not when the first slice is generated."""
-        import pythia8mc
-
-        with _quiet_stdout():
-            pythia = pythia8mc.Pythia("", False)
-            rejected = [s for s in (*self.process, *self.settings) if not pythia.readString(s)]
-        if rejected:
-            raise SimulatorError(f"Pythia rejects the setting(s) {rejected}")
+        read_settings([*self.process, *self.settings])
 
     def _pythia(self, settings: list[str]) -> Any:
-        import pythia8mc
-
-        pythia = pythia8mc.Pythia("", False)
-        for setting in settings:
-            if not pythia.readString(setting):
-                raise SimulatorError(f"Pythia rejected the setting {setting!r}")
+        pythia = read_settings(settings)
         if not pythia.init():
             raise SimulatorError(f"Pythia failed to initialise with settings {settings}")
         return pythia
 
     def generate(self, mass_slice: MassSlice, seed: int) -> PartonLevel:
         """Generate ``mass_slice.n_events`` events with ``Random:seed = seed`` (1 ≤ seed ≤ 900 000 000)."""
-        if not 1 <= seed <= 900_000_000:
-            raise SimulatorError(f"Pythia seeds must lie in [1, 900000000] (got {seed})")
+        check_seed(seed)
         settings = self.settings_for(mass_slice, seed)
         pythia = self._pythia(settings)
         if self.shower:
@@ -334,8 +342,7 @@ class PythiaBatches:
 
     def __init__(self, process: Sequence[str], merging: dict[str, Any] | None = None, settings: Sequence[str] = (),
                  seed: int = 1):
-        if not 1 <= int(seed) <= 900_000_000:
-            raise SimulatorError(f"Pythia seeds must lie in [1, 900000000] (got {seed})", key="seed")
+        check_seed(seed, key="seed")
         self.settings = [*process, "Random:setSeed = on", f"Random:seed = {int(seed)}", "Next:numberCount = 0",
                          "Print:quiet = on"]
         self.merging = dict(merging) if merging else None
@@ -354,24 +361,14 @@ class PythiaBatches:
         self.strategy = 0
         self._hook: Any = None
 
-    def _read(self) -> Any:
-        import pythia8mc
-
-        with _quiet_stdout():
-            pythia = pythia8mc.Pythia("", False)
-            rejected = [s for s in self.settings if not pythia.readString(s)]
-        if rejected:
-            raise SimulatorError(f"Pythia rejects the setting(s) {rejected}", key="pythia_settings")
-        return pythia
-
     def check_settings(self) -> None:
         """Read the settings into a throwaway Pythia (no initialisation): a rejected one is a named error now."""
-        self._read()
+        read_settings(self.settings, key="pythia_settings")
 
     def _pythia(self) -> Any:
         import pythia8mc
 
-        pythia = self._read()
+        pythia = read_settings(self.settings, key="pythia_settings")
         with _quiet_stdout():
             if self.merging is not None:  # the matching hook reads the JetMatching settings at init
                 self._hook = pythia8mc.CombineMatchingInput()
