@@ -293,20 +293,27 @@ class LogRatioEstimator(Estimator):
     def log_ratio(self, x: Any, theta: Any) -> Any:
         """log r̂(x | θ, θ_ref), (n,), for θ (p,) or one per event (n, p); same kind (tensor/array) as x."""
 
-    def _inputs(self, x: Any, theta: Any) -> tuple[Tensor, Tensor, bool]:
-        """x (n, d_x) and θ (n, p) as float32 tensors on the network's device, and whether x came as numpy."""
+    def _theta_rows(self, theta: Any, n: int) -> Tensor:
+        """θ (p,) or (n, p) as n float32 rows on the network's device, checked against the trained range."""
         self._require_model()
         assert self.space is not None
-        xt, as_numpy = to_tensor(x, "x", self._x_shape)
         th = torch.as_tensor(theta, dtype=torch.float32)
         if th.dim() <= 1:
-            th = th.reshape(1, -1).expand(xt.shape[0], -1)
-        if th.shape != (xt.shape[0], self.space.dim):
+            th = th.reshape(1, -1).expand(n, -1)
+        if th.shape != (n, self.space.dim):
             raise EstimatorError(
-                f"theta must have shape ({self.space.dim},) or ({xt.shape[0]}, {self.space.dim}) for parameters "
+                f"theta must have shape ({self.space.dim},) or ({n}, {self.space.dim}) for parameters "
                 f"{list(self.space.names)}, got {tuple(th.shape)}"
             )
-        return xt.to(self.device), th.to(self.device), as_numpy
+        self.check_theta(th)
+        return th.to(self.device)
+
+    def _inputs(self, x: Any, theta: Any) -> tuple[Tensor, Tensor, bool]:
+        """x (n, d_x) and θ (n, p) as float32 tensors on the network's device (θ checked against the trained range),
+        and whether x came as numpy."""
+        self._require_model()
+        xt, as_numpy = to_tensor(x, "x", self._x_shape)
+        return xt.to(self.device), self._theta_rows(theta, xt.shape[0]), as_numpy
 
 
 def _plain(option: Any) -> Any:

@@ -37,10 +37,38 @@ from hepsbi.estimators.networks import Standardize
 from hepsbi.estimators.training import TrainingConfig, normalised_weights
 from hepsbi.space import ParameterSpace
 
-__all__ = ["FLOWS", "DensityEstimator", "DensityModel"]
+__all__ = ["FLOWS", "DensityEstimator", "DensityModel", "check_flow", "flow_draws", "flow_network"]
 
 #: the flows a DensityEstimator can use: name → zuko class name
 FLOWS = {"nsf": "NSF", "maf": "MAF", "realnvp": "RealNVP"}
+
+
+def check_flow(flow: str, transforms: int) -> int:
+    """The number of transformations, after checking ``flow`` is a key of :data:`FLOWS` and ``transforms`` ≥ 1."""
+    if flow not in FLOWS:
+        raise EstimatorError(f"unknown flow {flow!r}; choose one of {list(FLOWS)}")
+    if int(transforms) < 1:
+        raise EstimatorError(f"transforms must be >= 1 (got {transforms})")
+    return int(transforms)
+
+
+def flow_network(flow: str, features: int, context: int, transforms: int, hidden: Sequence[int]) -> nn.Module:
+    """The zuko flow ``flow`` on ``features`` dimensions with ``context`` conditioning inputs (0: none)."""
+    import zuko
+
+    return getattr(zuko.flows, FLOWS[flow])(features=features, context=context, transforms=transforms,
+                                            hidden_features=tuple(hidden))
+
+
+def flow_draws(distribution: Any, n: int, generator: torch.Generator | None = None) -> Tensor:
+    """n draws (n, …) of a flow's distribution without gradients, from torch's global generator (zuko draws from
+    it) or, reproducibly, from a fork of it seeded by ``generator``."""
+    with torch.no_grad():
+        if generator is None:
+            return distribution.sample((int(n),))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            return distribution.sample((int(n),))
 
 
 class DensityModel(nn.Module):
@@ -53,15 +81,12 @@ class DensityModel(nn.Module):
 
     def __init__(self, n_x: int, n_theta: int, flow: str = "nsf", transforms: int = 5,
                  hidden: Sequence[int] = (64, 64)):
-        import zuko
-
         super().__init__()
         self.x_shape = (n_x,)
         self.x_scale = Standardize(n_x)
         self.theta_scale = Standardize(max(n_theta, 1))
         self.n_theta = n_theta
-        self.flow = getattr(zuko.flows, FLOWS[flow])(features=n_x, context=n_theta, transforms=transforms,
-                                                     hidden_features=tuple(hidden))
+        self.flow = flow_network(flow, n_x, n_theta, transforms, hidden)
 
     def distribution(self, theta: Tensor | None) -> Any:
         """The flow's distribution of standardised x, given θ (n, p) (None when unconditional)."""
@@ -108,8 +133,7 @@ class DensityEstimator(LogRatioEstimator):
                  embedding: nn.Module | None = None, **options: Any):
         if embedding is not None:
             raise EstimatorError("a DensityEstimator takes no embedding: x is what its flow models")
-        if flow not in FLOWS:
-            raise EstimatorError(f"unknown flow {flow!r}; choose one of {list(FLOWS)}")
+        transforms = check_flow(flow, transforms)
         if method not in (None, "nde", "scandal"):
             raise EstimatorError(f"DensityEstimator methods are 'nde' and 'scandal' (got {method!r})")
         if method == "scandal" and scandal_alpha is None:
@@ -118,13 +142,11 @@ class DensityEstimator(LogRatioEstimator):
             raise EstimatorError("method 'nde' has no score term: drop scandal_alpha or use method 'scandal'")
         if scandal_alpha is not None and not scandal_alpha >= 0:
             raise EstimatorError(f"scandal_alpha must be >= 0 (got {scandal_alpha})")
-        if int(transforms) < 1:
-            raise EstimatorError(f"transforms must be >= 1 (got {transforms})")
         super().__init__(hidden, None, config, **options)
         self.method = "scandal" if scandal_alpha else "nde"
         self.flow = flow
         self.scandal_alpha = None if not scandal_alpha else float(scandal_alpha)
-        self.transforms = int(transforms)
+        self.transforms = transforms
         self.conditional = bool(conditional)
         if self.scandal_alpha and not self.conditional:
             raise EstimatorError("SCANDAL's score term needs a conditional density (conditional=True)")
@@ -193,44 +215,26 @@ class DensityEstimator(LogRatioEstimator):
         return nll + self.scandal_alpha * score, {"nll": nll.detach(), "score": score.detach()}
 
     # -- evaluation -----------------------------------------------------------------------------------------------
-    def _theta_rows(self, theta: Any, n: int) -> Tensor | None:
-        if not self.conditional:
-            return None
-        assert self.space is not None
-        th = torch.as_tensor(theta, dtype=torch.float32)
-        th = th.reshape(1, -1).expand(n, -1) if th.dim() <= 1 else th
-        if th.shape != (n, self.space.dim):
-            raise EstimatorError(f"theta must have shape ({self.space.dim},) or ({n}, {self.space.dim}) for parameters "
-                                 f"{list(self.space.names)}, got {tuple(th.shape)}")
-        self.check_theta(th)
-        return th.to(self.device)
-
     def log_prob(self, x: Any, theta: Any = None) -> Any:
         """log p̂(x | θ), (n,), float64, for x (n, d_x) and θ (p,) or (n, p) (none when unconditional)."""
         model = self._model
-        xt, as_numpy = to_tensor(x, "x", self._x_shape)
-        xt = xt.to(self.device)
-        th = self._theta_rows(theta, xt.shape[0])
+        if self.conditional:
+            xt, th, as_numpy = self._inputs(x, theta)
+            rows: list[Tensor | None] = list(th.split(EVAL_BATCH))
+        else:
+            xt, as_numpy = to_tensor(x, "x", self._x_shape)
+            xt = xt.to(self.device)
+            rows = [None] * len(xt.split(EVAL_BATCH))
         with torch.no_grad():
-            out = torch.cat([model.log_prob(xb, None if th is None else th[i:i + EVAL_BATCH])
-                             for i, xb in zip(range(0, len(xt), EVAL_BATCH), xt.split(EVAL_BATCH))])
+            out = torch.cat([model.log_prob(xb, tb) for xb, tb in zip(xt.split(EVAL_BATCH), rows)])
         return give_back(out.double(), as_numpy, place(x))
 
     def sample(self, theta: Any = None, n: int = 1, generator: torch.Generator | None = None) -> Tensor:
         """n events x (n, d_x) from p̂(x | θ) at one θ (p,) (none when unconditional): a surrogate of the simulator.
         With a ``generator`` (on the network's device) the draw is reproducible."""
         model = self._model
-        th = self._theta_rows(theta, 1) if self.conditional else None
-        dist = model.distribution(th[0] if th is not None else None)
-        with torch.no_grad():
-            if generator is None:
-                z = dist.sample((int(n),))
-            else:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
-                    z = dist.sample((int(n),))
-        x = z * model.x_scale.std + model.x_scale.mean
-        return x.cpu()
+        dist = model.distribution(self._theta_rows(theta, 1)[0] if self.conditional else None)
+        return model.x_scale.inverse(flow_draws(dist, n, generator)).cpu()
 
     def _reference(self, xt: Tensor) -> Tensor:
         assert self.space is not None
@@ -240,11 +244,7 @@ class DensityEstimator(LogRatioEstimator):
     def _conditional_inputs(self, x: Any, theta: Any) -> tuple[Tensor, Tensor, bool]:
         """x (n, d) and θ (n, p) on the network's device, and whether x came as numpy (conditional densities only)."""
         self._require_conditional()
-        xt, as_numpy = to_tensor(x, "x", self._x_shape)
-        xt = xt.to(self.device)
-        th = self._theta_rows(theta, xt.shape[0])
-        assert th is not None
-        return xt, th, as_numpy
+        return self._inputs(x, theta)
 
     def log_ratio(self, x: Any, theta: Any) -> Any:
         """log r̂(x | θ, θ_ref) = log p̂(x | θ) − log p̂(x | θ_ref), (n,); same kind as x."""

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from hepsbi._version import __version__
 from hepsbi.errors import EstimatorError
-from hepsbi.estimators.losses import SIGNED_FLOOR, signed_log_ratio
+from hepsbi.estimators.losses import floored_log, signed_log_ratio
 from hepsbi.files import atomic_path, write_json
 
 __all__ = ["check_onnx", "export_onnx", "export_program", "exported_function"]
@@ -60,8 +60,7 @@ class _SignedMixtureLogRatio(nn.Module):
         self.model = model
 
     def forward(self, x: Tensor, theta: Tensor) -> Tensor:
-        r = self.model(x, theta)
-        return torch.log(r.clamp(min=2 * SIGNED_FLOOR)).float()
+        return floored_log(self.model(x, theta)).float()
 
 
 class _DensityLogRatio(nn.Module):

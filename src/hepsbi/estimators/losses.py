@@ -41,6 +41,7 @@ __all__ = [
     "SIGNED_FLOOR",
     "signed_ratio",
     "signed_log_ratio",
+    "floored_log",
 ]
 
 #: Default clip of the joint log ratio in the exponential regressions (ROLR, RASCAL): |log r(x,z)| beyond
@@ -194,6 +195,12 @@ def signed_log_ratio(f: Tensor) -> Tensor:
     h = (REVERT_OFFSET + f.clamp(max=_F_CLAMP)).clamp(min=SIGNED_FLOOR)
     at_reference = torch.log(2 * torch.sinh(torch.full_like(f, REVERT_OFFSET)))  # log 1 as rounded: exactly 0 at f = 0
     return torch.log(2 * torch.sinh(h)) - at_reference
+
+
+def floored_log(r: Tensor) -> Tensor:
+    """log r where r > 0, log 2 sinh(10⁻⁶) ≈ log 2·10⁻⁶ where it is not: the floor of the signed methods whose output
+    is r̂ itself (the signed mixture model)."""
+    return torch.log(r.clamp(min=2 * SIGNED_FLOOR))
 
 
 #: what a loss can need from the training data: labels y, the joint log ratio, the joint score, and events

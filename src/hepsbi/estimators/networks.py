@@ -59,6 +59,10 @@ class Standardize(nn.Module):
     def forward(self, v: Tensor) -> Tensor:
         return (v - self.mean) / self.std
 
+    def inverse(self, u: Tensor) -> Tensor:
+        """v from its standardised u: ``u · std + mean``."""
+        return u * self.std + self.mean
+
 
 def _shape(x_shape: int | Sequence[int]) -> tuple[int, ...]:
     return (int(x_shape),) if isinstance(x_shape, int) else tuple(int(d) for d in x_shape)

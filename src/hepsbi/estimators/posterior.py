@@ -25,7 +25,7 @@ from hepsbi.data.training import TrainingData
 from hepsbi.errors import EstimatorError
 from hepsbi.estimators._arrays import to_tensor
 from hepsbi.estimators.base import Estimator
-from hepsbi.estimators.density import FLOWS
+from hepsbi.estimators.density import check_flow, flow_draws, flow_network
 from hepsbi.estimators.losses import weighted_mean
 from hepsbi.estimators.networks import Standardize, embedding_slot
 from hepsbi.estimators.training import TrainingConfig, normalised_weights
@@ -47,15 +47,12 @@ class PosteriorModel(nn.Module):
 
     def __init__(self, x_shape: tuple[int, ...], n_theta: int, flow: str = "nsf", transforms: int = 5,
                  hidden: Sequence[int] = (64, 64), embedding: nn.Module | None = None):
-        import zuko
-
         super().__init__()
         self.x_shape = tuple(x_shape)
         self.x_scale = Standardize(self.x_shape[-1])
         self.theta_scale = Standardize(n_theta)
         self.embedding, width = embedding_slot(embedding, self.x_shape)
-        self.flow = getattr(zuko.flows, FLOWS[flow])(features=n_theta, context=width, transforms=transforms,
-                                                     hidden_features=tuple(hidden))
+        self.flow = flow_network(flow, n_theta, width, transforms, hidden)
 
     def distribution(self, x: Tensor) -> Any:
         """The flow's distribution of standardised θ given x (n, \\*x_shape)."""
@@ -90,13 +87,10 @@ class PosteriorEstimator(Estimator):
     def __init__(self, space: ParameterSpace | None = None, flow: str = "nsf", transforms: int = 5,
                  hidden: Sequence[int] = (64, 64), embedding: nn.Module | None = None,
                  config: TrainingConfig | None = None, **options: Any):
-        if flow not in FLOWS:
-            raise EstimatorError(f"unknown flow {flow!r}; choose one of {list(FLOWS)}")
-        if int(transforms) < 1:
-            raise EstimatorError(f"transforms must be >= 1 (got {transforms})")
+        transforms = check_flow(flow, transforms)
         super().__init__(hidden, embedding, config, **options)
         self.flow = flow
-        self.transforms = int(transforms)
+        self.transforms = transforms
         self.prior_space = space
         self._leakage: dict[bytes, float] = {}
 
@@ -139,7 +133,6 @@ class PosteriorEstimator(Estimator):
 
     def tensors(self, data: TrainingData) -> dict[str, Tensor]:
         drawn = data.y > 0.5
-        self.prior_space = data.space
         return {"x": data.x[drawn].float(), "theta": data.theta[drawn].float(),
                 "weights": normalised_weights(data.weights[drawn]).float()}
 
@@ -173,17 +166,13 @@ class PosteriorEstimator(Estimator):
         dist = model.distribution(xt)
         kept: list[Tensor] = []
         have = 0
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            if generator is not None:
-                torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
-            for _ in range(max_rounds):
-                u = dist.sample((max(2 * (n - have), 64),))[:, 0]
-                theta = (u * model.theta_scale.std + model.theta_scale.mean).double()
-                theta = theta[self._inside(theta)]
-                kept.append(theta)
-                have += len(theta)
-                if have >= n:
-                    return torch.cat(kept)[:n].cpu()
+        for _ in range(max_rounds):
+            theta = model.theta_scale.inverse(flow_draws(dist, max(2 * (n - have), 64), generator)[:, 0]).double()
+            theta = theta[self._inside(theta)]
+            kept.append(theta)
+            have += len(theta)
+            if have >= n:
+                return torch.cat(kept)[:n].cpu()
         raise EstimatorError(f"fewer than {n} of the posterior's draws lie inside the prior after {max_rounds} rounds: "
                              "x_obs is far outside what the estimator was trained on")
 
@@ -202,10 +191,8 @@ class PosteriorEstimator(Estimator):
         key = xt.detach().cpu().numpy().tobytes()
         if key not in self._leakage:
             model = self._model
-            with torch.no_grad(), torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.config.seed)
-                u = model.distribution(xt).sample((LEAKAGE_SAMPLES,))[:, 0]
-            theta = (u * model.theta_scale.std + model.theta_scale.mean).double()
+            draws = flow_draws(model.distribution(xt), LEAKAGE_SAMPLES, torch.Generator().manual_seed(self.config.seed))
+            theta = model.theta_scale.inverse(draws[:, 0]).double()
             share = float(self._inside(theta).double().mean())
             self._leakage[key] = float(torch.log(torch.tensor(max(share, 1.0 / LEAKAGE_SAMPLES))))
         return self._leakage[key]

@@ -17,6 +17,7 @@ from hepsbi.estimators.losses import (
     LOG_R_CLIP,
     RATIO_LOSSES,
     REVERT_OFFSET,
+    SIGNED_FLOOR,
     ratio_loss,
     score_scale,
     signed_log_ratio,
@@ -150,7 +151,6 @@ class RatioEstimator(LogRatioEstimator):
         """
         model = self._model
         xt, th, as_numpy = self._inputs(x, theta)
-        self.check_theta(th)
         with torch.no_grad():
             reference = self._reference_term(x, xt)
             out = torch.cat([model.anchored(xb, tb, rb) for xb, tb, rb
@@ -162,7 +162,6 @@ class RatioEstimator(LogRatioEstimator):
         for the other methods."""
         model = self._model
         xt, th, as_numpy = self._inputs(x, theta)
-        self.check_theta(th)
         with torch.no_grad():
             f = torch.cat([model(xb, tb) for xb, tb in zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH))]).double()
         return give_back(signed_ratio(f) if self.signed else torch.exp(f), as_numpy, place(x))
@@ -204,10 +203,10 @@ class RatioEstimator(LogRatioEstimator):
         """t̂(x | θ) = ∇_θ log r̂(x | θ, θ_ref), (n, p)."""
         model = self._model
         xt, th, as_numpy = self._inputs(x, theta)
-        self.check_theta(th)
         parts = [model.log_ratio_and_score(xb, tb, create_graph=False) for xb, tb in zip(xt.split(EVAL_BATCH), th.split(EVAL_BATCH))]
         f, t = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         if self.signed:  # ∇ log 2 sinh(H₀ + f) = coth(H₀ + f) ∇f where r̂ > 0; the floor is flat
             h = REVERT_OFFSET + f.detach()
-            t = torch.where((h > 1e-6)[:, None], t / torch.tanh(h.clamp(min=1e-6))[:, None], torch.zeros_like(t))
+            positive = h > SIGNED_FLOOR
+            t = torch.where(positive[:, None], t / torch.tanh(h.clamp(min=SIGNED_FLOOR))[:, None], torch.zeros_like(t))
         return give_back(t, as_numpy, place(x))

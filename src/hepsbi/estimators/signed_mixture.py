@@ -30,7 +30,7 @@ from hepsbi.data.training import TrainingData
 from hepsbi.errors import EstimatorError
 from hepsbi.estimators._arrays import EVAL_BATCH, give_back, place, to_tensor
 from hepsbi.estimators.base import LogRatioEstimator
-from hepsbi.estimators.losses import SIGNED_FLOOR, carl
+from hepsbi.estimators.losses import SIGNED_FLOOR, carl, floored_log
 from hepsbi.estimators.networks import MLP, Standardize
 from hepsbi.estimators.training import TrainingConfig, normalised_weights
 from hepsbi.space import ParameterSpace
@@ -87,11 +87,6 @@ class SignedMixtureModel(nn.Module):
         """r̂(x | θ) = raw / Z(θ) for x (n, d) and θ (n, p), Z per row: (n,), float64 (for evaluation at one θ,
         :meth:`normaliser` once and :meth:`raw` are cheaper)."""
         return self.raw(x, theta) / self.normaliser(theta)
-
-
-def floored_log(r: Tensor) -> Tensor:
-    """log r where r > 0, log 2 sinh(10⁻⁶) ≈ log 2·10⁻⁶ where it is not (the floor of the signed methods)."""
-    return torch.log(r.clamp(min=2 * SIGNED_FLOOR))
 
 
 class SignedMixtureRatioEstimator(LogRatioEstimator):
@@ -169,7 +164,6 @@ class SignedMixtureRatioEstimator(LogRatioEstimator):
     def ratio(self, x: Any, theta: Any) -> Any:
         """The signed r̂(x | θ, θ_ref) = (e^{f₊} − e^{f₋}) / Z(θ), (n,), for x (n, d_x) and θ (p,) or (n, p)."""
         xt, th, as_numpy = self._inputs(x, theta)
-        self.check_theta(th)
         with torch.no_grad():
             r = self._ratio(xt, th)
         return give_back(r, as_numpy, place(x))
@@ -177,7 +171,6 @@ class SignedMixtureRatioEstimator(LogRatioEstimator):
     def log_ratio(self, x: Any, theta: Any) -> Any:
         """log r̂(x | θ, θ_ref) where r̂ > 0, floored elsewhere: (n,), float32 like the other kinds, same kind as x."""
         xt, th, as_numpy = self._inputs(x, theta)
-        self.check_theta(th)
         with torch.no_grad():
             r = self._ratio(xt, th)
         return give_back(floored_log(r).float(), as_numpy, place(x))
@@ -200,7 +193,6 @@ class SignedMixtureRatioEstimator(LogRatioEstimator):
     def score(self, x: Any, theta: Any) -> Any:
         """t̂(x | θ) = ∇_θ log r̂(x | θ), (n, p) (0 where r̂ is floored)."""
         xt, th, as_numpy = self._inputs(x, theta)
-        self.check_theta(th)
         model = self._model
         distinct, index = torch.unique(th, dim=0, return_inverse=True)
         with torch.enable_grad():  # ∇ log Z(θ) once per distinct θ (each row of Z depends on its own θ only)

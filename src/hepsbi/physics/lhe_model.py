@@ -109,7 +109,7 @@ class LHEMorphed(MorphedPool):
                                      key=f"benchmarks.{wid}")
         self.points = torch.stack([self.space.point(point, what=f"benchmarks.{wid}")
                                    for wid, point in self.benchmarks.items()]) if self.benchmarks else torch.zeros(0)
-        n_components = len(self.morphing_basis(self.space.reference))
+        n_components = self.n_components
         if len(self.benchmarks) < n_components:
             raise SimulatorError(f"benchmarks: {len(self.benchmarks)} given, a polynomial of order {order} in "
                                  f"{self.space.dim} parameter(s) needs at least {n_components}", key="benchmarks")
@@ -159,8 +159,7 @@ class LHEMorphed(MorphedPool):
 
     @property
     def latent_names(self) -> list[str]:
-        n_components = len(self.morphing_basis(self.space.reference))
-        return [*LATENT_NAMES, *(f"morph_{k}" for k in range(n_components)),
+        return [*LATENT_NAMES, *(f"morph_{k}" for k in range(self.n_components)),
                 *(f"{side}:{name}" for name in self.variations for side in ("up", "down"))]
 
     def generate(self, n_events: int | None = None, seed: int | None = None) -> Events:
@@ -223,8 +222,7 @@ class LHEMorphed(MorphedPool):
     def morphing_coefficients(self, z: Tensor | np.ndarray) -> Tensor:
         """a (n, K) of the latent records: r(θ) = a · m(θ − θ_ref)."""
         start = len(LATENT_NAMES)
-        n_components = len(self.morphing_basis(self.space.reference))
-        return torch.as_tensor(z, dtype=torch.float64)[:, start:start + n_components]
+        return torch.as_tensor(z, dtype=torch.float64)[:, start:start + self.n_components]
 
     @property
     def variation_names(self) -> list[str]:

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from hepsbi.errors import SimulatorError
 from hepsbi.simulators.gold import as_rows
-from hepsbi.simulators.protocol import quadratic_monomials
+from hepsbi.simulators.protocol import quadratic_monomials, quadratic_size
 from hepsbi.space import ParameterSpace
 
 if TYPE_CHECKING:
@@ -87,6 +87,12 @@ class MorphedPool:
             self.use_events(self.generate())
         assert self._events is not None
         return self._events
+
+    @property
+    def n_components(self) -> int:
+        """K, the number of monomials: 1 + p + p(p+1)/2 (order 1: 1 + p)."""
+        p = self.space.dim
+        return quadratic_size(p) if self.morphing_order == 2 else 1 + p
 
     def morphing_basis(self, theta: Tensor | Sequence[float]) -> Tensor:
         """m(θ − θ_ref): (K,) for θ (p,), (n, K) for θ (n, p), K = 1 + p + p(p+1)/2 (order 1: 1 + p);
