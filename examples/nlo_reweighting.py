@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,35 +48,41 @@ CLOSURE_BINS = {"pt_ll": [0, 5, 10, 15, 20, 30, 40, 60, 100, 200],
                 "jet1_pt": [0, 30, 40, 60, 100, 200, 1000]}
 
 
+def cached(file: Path, size: int | None, make: Callable[[], Events]) -> Events:
+    """The events in ``file`` when it holds a sample of this ``size`` (its provenance says), else ``make()``'s,
+    saved there."""
+    if file.is_file():
+        events = Events.load(file)
+        if events.provenance.get("events_requested") == size:
+            return events
+    events = make()
+    events.provenance["events_requested"] = size
+    events.save(file)
+    return events
+
+
 def nlo_events(out: Path, n_events: int | None) -> Events:
     """The FxFx sample (its first ``n_events`` accepted by the merging, all by default) showered and merged by
     Pythia, through the detector (cached in ``out/nlo.h5``)."""
-    file = out / "nlo.h5"
-    if file.is_file() and Events.load(file).provenance.get("events_requested") == n_events:
-        return Events.load(file)
-    events = LHESample(FXFX, OBSERVABLES, detector=DETECTOR, seed=1, n_events=n_events, shower=True, merging=MERGING,
-                       pythia_settings=SHOWER).generate()
-    events.provenance["events_requested"] = n_events
-    events.save(file)
-    return events
+    return cached(out / "nlo.h5", n_events, LHESample(FXFX, OBSERVABLES, detector=DETECTOR, seed=1, n_events=n_events,
+                                                      shower=True, merging=MERGING, pythia_settings=SHOWER).generate)
 
 
 def lo_events(out: Path, n_events: int) -> Events:
     """Pythia's LO Z/γ* → ee, μμ with the same shower and detector, weights σ / N in pb (cached in ``out/lo.h5``)."""
-    file = out / "lo.h5"
-    if file.is_file() and Events.load(file).provenance.get("events_generated") == n_events:
-        return Events.load(file)
-    pythia = PythiaBatches(LO_PROCESS, settings=SHOWER, seed=2)
-    rng = np.random.default_rng(2)
-    parts = [reconstruct_dileptons(b.final_state, b.id1, b.id2, b.weights, DETECTOR, (11, 13), OBSERVABLES, rng)
-             for b in pythia.batches(2000, n_events)]
-    x, z, w = (np.concatenate(p) for p in zip(*parts))
-    weights = w * pythia.sigma_pb / pythia.tried / np.mean(w)  # Pythia's weights are 1: σ / N each
-    events = Events(x, z, weights, OBSERVABLES, list(LATENT_NAMES),
-                    {"generator": "pythia8mc", "settings": pythia.settings, "events_generated": n_events,
-                     "sigma_pb": pythia.sigma_pb, "weight_unit": "pb"})
-    events.save(file)
-    return events
+
+    def make() -> Events:
+        pythia = PythiaBatches(LO_PROCESS, settings=SHOWER, seed=2)
+        rng = np.random.default_rng(2)
+        parts = [reconstruct_dileptons(b.final_state, b.id1, b.id2, b.weights, DETECTOR, (11, 13), OBSERVABLES, rng)
+                 for b in pythia.batches(2000, n_events)]
+        x, z, w = (np.concatenate(p) for p in zip(*parts))
+        weights = w * pythia.sigma_pb / pythia.tried / np.mean(w)  # Pythia's weights are 1: σ / N each
+        return Events(x, z, weights, OBSERVABLES, list(LATENT_NAMES),
+                      {"generator": "pythia8mc", "settings": pythia.settings, "sigma_pb": pythia.sigma_pb,
+                       "weight_unit": "pb"})
+
+    return cached(out / "lo.h5", n_events, make)
 
 
 def split(events: Events, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:

@@ -183,9 +183,8 @@ class DensityEstimator(LogRatioEstimator):
 
     def prepare(self, tensors: dict[str, Tensor]) -> None:
         model = self._model
-        names = self.features
-        mask = torch.tensor([1.0 if self.dequantise is True or (not isinstance(self.dequantise, bool) and n in self.dequantise)
-                             else 0.0 for n in names])
+        integer = self.features if self.dequantise is True else self.dequantise or []
+        mask = torch.tensor([float(name in integer) for name in self.features])
         self._noise = (mask, torch.Generator().manual_seed(self.config.seed)) if bool(mask.any()) else None
         model.x_scale.fit(tensors["x"])
         model.theta_scale.fit(tensors["theta"])
