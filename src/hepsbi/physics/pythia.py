@@ -75,18 +75,15 @@ def check_seed(seed: int, key: str = "name") -> None:
         raise SimulatorError(f"Pythia seeds must lie in [1, 900000000] (got {seed})", key=key)
 
 
-def read_settings(settings: Sequence[str], key: str = "name") -> Any:
-    """A new (uninitialised) Pythia with ``settings`` read quietly; a :class:`SimulatorError` naming every setting it
-    rejects."""
+def read_settings(settings: Sequence[str]) -> tuple[Any, list[str]]:
+    """A new (uninitialised) Pythia with ``settings`` read quietly, and the settings it rejected (the callers name
+    them in their errors)."""
     import pythia8mc
 
     with _quiet_stdout():
         pythia = pythia8mc.Pythia("", False)
         rejected = [s for s in settings if not pythia.readString(s)]
-    if rejected:
-        more = f" (and {rejected[1:]})" if len(rejected) > 1 else ""
-        raise SimulatorError(f"Pythia rejected the setting {rejected[0]!r}{more}", key=key)
-    return pythia
+    return pythia, rejected
 
 
 @dataclass(frozen=True)
@@ -182,10 +179,14 @@ class PythiaRun:
     def check_settings(self) -> None:
         """Read the process and user settings into a throwaway Pythia (no initialisation, ~50 ms): a setting
         Pythia rejects is a :class:`SimulatorError` naming it now, not when the first slice is generated."""
-        read_settings([*self.process, *self.settings])
+        _, rejected = read_settings([*self.process, *self.settings])
+        if rejected:
+            raise SimulatorError(f"Pythia rejects the setting(s) {rejected}")
 
     def _pythia(self, settings: list[str]) -> Any:
-        pythia = read_settings(settings)
+        pythia, rejected = read_settings(settings)
+        if rejected:
+            raise SimulatorError(f"Pythia rejected the setting {rejected[0]!r}")
         if not pythia.init():
             raise SimulatorError(f"Pythia failed to initialise with settings {settings}")
         return pythia
@@ -361,14 +362,20 @@ class PythiaBatches:
         self.strategy = 0
         self._hook: Any = None
 
+    def _read(self) -> Any:
+        pythia, rejected = read_settings(self.settings)
+        if rejected:
+            raise SimulatorError(f"Pythia rejects the setting(s) {rejected}", key="pythia_settings")
+        return pythia
+
     def check_settings(self) -> None:
         """Read the settings into a throwaway Pythia (no initialisation): a rejected one is a named error now."""
-        read_settings(self.settings, key="pythia_settings")
+        self._read()
 
     def _pythia(self) -> Any:
         import pythia8mc
 
-        pythia = read_settings(self.settings, key="pythia_settings")
+        pythia = self._read()
         with _quiet_stdout():
             if self.merging is not None:  # the matching hook reads the JetMatching settings at init
                 self._hook = pythia8mc.CombineMatchingInput()
