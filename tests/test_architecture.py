@@ -17,7 +17,7 @@ LAYERS = [
     {"space"},
     {"simulators"},
     {"data"},
-    {"physics", "estimators", "inference"},
+    {"physics", "estimators", "inference", "diagnostics"},
     {"report"},
     {"workflow"},
     {"cli"},

@@ -1,5 +1,6 @@
 """hepsbi: neural simulation-based inference for particle physics."""
 
+from hepsbi import diagnostics  # noqa: E402
 from hepsbi._version import __version__
 from hepsbi.data import TrainingData  # noqa: E402
 from hepsbi.estimators import (  # noqa: E402
@@ -23,4 +24,5 @@ __all__ = [
     "TrainingConfig",
     "TrainingData",
     "TwoSampleRatio",
+    "diagnostics",
 ]

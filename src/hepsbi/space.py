@@ -7,6 +7,7 @@ inside the declared ranges.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -183,6 +184,22 @@ class ParameterSpace:
                 u = torch.rand(n, generator=generator, dtype=torch.float64)
                 cols.append(normal.icdf(lo + (hi - lo) * u).clamp(p.low, p.high))
         return torch.stack(cols, dim=1)
+
+    def log_prior(self, theta: Tensor) -> Tensor:
+        r"""log π(θ) of θ (n, p) or (p,): (n,) float64, normalised on the box and −∞ outside it. Uniform:
+        −log(high − low); normal: log N(θ; reference, prior_width) − log(Φ(b) − Φ(a)), truncated to [low, high]."""
+        th = torch.as_tensor(theta, dtype=torch.float64).reshape(-1, self.dim)
+        total = torch.zeros(th.shape[0], dtype=torch.float64)
+        for k, p in enumerate(self.parameters):
+            if p.prior == "uniform":
+                total = total - math.log(p.high - p.low)
+            else:
+                normal = torch.distributions.Normal(torch.tensor(p.reference, dtype=torch.float64),
+                                                    torch.tensor(p.prior_width, dtype=torch.float64))
+                mass = normal.cdf(torch.tensor(p.high, dtype=torch.float64)) - normal.cdf(torch.tensor(p.low, dtype=torch.float64))
+                total = total + normal.log_prob(th[:, k]) - torch.log(mass)
+        inside = ((th >= self.low) & (th <= self.high)).all(dim=1)
+        return torch.where(inside, total, torch.full_like(total, -math.inf))
 
     def grid(self, points: int | Sequence[int] = 21, bounds: Mapping[str, tuple[float, float]] | None = None) -> list[Tensor]:
         """One-dimensional axes of a regular grid: a list of p tensors, each (points_j,), spanning the range

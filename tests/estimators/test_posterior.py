@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hepsbi import PosteriorEstimator, TrainingData
+from hepsbi import PosteriorEstimator, TrainingData, diagnostics
 from hepsbi.errors import EstimatorError
 from hepsbi.estimators import load_estimator
 from hepsbi.simulators import GaussianLatent
@@ -69,3 +69,20 @@ def test_named_errors_of_the_posterior_estimator(trained):
         PosteriorEstimator().fit(torch.zeros(5, 1), torch.zeros(5, 1))
     with pytest.raises(EstimatorError, match="one observation at a time"):
         est.sample(torch.zeros(2, 1), 10)
+
+
+def test_npe_is_calibrated_and_an_overconfident_copy_is_not(trained):
+    """SBC and TARP over 300 prior simulations do not reject the trained NPE at the 0.1 % level (measured p: SBC
+    0.17, TARP 0.005; over six sets of simulations TARP's p ranged 0.005–0.71); the same draws squeezed to half
+    their spread about each posterior mean (an overconfident posterior) are rejected by both (p < 1e-16)."""
+    sim, _, est = trained
+    gen = torch.Generator().manual_seed(11)
+    theta = sim.space.sample_prior(300, gen)
+    x, _ = sim.sample(theta, gen)
+    samples = diagnostics.posterior_samples(est, x, 60, seed=2)
+    assert diagnostics.sbc(est, theta, x, samples=samples).calibrated(1e-3)
+    assert diagnostics.tarp(est, theta, x, samples=samples).calibrated(1e-3)
+    mean = samples.mean(dim=1, keepdim=True)
+    squeezed = mean + 0.5 * (samples - mean)
+    assert float(diagnostics.sbc(est, theta, x, samples=squeezed).p_values[0]) < 1e-10
+    assert diagnostics.tarp(est, theta, x, samples=squeezed).p_value < 1e-10

@@ -46,6 +46,7 @@ from hepsbi.inference.ratios import (
     latent_log_ratio,
     normalised_log_ratio,
 )
+from hepsbi.inference.sampling import LikelihoodPosterior
 from hepsbi.inference.scan import (
     CONFIDENCE_LEVELS,
     ScanResult,
@@ -64,6 +65,7 @@ __all__ = [
     "CONFIDENCE_LEVELS",
     "CoverageResult",
     "HypotestResult",
+    "LikelihoodPosterior",
     "LinearRatio",
     "Sample",
     "binned_information",

@@ -1,0 +1,195 @@
+"""hepsbi's posteriors on the sbibm tasks (Lueckmann et al., AISTATS 2021, arXiv:2101.04653), scored by sbibm's own
+C2ST against its reference posteriors, with sbi 0.27's NPE trained on the same simulations in the same run.
+
+    make bench-sbibm                                     # builds .venv-sbibm (sbibm 1.1.0, sbi 0.27), then runs this
+    python benchmarks/sbibm.py --tasks two_moons --sizes 1000 --methods npe sbi_npe
+    python benchmarks/sbibm.py --check                   # C2ST 0.5 ideal; fails when a target is missed
+
+sbibm pins an old sbi, so it lives in its own environment (.venv-sbibm) and never meets hepsbi: the helper
+benchmarks/sbibm_anchor.py, run there, simulates each task (prior draws, simulations, observations 1-10 and the
+reference posterior samples, into an .npz), trains sbi's NPE with its defaults on the same (θ, x) and computes the
+C2ST (an MLP classifier, 5-fold accuracy; 0.5 = indistinguishable) of every sample set. This script trains
+hepsbi's estimators in the main environment and draws 10,000 samples per observation:
+
+* ``npe``: :class:`hepsbi.PosteriorEstimator` (spline flow, the defaults).
+* ``nle``: :class:`hepsbi.DensityEstimator` (``nde``, spline flow) + :class:`hepsbi.inference.LikelihoodPosterior`.
+* ``nre``: :class:`hepsbi.RatioEstimator` (``carl``: (θ, x) pairs against (θ, x') with x' from another θ, so
+  r̂ = p(x | θ)/p(x)) + :class:`~hepsbi.inference.LikelihoodPosterior`.
+* ``sbi_npe``: sbi 0.27's NPE with its defaults (MAF), the anchor.
+
+Everything a step makes is kept in benchmarks/out/sbibm/TASK_N/ and reused (a rerun resumes; --fresh redoes).
+The table gives the mean ± standard deviation of C2ST over the 10 observations and the paper's means (NPE with
+NSF, NLE and NRE as the paper ran them) beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from _table import SCRATCH, report  # noqa: E402
+
+from hepsbi import (  # noqa: E402
+    DensityEstimator,
+    Parameter,
+    ParameterSpace,
+    PosteriorEstimator,
+    RatioEstimator,
+    TrainingData,
+)
+from hepsbi.files import atomic_path  # noqa: E402
+from hepsbi.inference import LikelihoodPosterior  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ANCHOR_PYTHON = HERE.parent / ".venv-sbibm" / "bin" / "python"
+TASKS = ["two_moons", "slcp", "gaussian_linear", "gaussian_mixture", "bernoulli_glm"]
+METHODS = ["npe", "nle", "nre", "sbi_npe"]
+DRAWS = 10_000
+#: the paper's mean C2ST (Lueckmann et al. 2021, Fig. 2; gaussian_mixture from the rerun) by method, task and size
+PAPER = {
+    "npe": {"two_moons": {1000: .725, 10000: .606, 100000: .542}, "slcp": {1000: .975, 10000: .901, 100000: .831},
+            "gaussian_linear": {1000: .694, 10000: .552, 100000: .506},
+            "gaussian_mixture": {1000: .716, 10000: .615, 100000: .548},
+            "bernoulli_glm": {1000: .863, 10000: .678, 100000: .559}},
+    "nre": {"two_moons": {1000: .822, 10000: .761, 100000: .629}, "slcp": {1000: .972, 10000: .947, 100000: .919},
+            "gaussian_linear": {1000: .672, 10000: .560, 100000: .536},
+            "gaussian_mixture": {1000: .777, 10000: .748, 100000: .735},
+            "bernoulli_glm": {1000: .899, 10000: .812, 100000: .751}},
+    "nle": {"two_moons": {1000: .773, 10000: .713, 100000: .668}, "slcp": {1000: .946, 10000: .771, 100000: .699},
+            "gaussian_linear": {1000: .650, 10000: .555, 100000: .515},
+            "gaussian_mixture": {1000: .740, 10000: .723, 100000: .690},
+            "bernoulli_glm": {1000: .740, 10000: .605, 100000: .545}},
+}
+PAPER["sbi_npe"] = PAPER["npe"]
+
+
+class GaussianPrior:
+    """A correlated normal prior (gaussian_linear, bernoulli_glm): ``sample_prior`` and ``log_prior``."""
+
+    def __init__(self, loc: np.ndarray, cov: np.ndarray):
+        self.dist = torch.distributions.MultivariateNormal(torch.as_tensor(loc), torch.as_tensor(cov))
+
+    def sample_prior(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        z = torch.randn(n, self.dist.loc.shape[0], generator=generator, dtype=torch.float64)
+        return self.dist.loc + z @ self.dist.scale_tril.T
+
+    def log_prior(self, theta: torch.Tensor) -> torch.Tensor:
+        return self.dist.log_prob(torch.as_tensor(theta, dtype=torch.float64))
+
+
+def anchor(*args: str) -> None:
+    """Run benchmarks/sbibm_anchor.py in .venv-sbibm."""
+    if not ANCHOR_PYTHON.exists():
+        raise SystemExit(f"{ANCHOR_PYTHON} is missing: `make bench-sbibm` builds it")
+    subprocess.run([str(ANCHOR_PYTHON), str(HERE / "sbibm_anchor.py"), *args], check=True,
+                   env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def space_of(data: np.lib.npyio.NpzFile) -> ParameterSpace:
+    """The prior's box (a uniform prior's own, a normal prior's ±7σ) as a ParameterSpace, prior uniform there."""
+    low, high = data["box_low"], data["box_high"]
+    return ParameterSpace([Parameter(f"theta_{k + 1}", float(lo), float(hi), reference=float(0.5 * (lo + hi)))
+                           for k, (lo, hi) in enumerate(zip(low, high))])
+
+
+def prior_of(data: np.lib.npyio.NpzFile, space: ParameterSpace) -> object:
+    return space if str(data["prior_kind"]) == "uniform" else GaussianPrior(data["prior_loc"], data["prior_cov"])
+
+
+def training_data(theta: torch.Tensor, x: torch.Tensor, space: ParameterSpace, y: torch.Tensor | None = None) -> TrainingData:
+    n = theta.shape[0]
+    y = torch.ones(n, dtype=torch.float64) if y is None else y
+    return TrainingData(x, theta, y, torch.zeros(n, dtype=torch.float64), torch.zeros(n, space.dim, dtype=torch.float64),
+                        torch.ones(n, dtype=torch.float64), space, [f"x_{k}" for k in range(x.shape[1])])
+
+
+def hepsbi_samples(method: str, data: np.lib.npyio.NpzFile, seed: int) -> np.ndarray:
+    """(10, DRAWS, p) posterior draws of one hepsbi method for observations 1-10."""
+    space = space_of(data)
+    theta = torch.as_tensor(data["theta"], dtype=torch.float64)
+    x = torch.as_tensor(data["x"], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    if method == "npe":
+        est = PosteriorEstimator(space, seed=seed, progress=False).fit(theta, x)
+        return np.stack([est.sample(obs, DRAWS, generator=gen).numpy() for obs in data["observations"]])
+    if method == "nle":
+        density = DensityEstimator(method="nde", seed=seed, progress=False).fit(training_data(theta, x, space))
+        posterior = LikelihoodPosterior(density.log_prob, prior_of(data, space))
+    elif method == "nre":
+        # (θ_i, x_i) against (θ_i, x_π(i)): the classifier's odds are p(x | θ)/p(x) (contrastive, one negative per pair)
+        perm = torch.randperm(len(x), generator=gen)
+        both = training_data(torch.cat([theta, theta]), torch.cat([x, x[perm]]), space,
+                             torch.cat([torch.ones(len(x)), torch.zeros(len(x))]).double())
+        ratio = RatioEstimator(method="carl", seed=seed, progress=False).fit(both)
+        posterior = LikelihoodPosterior(ratio.log_ratio, prior_of(data, space))
+    else:
+        raise ValueError(method)
+    return np.stack([posterior.sample(obs[None], DRAWS, generator=gen).numpy() for obs in data["observations"]])
+
+
+def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool) -> list[dict[str, object]]:
+    folder = SCRATCH / "sbibm" / f"{task}_{n}"
+    folder.mkdir(parents=True, exist_ok=True)
+    data_file = folder / "data.npz"
+    if fresh or not data_file.exists():
+        anchor("simulate", task, str(n), str(seed), str(data_file))
+    data = np.load(data_file)
+    rows = []
+    for method in methods:
+        samples_file, scores_file = folder / f"{method}.npz", folder / f"{method}.c2st.json"
+        if fresh or not samples_file.exists():
+            start = time.perf_counter()
+            if method == "sbi_npe":
+                anchor("sbi", task, str(data_file), str(folder / "sbi.npz"))
+                samples = np.load(folder / "sbi.npz")["npe"]
+            else:
+                samples = hepsbi_samples(method, data, seed)
+            with atomic_path(samples_file) as tmp, open(tmp, "wb") as f:
+                np.savez(f, **{method: samples}, seconds=time.perf_counter() - start)
+            scores_file.unlink(missing_ok=True)
+        if not scores_file.exists():
+            anchor("c2st", str(data_file), str(samples_file), str(scores_file))
+        scores = np.asarray(json.loads(scores_file.read_text())[method])
+        paper = PAPER[method][task].get(n)
+        rows.append({"task": task, "n_simulations": n, "method": method, "c2st": float(scores.mean()),
+                     "c2st_std": float(scores.std(ddof=1)), "paper": paper if paper is not None else float("nan"),
+                     "seconds": float(np.load(samples_file)["seconds"]), "per_observation": scores.tolist()})
+        print(f"{task} {n} {method}: C2ST {scores.mean():.3f} ± {scores.std(ddof=1):.3f} (paper {paper})", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
+    parser.add_argument("--sizes", nargs="+", type=int, default=[1_000, 10_000])
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--fresh", action="store_true", help="redo every step, not only the missing ones")
+    parser.add_argument("--check", action="store_true", help="exit 1 unless NPE <= paper and <= sbi, NLE/NRE <= paper")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = [row for task in args.tasks for n in args.sizes for row in run_size(task, n, args.methods, args.seed, args.fresh)]
+    table = [{**r, "C2ST": f"{r['c2st']:.3f} ± {r['c2st_std']:.3f}"} for r in rows]
+    report("sbibm", "C2ST against sbibm's reference posteriors (0.5 ideal; mean ± sd over observations 1-10)",
+           ["task", "n_simulations", "method", "C2ST", "paper", "seconds"], table,
+           {"draws": DRAWS, "observations": list(range(1, 11))})
+    if args.check:
+        misses = [r for r in rows if r["method"] != "sbi_npe" and not r["c2st"] <= r["paper"]]
+        sbi = {(r["task"], r["n_simulations"]): r["c2st"] for r in rows if r["method"] == "sbi_npe"}
+        misses += [r for r in rows if r["method"] == "npe" and not r["c2st"] <= sbi.get((r["task"], r["n_simulations"]), 1.0)]
+        for r in misses:
+            print(f"target missed: {r['task']} {r['n_simulations']} {r['method']} C2ST {r['c2st']:.3f}", file=sys.stderr)
+        sys.exit(1 if misses else 0)
+
+
+if __name__ == "__main__":
+    main()
