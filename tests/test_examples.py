@@ -23,6 +23,9 @@ def small(spec: dict) -> dict:
         e["epochs"] = 2
     if spec.get("training", {}).get("sally"):
         spec["training"]["sally"].update(n_samples=300, epochs=2)
+    if spec.get("training", {}).get("posterior"):
+        spec["training"]["posterior"].update(n_samples=500, epochs=2, draws=200, calibration=20, calibration_draws=10,
+                                             predictive=50)
     inference = spec.setdefault("inference", {})
     inference.update(n_mc=min(inference.get("n_mc", 20_000), 600), grid_points=9, zoom=0)
     if inference.get("profile"):
@@ -42,6 +45,13 @@ def test_example_runs_at_a_small_scale(path, tmp_path):
     results = json.loads((out / "results.json").read_text())
     truth = results["truth"]
     assert set(truth) == set(results["parameters"]) and truth == {**truth, **spec["inference"].get("theta_true", {})}
+    if spec["training"].get("posterior"):
+        posterior = json.loads((out / "posterior.json").read_text())
+        assert posterior["parameters"] == results["parameters"] and posterior["sbc"]["simulations"] == 20
+        assert all(0 <= p <= 1 for p in posterior["sbc"]["p_values"]) and 0 <= posterior["tarp"]["p_value"] <= 1
+        assert all((out / "plots" / f"posterior{s}.png").stat().st_size > 1000 for s in ("", "_sbc", "_tarp"))
+    if "exact" not in results and "truth" not in results.get("comparisons", {}):
+        return  # two_moons: neither an exact nor a parton-level likelihood to peak at the truth
     weighted = "exact" not in results  # toys compare with their exact likelihood, Drell–Yan with the parton level
     reference = results["comparisons"]["truth"] if weighted else results["exact"]
     for name, value in truth.items():

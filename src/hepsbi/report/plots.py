@@ -1,6 +1,6 @@
 r"""Plots a physicist wants to see after a run: learned vs exact log r, likelihood scans with the truth,
-training curves, nuisance-parameter pulls, CLs with its Brazil band, Fisher-information ellipses, and the
-reweighting closure with the classifier's reliability.
+training curves, nuisance-parameter pulls, CLs with its Brazil band, Fisher-information ellipses, the
+reweighting closure with the classifier's reliability, and posteriors (corner plot, SBC ranks, TARP coverage).
 Every function writes one PNG (atomically) and returns its path."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from hepsbi.estimators.training import TrainingHistory  # noqa: E402
 from hepsbi.files import atomic_path  # noqa: E402
 from hepsbi.inference.scan import ScanResult, wilks_threshold  # noqa: E402
 
-__all__ = ["plot_brazil", "plot_closure", "plot_correlation", "plot_coverage", "plot_disagreement", "plot_information_ellipses", "plot_log_ratio", "plot_profiles", "plot_pulls", "plot_scans", "plot_training", "plot_weights"]
+__all__ = ["plot_brazil", "plot_closure", "plot_correlation", "plot_coverage", "plot_disagreement", "plot_information_ellipses", "plot_log_ratio", "plot_posterior", "plot_profiles", "plot_pulls", "plot_sbc_ranks", "plot_scans", "plot_tarp", "plot_training", "plot_weights"]
 
 #: Legend names of the reference likelihoods.
 _LABELS = {"truth": "parton-level truth", "exact": "exact", "histogram": "histogram", "sally": "SALLY (binned)",
@@ -444,4 +444,117 @@ def plot_closure(rows: Sequence[Mapping[str, object]], parameters: Sequence[str]
     axes[0][0].legend(frameon=False, fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_posterior(samples: Mapping[str, np.ndarray], names: Sequence[str], path: str | os.PathLike[str],
+                   truth: Sequence[float] | None = None, bounds: Sequence[tuple[float, float]] | None = None,
+                   title: str = "posterior") -> Path:
+    r"""Corner plot of posterior draws: the marginal of each parameter on the diagonal, the pairwise 2-D
+    histograms below it (contours at the 68 % and 95 % highest-density levels), one colour per sample set
+    (e.g. ``{"NPE": …, "exact": …}``), θ_true marked.
+
+    Arguments:
+        samples: label → draws (n, p).  names: the p parameter names.  truth: θ_true (p,), drawn as lines.
+        bounds: (low, high) per parameter (default: the draws' range).
+    """
+    p = len(names)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    sets = {label: np.asarray(s, dtype=float).reshape(len(s), p) for label, s in samples.items()}
+    if bounds is None:
+        every = np.concatenate(list(sets.values()))
+        bounds = list(zip(every.min(axis=0), every.max(axis=0)))
+    edges = [np.linspace(lo, hi, 41) for lo, hi in bounds]
+    fig, axes = plt.subplots(p, p, figsize=(2.6 * p + 0.6, 2.6 * p + 0.4), squeeze=False)
+    for i in range(p):
+        for j in range(p):
+            ax = axes[i, j]
+            if j > i:
+                ax.axis("off")
+                continue
+            for (label, s), colour in zip(sets.items(), colours):
+                if i == j:
+                    ax.hist(s[:, i], bins=edges[i], density=True, histtype="step", color=colour, label=label)
+                else:
+                    h, _, _ = np.histogram2d(s[:, j], s[:, i], bins=[edges[j], edges[i]])
+                    levels = _density_levels(h, (0.95, 0.68))
+                    if len(set(levels)) == 2:
+                        centres = [0.5 * (e[1:] + e[:-1]) for e in (edges[j], edges[i])]
+                        ax.contour(centres[0], centres[1], h.T, levels=levels, colors=colour, linewidths=(0.8, 1.4))
+            if truth is not None:
+                ax.axvline(truth[j], color="black", lw=0.8, ls="--")
+                if i != j:
+                    ax.axhline(truth[i], color="black", lw=0.8, ls="--")
+                    ax.plot(truth[j], truth[i], "k*", ms=6)
+            ax.set_xlim(*bounds[j])
+            if i != j:
+                ax.set_ylim(*bounds[i])
+            if i == p - 1:
+                ax.set_xlabel(names[j])
+            if j == 0 and i > 0:
+                ax.set_ylabel(names[i])
+            if i == j:
+                ax.set_yticks([])
+    axes[0, 0].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.05, 1.0) if p > 1 else None)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _density_levels(h: np.ndarray, masses: Sequence[float]) -> list[float]:
+    """Histogram heights above which the given shares of the counts lie (highest-density regions), increasing."""
+    ordered = np.sort(h.ravel())[::-1]
+    cumulative = np.cumsum(ordered) / max(float(ordered.sum()), 1.0)
+    return [float(ordered[min(int(np.searchsorted(cumulative, m)), len(ordered) - 1)]) for m in masses]
+
+
+def plot_sbc_ranks(ranks: np.ndarray, draws: int, names: Sequence[str], path: str | os.PathLike[str],
+                   p_values: Sequence[float] | None = None, bins: int = 20) -> Path:
+    r"""Simulation-based calibration: the histogram of each parameter's ranks (0 … ``draws``) with the band that
+    99 % of histograms of uniform ranks stay in (binomial, per bin). A ∪ shape: the posterior is too narrow; ∩: too
+    wide; a slope: biased (:func:`hepsbi.diagnostics.sbc`).
+
+    Arguments:
+        ranks: (m, p) ranks.  draws: L.  names: the parameters.  p_values: the χ² p-value of each (titles).
+    """
+    from scipy import stats
+
+    ranks = np.asarray(ranks).reshape(len(ranks), -1)
+    m, p = ranks.shape
+    bins = int(min(bins, draws + 1))
+    edges = np.linspace(0, draws + 1, bins + 1)
+    share = np.histogram(np.arange(draws + 1), edges)[0] / (draws + 1)
+    low, high = stats.binom.ppf(0.005, m, share), stats.binom.ppf(0.995, m, share)
+    fig, axes = plt.subplots(1, p, figsize=(3.4 * p, 3.0), squeeze=False)
+    for k, ax in enumerate(axes[0]):
+        ax.fill_between(edges, np.append(low, low[-1]), np.append(high, high[-1]), step="post", color="grey",
+                        alpha=0.3, lw=0, label="99 % of uniform")
+        ax.hist(ranks[:, k], bins=edges, histtype="step", color="C0", lw=1.4, label="ranks")
+        ax.set_xlim(0, draws + 1)
+        ax.set_xlabel(f"rank of {names[k]} among {draws} draws")
+        title = names[k] + (f" (χ² p = {p_values[k]:.2g})" if p_values is not None else "")
+        ax.set_title(title, fontsize=10)
+    axes[0, 0].set_ylabel(f"simulations (of {m})")
+    axes[0, 0].legend(frameon=False, fontsize=8)
+    fig.suptitle("simulation-based calibration")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_tarp(alpha: np.ndarray, ecp: np.ndarray, path: str | os.PathLike[str], simulations: int,
+              p_value: float | None = None) -> Path:
+    r"""TARP expected coverage ECP(α) against the credibility level α, with the band of ±2 binomial standard errors
+    about the diagonal (a calibrated posterior's ECP lies on it; below: overconfident; :func:`hepsbi.diagnostics.tarp`)."""
+    alpha, ecp = np.asarray(alpha, dtype=float), np.asarray(ecp, dtype=float)
+    error = 2 * np.sqrt(alpha * (1 - alpha) / simulations)
+    fig, ax = plt.subplots(figsize=(4.4, 4.2))
+    ax.fill_between(alpha, alpha - error, alpha + error, color="grey", alpha=0.3, lw=0, label="±2σ of calibrated")
+    ax.plot([0, 1], [0, 1], color="black", lw=0.8)
+    ax.plot(alpha, ecp, color="C0", lw=1.6, label="posterior" + (f" (KS p = {p_value:.2g})" if p_value is not None else ""))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("credibility level α")
+    ax.set_ylabel("expected coverage")
+    ax.set_title(f"TARP ({simulations} simulations)")
+    ax.legend(frameon=False, fontsize=8, loc="upper left")
     return _save(fig, path)

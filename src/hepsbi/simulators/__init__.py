@@ -2,7 +2,7 @@
 
 from hepsbi.simulators.gold import joint_log_ratio, joint_score
 from hepsbi.simulators.protocol import Simulator, check_simulator, has_exact_likelihood
-from hepsbi.simulators.toys import GaltonBoard, GaussianLatent, MultiParameterGaussian
+from hepsbi.simulators.toys import GaltonBoard, GaussianLatent, MultiParameterGaussian, TwoMoons
 
 __all__ = [
     "Simulator",
@@ -13,4 +13,5 @@ __all__ = [
     "GaussianLatent",
     "GaltonBoard",
     "MultiParameterGaussian",
+    "TwoMoons",
 ]

@@ -24,6 +24,7 @@ SIMULATORS: dict[str, str] = {
     "gaussian": "hepsbi.simulators.toys:GaussianLatent",
     "galton": "hepsbi.simulators.toys:GaltonBoard",
     "multi_gaussian": "hepsbi.simulators.toys:MultiParameterGaussian",
+    "two_moons": "hepsbi.simulators.toys:TwoMoons",
     "drell_yan": "hepsbi.physics.drell_yan:DrellYanContact",
     "lhe": "hepsbi.physics.lhe_model:LHEMorphed",
 }

@@ -16,7 +16,7 @@ from torch import Tensor
 from hepsbi.simulators.gold import as_rows
 from hepsbi.space import Parameter, ParameterSpace
 
-__all__ = ["GaussianLatent", "GaltonBoard", "MultiParameterGaussian"]
+__all__ = ["GaussianLatent", "GaltonBoard", "MultiParameterGaussian", "TwoMoons"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -220,3 +220,40 @@ class MultiParameterGaussian:
         rotated = x @ self.mixing  # Qᵀ x, row-wise; Q is orthogonal so the Jacobian is 1
         total_std = torch.sqrt(std**2 + self.sigma_x**2)
         return _normal_log_prob(rotated, mean, total_std).sum(dim=1)
+
+
+class TwoMoons:
+    r"""The two-moons task of the sbibm benchmark (Greenberg, Nonnenmacher, Macke, arXiv:1905.07488; Lueckmann et
+    al., arXiv:2101.04653): two parameters, two observables, a crescent-shaped bimodal posterior.
+
+    With a ~ U(−π/2, π/2) and r ~ N(0.1, 0.01) (the latent z = (a, r)),
+
+    .. math:: x = \begin{pmatrix} r \cos a + 0.25 \\ r \sin a \end{pmatrix}
+              + \begin{pmatrix} -|θ_1 + θ_2| / \sqrt2 \\ (-θ_1 + θ_2) / \sqrt2 \end{pmatrix},
+
+    θ uniform on [−1, 1]² (reference 0). x is a deterministic function of z and θ, and z does not depend on θ: the
+    joint ratio is 1 and the joint score 0, so gold mining teaches nothing here — train with ``carl``, the densities
+    (``nde``) or a posterior (``training.posterior``). The marginal likelihood vanishes outside a half-ring, so it is
+    not offered as an exact ``log_prob`` (log ratios of ±∞).
+    """
+
+    observable_names = ("x1", "x2")
+
+    def __init__(self, low: float = -1.0, high: float = 1.0):
+        self.space = ParameterSpace([Parameter("theta1", low, high), Parameter("theta2", low, high)])
+
+    def sample(self, theta: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """θ (n, 2) → x (n, 2), z = (a, r) (n, 2)."""
+        theta = torch.as_tensor(theta, dtype=torch.float64).reshape(-1, 2)
+        n = theta.shape[0]
+        a = math.pi * (torch.rand(n, generator=generator, dtype=torch.float64) - 0.5)
+        r = 0.1 + 0.01 * torch.randn(n, generator=generator, dtype=torch.float64)
+        shift = torch.stack([-(theta[:, 0] + theta[:, 1]).abs(), theta[:, 1] - theta[:, 0]], dim=1) / math.sqrt(2)
+        x = torch.stack([r * torch.cos(a) + 0.25, r * torch.sin(a)], dim=1) + shift
+        return x, torch.stack([a, r], dim=1)
+
+    def joint_log_prob(self, z: Tensor, theta: Tensor) -> Tensor:
+        """log p(z) (n,): the latent's density, free of θ (zero joint score)."""
+        theta = as_rows(theta, z.shape[0])
+        log_r = _normal_log_prob(z[:, 1], torch.tensor(0.1, dtype=z.dtype), torch.tensor(0.01, dtype=z.dtype))
+        return log_r - math.log(math.pi) + 0.0 * theta.sum(dim=1)

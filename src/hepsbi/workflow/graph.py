@@ -194,6 +194,17 @@ def train(document: dict[str, Any], run_dir: str, data_dir: str, stage: str, key
     return str(run_stage(run_dir, name, key, work, {"stage": stage, "member": member}, [Path(data_dir).name]))
 
 
+def posterior(document: dict[str, Any], run_dir: str, key: str, progress: bool) -> str:
+    """Neural posterior estimation at one observation (``training.posterior``, :mod:`hepsbi.workflow.posterior`)."""
+
+    def work(tmp: Path) -> None:
+        from hepsbi.workflow.posterior import posterior_work
+
+        posterior_work(_spec(document), tmp, progress)
+
+    return str(run_stage(run_dir, "posterior", key, work, {}))
+
+
 def infer(document: dict[str, Any], run_dir: str, merged: str, estimators: dict[str, list[str]], sally: str | None,
           group: str, name: str, key: str, progress: bool, held: str | None = None) -> str:
     """One group of likelihoods (an estimator, or the comparisons) scanned, profiled, its Fisher information and
@@ -218,14 +229,16 @@ LISTS = ("infer", "rounds", "focus")
 
 class StageOutputs(dict):
     """Stage directories by role: ``chunks``, ``merged``, ``rounds`` and ``focus`` (the earlier training rounds'
-    data and the boxes they found), ``training``, ``estimators`` (label → member dirs), ``sally``, ``held_out`` (the
+    data and the boxes they found), ``training``, ``estimators`` (label → member dirs), ``sally``, ``posterior``
+    (neural posterior estimation, where the spec asks for it), ``held_out`` (the
     second pool, where the spec asks for one), ``infer`` (one per estimator, then the comparisons), ``report``."""
 
     def directories(self) -> list[str]:
         """The names of every stage directory of this run."""
         paths = [*self["chunks"], self["merged"], *self.get("rounds", []), *self.get("focus", []), self["training"],
                  *(d for dirs in self["estimators"].values() for d in dirs),
-                 self.get("sally"), self.get("held_out"), *self.get("infer", []), self.get("report")]
+                 self.get("sally"), self.get("posterior"), self.get("held_out"), *self.get("infer", []),
+                 self.get("report")]
         return sorted(Path(p).name for p in paths if p)
 
 
@@ -286,6 +299,13 @@ def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
         estimator_keys.append(keys)
         estimators[t.label] = tasks
     member_keys = [key for keys in estimator_keys for key in keys]
+    posterior_task = None
+    if spec.training.posterior is not None:  # independent of the ratio chain: its own simulations
+        posterior_key = stage_key("posterior", {"simulator": document["simulator"],
+                                                "posterior": document["training"]["posterior"],
+                                                "inference": {k: document["inference"][k] for k in ("theta_true", "seed")},
+                                                "plots": document["report"]["plots"]})
+        posterior_task = delayed(posterior, pure=False)(document, run_dir, posterior_key, progress)
     inference = {k: document[k] for k in ("name", "inference")}
     held, held_keys = None, []
     if weighted and spec.inference.held_out_events:
@@ -305,7 +325,8 @@ def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
                            [merge_key, *member_keys, *([sally_key] if sally_key else []), *group_keys])
     reported = delayed(report, pure=False)(document, run_dir, merged, estimators, sally, groups, report_key, progress)
     return {"chunks": chunk_tasks, "merged": merged, "rounds": earlier_data, "focus": focus_tasks, "training": data,
-            "estimators": estimators, "sally": sally, "held_out": held, "infer": groups, "report": reported}
+            "estimators": estimators, "sally": sally, "posterior": posterior_task, "held_out": held, "infer": groups,
+            "report": reported}
 
 
 def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = True, infer: bool = True) -> StageOutputs:
@@ -325,6 +346,7 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
     roles += [("training", None)]
     roles += [("estimators", (label, m)) for label, members in graph["estimators"].items() for m in range(len(members))]
     roles += [("sally", None)] if graph["sally"] is not None else []
+    roles += [("posterior", None)] if graph["posterior"] is not None else []
     roles += [("held_out", None)] if graph["held_out"] is not None and infer else []
     roles += [("infer", g) for g in range(len(graph["infer"]))] + [("report", None)] if infer else []
 
@@ -348,7 +370,8 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
                 bar.advance(task_id)
             values = client.gather(futures)
     done = dict(zip(range(len(tasks)), values))
-    out = StageOutputs(merged=None, training=None, estimators={}, sally=None, held_out=None, infer=[], report=None,
+    out = StageOutputs(merged=None, training=None, estimators={}, sally=None, posterior=None, held_out=None, infer=[],
+                       report=None,
                        rounds=[],
                        focus=[], chunks=[done[i] for i in range(len(graph["chunks"]))])
     for i, (role, where) in enumerate(roles, start=len(graph["chunks"])):
@@ -401,6 +424,13 @@ def _publish(run_dir: Path, out: StageOutputs) -> dict[str, str]:
         for f in Path(directory).iterdir():
             if f.name not in ("manifest.json", "stage.log"):
                 copy(Path(directory), Path(f.name), Path("models", label, f.name))
+    if out.get("posterior"):  # the model, posterior.json and .h5 at the top, its plots beside the others
+        directory = Path(out["posterior"])
+        for f in sorted(directory.rglob("*")):
+            if f.is_file() and f.name not in ("manifest.json", "stage.log"):
+                relative = f.relative_to(directory)
+                target = Path("models", "posterior", *relative.parts[1:]) if relative.parts[0] == "model" else relative
+                copy(directory, relative, target)
     if out.get("report"):
         directory = Path(out["report"])
         for f in sorted(directory.rglob("*")):

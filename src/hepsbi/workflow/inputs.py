@@ -75,6 +75,13 @@ def prepare(spec: RunSpec) -> tuple[Simulator, torch.Tensor]:
     if not weighted and (spec.inference.histogram is not None or spec.training.sally is not None):
         raise SpecError("inference.histogram and training.sally need a weighted simulator (e.g. drell_yan)")
     names = list(getattr(sim, "observable_names", []))
+    posterior = spec.training.posterior
+    if posterior is not None and weighted:
+        raise SpecError(f"training.posterior: neural posterior estimation needs an unweighted simulator (one x per "
+                        f"simulation, e.g. two_moons); {spec.simulator.name!r} is weighted")
+    if posterior is not None and posterior.observation is not None and names and len(posterior.observation) != len(names):
+        raise SpecError(f"training.posterior.observation: one value per observable {names} (got "
+                        f"{len(posterior.observation)})")
     if spec.data.balance is not None and spec.data.balance not in names:
         raise SpecError(f"data.balance: {spec.data.balance!r} is not an observable of the simulator ({names})")
     systematics = spec.inference.systematics

@@ -38,6 +38,7 @@ __all__ = [
     "InferenceSpec",
     "HistogramSpec",
     "SallySpec",
+    "PosteriorSpec",
     "ReportSpec",
     "load_spec",
     "parse_spec",
@@ -117,11 +118,32 @@ class SallySpec(_Strict):
     seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
+class PosteriorSpec(_Strict):
+    """Neural posterior estimation (NPE) of θ given one observation x: a flow q̂(θ | x) trained on prior draws and
+    their simulations, sampled at the observation, checked by SBC and TARP on fresh simulations and by a posterior
+    predictive check (``posterior.json``, ``plots/posterior*.png``, ``models/posterior/``). Unweighted simulators:
+    one x is one simulator row."""
+
+    n_samples: int = Field(20_000, ge=10, le=10**9, description="simulations (θ from the prior, x at θ) to train on")
+    flow: Literal["nsf", "maf", "realnvp"] = "nsf"
+    transforms: int = Field(5, ge=1, le=64)
+    hidden: list[Width] = Field(default_factory=lambda: [64, 64], min_length=1, max_length=32)
+    epochs: int | None = Field(None, ge=1, le=100_000)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    observation: list[float] | None = Field(None, min_length=1, description="the observed x; default: one simulation "
+                                            "at inference.theta_true (seed inference.seed)")
+    draws: int = Field(10_000, ge=10, le=10**7, description="posterior draws at the observation")
+    calibration: int = Field(300, ge=0, le=10**6, description="simulations for SBC and TARP (0: none)")
+    calibration_draws: int = Field(100, ge=2, le=10**5, description="posterior draws per calibration simulation")
+    predictive: int = Field(1000, ge=0, le=10**7, description="posterior predictive simulations (0: none)")
+
+
 class TrainingSpec(_Strict):
     """The estimators to train; the first one is the primary result."""
 
     estimators: list[EstimatorSpec] = Field(default_factory=lambda: [EstimatorSpec()], min_length=1)
     sally: SallySpec | None = None
+    posterior: PosteriorSpec | None = Field(None, description="neural posterior estimation at one observation")
     rounds: int = Field(1, ge=1, le=5, description="training rounds: round r + 1 draws θ uniformly in the box around "
                         "round r's scan of the first estimator (its 95% interval widened by focus_width, within the "
                         "prior); the estimators are trained on the last round's data")
