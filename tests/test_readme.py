@@ -40,8 +40,14 @@ PYTHON_BLOCKS = {
                                        'TwoSampleRatio("revert")': 'TwoSampleRatio("revert", epochs=2, progress=False)'},
     "est = DensityEstimator(scandal_alpha=1.0)": {"10_000": "1_000",
                                                  "DensityEstimator(scandal_alpha=1.0)": "DensityEstimator(scandal_alpha=1.0, epochs=2, progress=False)"},
-    "npe = PosteriorEstimator(sim.space)": {"20_000": "1_000",
+    "npe = PosteriorEstimator(sim.space).fit(data)": {"20_000": "1_000",
                                             "PosteriorEstimator(sim.space)": "PosteriorEstimator(sim.space, epochs=2, progress=False)"},
+    "ranks = diagnostics.sbc(npe, theta_c, x_c, samples=draws_c)": {
+        "PosteriorEstimator(sim.space)": "PosteriorEstimator(sim.space, epochs=2, progress=False)",
+        "20_000": "1_000", "300": "40", "100)": "20)", "n=1000": "n=100"},
+    "posterior = LikelihoodPosterior(nle, sim.space)": {
+        "DensityEstimator().fit(data)": "DensityEstimator(epochs=2, progress=False).fit(data)",
+        "20_000": "1_000", "4_000": "100"},
     'events = LHESample("Z-fxfx.lhe.gz"': {
         '"Z-fxfx.lhe.gz", shower=True': f'"{SHARED / "pylhe-testfile-madgraph-2.2.1-Z-fxfx.lhe.gz"}", n_events=100, shower=True'},
 }
