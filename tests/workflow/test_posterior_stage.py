@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from hepsbi.cli import app
 from hepsbi.errors import SpecError
 from hepsbi.estimators import PosteriorEstimator, load_estimator
+from hepsbi.report.summary import posterior_grid
 from hepsbi.workflow.inputs import prepare
 from hepsbi.workflow.spec import parse_spec
 
@@ -30,13 +31,19 @@ SPEC = {
 
 def test_npe_in_a_run_matches_the_exact_posterior_and_is_reused(tmp_path):
     """The NPE posterior at the one simulated observation has the exact posterior's mean and sd (within 0.1 and
-    25 %); SBC and TARP do not reject it; posterior.json, posterior.h5, the plots and the model are published; a
-    second run reuses the stage."""
+    25 %); SBC and TARP do not reject it; posterior.json (also results.json's ``posterior`` and a table of the
+    summary and the HTML report), posterior.h5, the plots and the model are published; a second run reuses the
+    stage."""
     spec_file, out = tmp_path / "spec.yaml", tmp_path / "run"
     spec_file.write_text(yaml.safe_dump(SPEC))
     result = CliRunner().invoke(app, ["run", str(spec_file), "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     posterior = json.loads((out / "posterior.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    assert results["posterior"] == posterior
+    grid = posterior_grid(results)
+    assert [row[:2] for row in grid.rows] == [["NPE", "theta"], ["exact", "theta"]] and "TARP p" in grid.title
+    assert "posterior at the observation" in (out / "report.html").read_text()
     npe, exact = posterior["npe"]["theta"], posterior["exact"]["theta"]
     assert npe["mean"] == pytest.approx(exact["mean"], abs=0.1)
     assert npe["sd"] == pytest.approx(exact["sd"], rel=0.25)

@@ -23,7 +23,7 @@ __all__ = ["render_report", "write_html_report"]
 
 #: plots in the order a reader wants them; any other PNG in plots/ follows, by name
 PLOT_ORDER = ("likelihood_scan", "profiles", "fisher_information", "closure", "pulls", "correlation", "log_ratio", "training",
-              "ensemble", "weights", "coverage")
+              "ensemble", "weights", "coverage", "posterior")
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2em auto; max-width: 1100px;

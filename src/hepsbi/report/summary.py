@@ -1,4 +1,4 @@
-"""The summary of a run: its warnings and tables (results, Fisher information, closure), printed at the end of a run
+"""The summary of a run: its warnings and tables (results, Fisher information, closure, posterior), printed at the end of a run
 and written into its HTML report."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["Grid", "closure_grid", "fisher_grid", "print_summary", "print_warnings", "results_grid", "summary_grids",
+__all__ = ["Grid", "closure_grid", "fisher_grid", "posterior_grid", "print_summary", "print_warnings", "results_grid", "summary_grids",
            "summary_table", "to_rich"]
 
 
@@ -114,9 +114,35 @@ def closure_grid(results: Mapping[str, Any]) -> Grid | None:
     return grid
 
 
+def posterior_grid(results: Mapping[str, Any]) -> Grid | None:
+    """One row per (posterior, parameter): mean ± sd, median, the central 68 % and 95 % credible intervals, the
+    truth, and NPE's SBC p-value (below 1 % flagged: the posterior is miscalibrated in that parameter); the title
+    holds TARP's p-value."""
+    post = results.get("posterior")
+    if not post:
+        return None
+    truth = post.get("theta_true") or {}
+    tarp = post.get("tarp")
+    title = "posterior at the observation (NPE" + (f"; TARP p = {tarp['p_value']:.2g}" if tarp else "") + ")"
+    grid = Grid(title, ["posterior", "parameter", "mean ± sd", "median", "68% credible", "95% credible", "truth",
+                        "SBC p"])
+    sbc = post.get("sbc")
+    for label in ("npe", "exact"):
+        for k, (name, s) in enumerate(post.get(label, {}).items()):
+            p_value = sbc["p_values"][k] if sbc and label == "npe" else None
+            if p_value is not None and p_value < 0.01:
+                grid.flagged.add((len(grid.rows), 7))
+            grid.rows.append([label.upper() if label == "npe" else label, name, f"{s['mean']:.4g} ± {s['sd']:.2g}",
+                              f"{s['median']:.4g}", _interval(s["interval_68"], [False, False]),
+                              _interval(s["interval_95"], [False, False]),
+                              f"{truth[name]:.4g}" if name in truth else "", f"{p_value:.2g}" if p_value is not None else ""])
+    return grid
+
+
 def summary_grids(results: Mapping[str, Any]) -> list[Grid]:
-    """The results, Fisher information and closure tables of a results document (those it has)."""
-    return [g for g in (results_grid(results), fisher_grid(results), closure_grid(results)) if g is not None]
+    """The results, Fisher information, closure and posterior tables of a results document (those it has)."""
+    grids = (results_grid(results), fisher_grid(results), closure_grid(results), posterior_grid(results))
+    return [g for g in grids if g is not None]
 
 
 def summary_table(results: Mapping[str, Any]) -> Table:

@@ -215,11 +215,11 @@ def infer(document: dict[str, Any], run_dir: str, merged: str, estimators: dict[
 
 
 def report(document: dict[str, Any], run_dir: str, merged: str, estimators: dict[str, list[str]], sally: str | None,
-           groups: list[str], key: str, progress: bool) -> str:
-    """Evaluate and report (results.json, plots/) from the inference groups."""
+           groups: list[str], key: str, progress: bool, posterior: str | None = None) -> str:
+    """Evaluate and report (results.json, plots/) from the inference groups (and the posterior stage's summary)."""
     from hepsbi.workflow.infer import report_stage
 
-    return str(report_stage(_spec(document), run_dir, merged, estimators, sally, groups, key, progress))
+    return str(report_stage(_spec(document), run_dir, merged, estimators, sally, groups, key, progress, posterior))
 
 
 # -- the graph -----------------------------------------------------------------------------------------------
@@ -299,13 +299,14 @@ def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
         estimator_keys.append(keys)
         estimators[t.label] = tasks
     member_keys = [key for keys in estimator_keys for key in keys]
-    posterior_task = None
+    posterior_task, posterior_keys = None, []
     if spec.training.posterior is not None:  # independent of the ratio chain: its own simulations
         posterior_key = stage_key("posterior", {"simulator": document["simulator"],
                                                 "posterior": document["training"]["posterior"],
                                                 "inference": {k: document["inference"][k] for k in ("theta_true", "seed")},
                                                 "plots": document["report"]["plots"]})
         posterior_task = delayed(posterior, pure=False)(document, run_dir, posterior_key, progress)
+        posterior_keys = [posterior_key]
     inference = {k: document[k] for k in ("name", "inference")}
     held, held_keys = None, []
     if weighted and spec.inference.held_out_events:
@@ -322,8 +323,9 @@ def _graph(spec: Any, run_dir: str, sim: Any, progress: bool) -> dict[str, Any]:
     groups.append(delayed(infer, pure=False)(document, run_dir, merged, {}, sally, "comparisons", "infer_comparisons",
                                              group_keys[-1], progress, held))
     report_key = stage_key("report", inference | {"report": document["report"]},
-                           [merge_key, *member_keys, *([sally_key] if sally_key else []), *group_keys])
-    reported = delayed(report, pure=False)(document, run_dir, merged, estimators, sally, groups, report_key, progress)
+                           [merge_key, *member_keys, *([sally_key] if sally_key else []), *group_keys, *posterior_keys])
+    reported = delayed(report, pure=False)(document, run_dir, merged, estimators, sally, groups, report_key, progress,
+                                           posterior_task)
     return {"chunks": chunk_tasks, "merged": merged, "rounds": earlier_data, "focus": focus_tasks, "training": data,
             "estimators": estimators, "sally": sally, "posterior": posterior_task, "held_out": held, "infer": groups,
             "report": reported}

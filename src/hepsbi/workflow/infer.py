@@ -43,6 +43,7 @@ from hepsbi.inference.ratios import exact_log_ratio
 from hepsbi.inference.scan import likelihood_scan
 from hepsbi.inference.validation import log_ratio_comparison
 from hepsbi.report.plots import plot_weights
+from hepsbi.report.results import write_results
 from hepsbi.report.run_report import write_run_report
 from hepsbi.simulators.protocol import Simulator, has_exact_likelihood, is_weighted
 from hepsbi.workflow.cache import run_stage
@@ -354,9 +355,10 @@ def infer_stage(spec: RunSpec, run_dir: str | Path, merged: str, estimators: dic
 
 
 def report_stage(spec: RunSpec, run_dir: str | Path, merged: str, estimators: dict[str, list[str]], sally: str | None,
-                 groups: list[str], key: str, progress: bool = True) -> Path:
+                 groups: list[str], key: str, progress: bool = True, posterior: str | None = None) -> Path:
     """The cached ``report`` stage: results.json and plots/ from the inference groups' stage directories
-    (estimators in spec order, then the comparisons); ``timings.json`` keeps every phase's wall time."""
+    (estimators in spec order, then the comparisons) and, with ``posterior`` (its stage directory), the posterior's
+    summary as ``results["posterior"]``; ``timings.json`` keeps every phase's wall time."""
     console = run_console(progress)
 
     def work(tmp: Path) -> None:
@@ -367,11 +369,15 @@ def report_stage(spec: RunSpec, run_dir: str | Path, merged: str, estimators: di
             with open(Path(directory) / _OUTPUT, "rb") as f:
                 parts.append(pickle.load(f))
         timings = {name: seconds for part in parts for name, seconds in part["timings"].items()}
-        report(spec, sim, theta_true, pool, loaded, score, parts, tmp, timings, console)
+        results = report(spec, sim, theta_true, pool, loaded, score, parts, tmp, timings, console)
+        if posterior is not None:
+            results["posterior"] = json.loads((Path(posterior) / "posterior.json").read_text())
+            write_results(tmp / "results.json", results)
         write_json(tmp / "timings.json", timings)  # kept in the stage (provenance), not published
 
     return run_stage(run_dir, "report", key, work, {"spec_hash": spec_hash(spec)},
-                     [*_input_names(merged, estimators, sally), *(Path(g).name for g in groups)])
+                     [*_input_names(merged, estimators, sally), *(Path(g).name for g in groups),
+                      *([Path(posterior).name] if posterior else [])])
 
 
 def stage_timings(report_dir: str | Path) -> dict[str, float]:
