@@ -2,7 +2,7 @@
 `make bench-sbibm`), never imports hepsbi, and talks to benchmarks/sbibm.py through .npz and .json files.
 
     python sbibm_anchor.py simulate TASK N SEED OUT.npz      prior draws, simulations, observations 1-10, references
-    python sbibm_anchor.py sbi TASK DATA.npz OUT.npz          sbi's NPE with its defaults, 10k draws per observation
+    python sbibm_anchor.py sbi TASK DATA.npz OUT.npz [nsf]    sbi's NPE (its defaults, or NSF), 10k draws per observation
     python sbibm_anchor.py c2st DATA.npz SAMPLES.npz OUT.json sbibm's C2ST of every sample set against the reference
 """
 
@@ -59,14 +59,17 @@ def simulate(name: str, n: int, seed: int, out: str) -> None:
     os.replace(out + ".tmp.npz", out)
 
 
-def run_sbi(name: str, data_file: str, out: str) -> None:
+def run_sbi(name: str, data_file: str, out: str, estimator: str = "default") -> None:
+    """sbi's NPE on the simulations of ``data_file``: its default density estimator (MAF in 0.27), or ``nsf`` (the
+    sbibm paper's choice)."""
     from sbi.inference import NPE
 
     task = _task(name)
     data = np.load(data_file)
     os.chdir(Path(out).resolve().parent)  # sbi writes its training logs (sbi-logs/) into the working directory
     start = time.perf_counter()
-    inference = NPE(prior=task.get_prior_dist(), show_progress_bars=False)
+    options = {} if estimator == "default" else {"density_estimator": estimator}
+    inference = NPE(prior=task.get_prior_dist(), show_progress_bars=False, **options)
     theta = torch.as_tensor(data["theta"], dtype=torch.float32)
     x = torch.as_tensor(data["x"], dtype=torch.float32)
     estimator = inference.append_simulations(theta, x).train()
