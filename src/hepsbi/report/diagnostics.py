@@ -11,6 +11,8 @@ Checks and their thresholds:
 * ``mle_at_scan_edge`` — the MLE of a parameter within half a grid step of the end of its scan: the likelihood may
   keep rising beyond the range (a badly trained estimator often puts its MLE on the boundary).
 * ``interval_open`` — a 68 % or 95 % interval that reaches the end of the scan: only a bound.
+* ``interval_unresolved`` — a closed interval narrower than one step of the scan: the grid does not resolve it
+  (interpolating between nodes that all lie above the threshold can even give lower > upper).
 * ``closure`` — the reference events reweighted by r̂(x|θ) miss the events at θ in an observable with p < 10⁻³,
   by more than the expected events' Poisson errors (χ² against them above the number of bins).
 * ``calibration`` — a reliability bin holding ≥ 1 % of the weight whose observed class fraction is more than 0.1
@@ -50,7 +52,7 @@ class Diagnostic:
 
 
 def scan_diagnostics(label: str, block: Mapping[str, Any]) -> list[Diagnostic]:
-    """``mle_at_scan_edge`` and ``interval_open`` of one likelihood's scan block (``parameters``, ``mle``,
+    """``mle_at_scan_edge``, ``interval_unresolved`` and ``interval_open`` of one likelihood's scan block (``parameters``, ``mle``,
     ``intervals``, ``intervals_open``, ``scan.axes``)."""
     out = []
     for name in block["parameters"]:
@@ -63,6 +65,14 @@ def scan_diagnostics(label: str, block: Mapping[str, Any]) -> list[Diagnostic]:
                     f"{label}: the MLE of {name} ({mle:.4g}) lies at the {end} end of its scan ({edge:.4g}); the "
                     "likelihood may keep rising beyond it — widen the parameter's range, or distrust this estimator "
                     "(check its closure and its log r against a reference)")))
+        unresolved = [lv for lv in ("68", "95") if len(axis) > 1
+                      and np.diff(block["intervals"][name][lv])[0] < step and not any(block["intervals_open"][name][lv])]
+        if unresolved:
+            lo, hi = block["intervals"][name][unresolved[-1]]
+            out.append(Diagnostic("interval_unresolved", label, (
+                f"{label}: the {' and '.join(lv + ' %' for lv in unresolved)} interval of {name} is narrower than one "
+                f"step of its scan ({step:.3g}; [{lo:.4g}, {hi:.4g}] at {unresolved[-1]} %): the grid does not resolve "
+                "it — raise inference.zoom (rescans narrowed to the 95 % region) or inference.grid_points")))
         opened = [level for level in ("68", "95") if any(block["intervals_open"][name][level])]
         if opened:
             level = opened[0]
