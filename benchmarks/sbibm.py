@@ -96,9 +96,13 @@ def anchor(*args: str) -> None:
 
 
 def space_of(data: np.lib.npyio.NpzFile) -> ParameterSpace:
-    """The prior's box (a uniform prior's own, a normal prior's ±7σ) as a ParameterSpace, prior uniform there."""
+    """The prior's box (a uniform prior's own, a normal prior's ±7σ) as a ParameterSpace, prior uniform there.
+
+    θ_ref is the box's lower corner: the ratio network is anchored there (log r̂(x | θ_ref) = 0), which the
+    contrastive target log p(x | θ)/p(x) does not satisfy; a smooth network bends only near the anchor, so it goes
+    where the prior has least mass."""
     low, high = data["box_low"], data["box_high"]
-    return ParameterSpace([Parameter(f"theta_{k + 1}", float(lo), float(hi), reference=float(0.5 * (lo + hi)))
+    return ParameterSpace([Parameter(f"theta_{k + 1}", float(lo), float(hi), reference=float(lo))
                            for k, (lo, hi) in enumerate(zip(low, high))])
 
 

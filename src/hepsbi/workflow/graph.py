@@ -348,7 +348,7 @@ def build_and_run(spec: Any, run_dir: str | os.PathLike[str], progress: bool = T
     roles += [("training", None)]
     roles += [("estimators", (label, m)) for label, members in graph["estimators"].items() for m in range(len(members))]
     roles += [("sally", None)] if graph["sally"] is not None else []
-    roles += [("posterior", None)] if graph["posterior"] is not None else []
+    roles += [("posterior", None)] if graph["posterior"] is not None and infer else []  # (coverage: not needed)
     roles += [("held_out", None)] if graph["held_out"] is not None and infer else []
     roles += [("infer", g) for g in range(len(graph["infer"]))] + [("report", None)] if infer else []
 
