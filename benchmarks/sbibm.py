@@ -13,8 +13,8 @@ hepsbi's estimators in the main environment and draws 10,000 samples per observa
 
 * ``npe``: :class:`hepsbi.PosteriorEstimator` (spline flow, the defaults).
 * ``nle``: :class:`hepsbi.DensityEstimator` (``nde``, spline flow) + :class:`hepsbi.inference.LikelihoodPosterior`.
-* ``nre``: :class:`hepsbi.RatioEstimator` (``carl``: (θ, x) pairs against (θ, x') with x' from another θ, so
-  r̂ = p(x | θ)/p(x)) + :class:`~hepsbi.inference.LikelihoodPosterior`.
+* ``nre``: :class:`hepsbi.RatioEstimator` (``carl`` on ``TrainingData.contrastive``: (θ, x) pairs against (θ, x')
+  with x' from 5 shuffles, so r̂ = p(x | θ)/p(x)) + :class:`~hepsbi.inference.LikelihoodPosterior`.
 * ``sbi_npe``: sbi 0.27's NPE with its defaults (MAF), the anchor; ``sbi_npe_nsf``: the same with the spline flow
   the paper's NPE used.
 
@@ -55,6 +55,8 @@ ANCHOR_PYTHON = HERE.parent / ".venv-sbibm" / "bin" / "python"
 TASKS = ["two_moons", "slcp", "gaussian_linear", "gaussian_mixture", "bernoulli_glm"]
 METHODS = ["npe", "nle", "nre", "sbi_npe", "sbi_npe_nsf"]
 DRAWS = 10_000
+#: NRE: shuffled copies of the simulations as the marginal class (TrainingData.contrastive)
+NEGATIVES = 5
 #: the paper's mean C2ST (Lueckmann et al. 2021, Fig. 2; gaussian_mixture from the rerun) by method, task and size
 PAPER = {
     "npe": {"two_moons": {1000: .725, 10000: .606, 100000: .542}, "slcp": {1000: .975, 10000: .901, 100000: .831},
@@ -110,11 +112,12 @@ def prior_of(data: np.lib.npyio.NpzFile, space: ParameterSpace) -> object:
     return space if str(data["prior_kind"]) == "uniform" else GaussianPrior(data["prior_loc"], data["prior_cov"])
 
 
-def training_data(theta: torch.Tensor, x: torch.Tensor, space: ParameterSpace, y: torch.Tensor | None = None) -> TrainingData:
+def training_data(theta: torch.Tensor, x: torch.Tensor, space: ParameterSpace) -> TrainingData:
+    """The simulations as rows drawn at their θ (y = 1), for the density (NLE)."""
     n = theta.shape[0]
-    y = torch.ones(n, dtype=torch.float64) if y is None else y
-    return TrainingData(x, theta, y, torch.zeros(n, dtype=torch.float64), torch.zeros(n, space.dim, dtype=torch.float64),
-                        torch.ones(n, dtype=torch.float64), space, [f"x_{k}" for k in range(x.shape[1])])
+    return TrainingData(x, theta, torch.ones(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64),
+                        torch.zeros(n, space.dim, dtype=torch.float64), torch.ones(n, dtype=torch.float64), space,
+                        [f"x_{k}" for k in range(x.shape[1])])
 
 
 def hepsbi_samples(method: str, data: np.lib.npyio.NpzFile, seed: int) -> np.ndarray:
@@ -130,11 +133,9 @@ def hepsbi_samples(method: str, data: np.lib.npyio.NpzFile, seed: int) -> np.nda
         density = DensityEstimator(method="nde", seed=seed, progress=False).fit(training_data(theta, x, space))
         posterior = LikelihoodPosterior(density.log_prob, prior_of(data, space))
     elif method == "nre":
-        # (θ_i, x_i) against (θ_i, x_π(i)): the classifier's odds are p(x | θ)/p(x) (contrastive, one negative per pair)
-        perm = torch.randperm(len(x), generator=gen)
-        both = training_data(torch.cat([theta, theta]), torch.cat([x, x[perm]]), space,
-                             torch.cat([torch.ones(len(x)), torch.zeros(len(x))]).double())
-        ratio = RatioEstimator(method="carl", seed=seed, progress=False).fit(both)
+        # (θ_i, x_i) against (θ_i, x_π(i)): the classifier's odds are p(x | θ)/p(x)
+        pairs = TrainingData.contrastive(theta, x, space, negatives=NEGATIVES, seed=seed)
+        ratio = RatioEstimator(method="carl", seed=seed, progress=False).fit(pairs)
         posterior = LikelihoodPosterior(ratio.log_ratio, prior_of(data, space))
     else:
         raise ValueError(method)

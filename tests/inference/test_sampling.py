@@ -92,3 +92,27 @@ def test_named_errors():
     nowhere = LikelihoodPosterior(lambda x, theta: torch.full((len(x),), -math.inf), sim.space)
     with pytest.raises(EstimatorError, match="finite likelihood"):
         nowhere.sample(torch.zeros(1, 1), 10)
+
+
+def test_nre_on_contrastive_pairs_gives_the_posterior():
+    """carl on (θ_i, x_i) against (θ_i, x_π(i)) learns p(x | θ)/p(x) (TrainingData.contrastive, 3 shuffles, weights
+    1/3): its MCMC posterior for one event has the exact mean and sd (prior box [−2, 2]); bad input is named."""
+    from hepsbi import RatioEstimator
+    from hepsbi.errors import DataError
+
+    sim = GaussianLatent(low=-2.0, high=2.0)
+    gen = torch.Generator().manual_seed(4)
+    theta = sim.space.sample_prior(4000, gen)
+    x, _ = sim.sample(theta, gen)
+    data = TrainingData.contrastive(theta, x, sim.space, negatives=3, seed=1)
+    assert len(data.y) == 16_000 and float(data.weights[data.y == 0].sum()) == pytest.approx(4000)
+    ratio = RatioEstimator("carl", epochs=10, progress=False).fit(data)
+    draws = LikelihoodPosterior(ratio, sim.space, burn=60, thin=3).sample(torch.tensor([[0.5]]), 4000,
+                                                                          generator=torch.Generator().manual_seed(1))
+    mean, sd = exact_moments(torch.tensor([[0.5]], dtype=torch.float64), -2.0, 2.0)
+    assert float(draws.mean()) == pytest.approx(mean, abs=0.1)
+    assert float(draws.std()) == pytest.approx(sd, rel=0.15)
+    with pytest.raises(DataError, match="negatives must be >= 1"):
+        TrainingData.contrastive(theta, x, sim.space, negatives=0)
+    with pytest.raises(DataError, match="the same n"):
+        TrainingData.contrastive(theta, x[:10], sim.space)

@@ -249,6 +249,45 @@ class TrainingData:
             provenance=_provenance(sim, n, seed, "local"),
         )
 
+    @classmethod
+    def contrastive(cls, theta: Tensor, x: Tensor, space: ParameterSpace, negatives: int = 1, seed: int = 0,
+                    observable_names: Sequence[str] | None = None) -> TrainingData:
+        r"""Pairs for neural ratio estimation against the marginal (Hermans, Begy, Louppe, arXiv:1903.04057): the
+        n simulations (θ_i, x_i) (y = 1) and, ``negatives`` times, the same θ_i with the x of a random permutation
+        (y = 0, weight 1/``negatives``, so the classes weigh the same). A classifier of y (``carl``) then learns
+        r(x | θ) = p(x | θ)/p(x), and π(θ) r(x | θ) is the posterior.
+
+        More negatives reuse the same simulations for more contrast (sbi draws new ones every epoch). There is no
+        joint ratio or score (zeros): train with ``carl``, not the gold-mining methods.
+
+        Arguments:
+            theta: (n, p) prior draws.  x: (n, \*x_shape) their simulations.  space: the parameters.
+            negatives: shuffled copies.  seed: seeds the permutations.  observable_names: x's columns.
+        """
+        th = torch.as_tensor(theta, dtype=torch.float64)
+        xs = torch.as_tensor(x, dtype=torch.float64)
+        n = th.shape[0]
+        if th.dim() != 2 or th.shape[1] != space.dim or xs.shape[0] != n or n < 2:
+            raise DataError(f"TrainingData.contrastive: theta must be (n, {space.dim}) and x (n, ...) with the same "
+                            f"n >= 2 (got {tuple(th.shape)} and {tuple(xs.shape)})")
+        if int(negatives) < 1:
+            raise DataError(f"TrainingData.contrastive: negatives must be >= 1 (got {negatives})")
+        space.check(th, what="TrainingData.contrastive theta")
+        gen = torch.Generator().manual_seed(int(seed))
+        shuffled = [xs[torch.randperm(n, generator=gen)] for _ in range(int(negatives))]
+        rows = n * (1 + int(negatives))
+        return cls(
+            x=torch.cat([xs, *shuffled]), theta=th.repeat(1 + int(negatives), 1),
+            y=torch.cat([torch.ones(n, dtype=torch.float64), torch.zeros(rows - n, dtype=torch.float64)]),
+            log_r_xz=torch.zeros(rows, dtype=torch.float64), t_xz=torch.zeros(rows, space.dim, dtype=torch.float64),
+            weights=torch.cat([torch.ones(n, dtype=torch.float64),
+                               torch.full((rows - n,), 1.0 / int(negatives), dtype=torch.float64)]),
+            space=space,
+            observable_names=list(observable_names) if observable_names else [f"x{k}" for k in range(xs.shape[-1])],
+            provenance={"kind": "contrastive", "n": n, "negatives": int(negatives), "seed": int(seed),
+                        "hepsbi_version": __version__},
+        )
+
     # -- views ---------------------------------------------------------------------------------------------
     @classmethod
     def concatenate(cls, parts: Sequence[TrainingData]) -> TrainingData:
