@@ -4,6 +4,7 @@ C2ST against its reference posteriors, with sbi 0.27's NPE trained on the same s
     make bench-sbibm                                     # builds .venv-sbibm (sbibm 1.1.0, sbi 0.27), then runs this
     python benchmarks/sbibm.py --tasks two_moons --sizes 1000 --methods npe sbi_npe
     python benchmarks/sbibm.py --check                   # C2ST 0.5 ideal; fails when a target is missed
+    python benchmarks/sbibm.py --cached                  # the table of what is scored so far (a run resumes)
 
 sbibm pins an old sbi, so it lives in its own environment (.venv-sbibm) and never meets hepsbi: the helper
 benchmarks/sbibm_anchor.py, run there, simulates each task (prior draws, simulations, observations 1-10 and the
@@ -142,8 +143,13 @@ def hepsbi_samples(method: str, data: np.lib.npyio.NpzFile, seed: int) -> np.nda
     return np.stack([posterior.sample(obs[None], DRAWS, generator=gen).numpy() for obs in data["observations"]])
 
 
-def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool) -> list[dict[str, object]]:
+def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cached: bool = False) -> list[dict[str, object]]:
+    """The rows of one task and simulation budget; ``cached``: only those already scored (nothing is computed)."""
     folder = SCRATCH / "sbibm" / f"{task}_{n}"
+    if cached:
+        methods = [m for m in methods if (folder / f"{m}.c2st.json").exists() and (folder / f"{m}.npz").exists()]
+        if not methods:
+            return []
     folder.mkdir(parents=True, exist_ok=True)
     data_file = folder / "data.npz"
     if fresh or not data_file.exists():
@@ -181,11 +187,13 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fresh", action="store_true", help="redo every step, not only the missing ones")
+    parser.add_argument("--cached", action="store_true", help="only tabulate the cells already scored (compute nothing)")
     parser.add_argument("--check", action="store_true", help="exit 1 unless NPE <= paper and <= every sbi row, NLE/NRE "
                         "<= paper")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = [row for task in args.tasks for n in args.sizes for row in run_size(task, n, args.methods, args.seed, args.fresh)]
+    rows = [row for task in args.tasks for n in args.sizes
+            for row in run_size(task, n, args.methods, args.seed, args.fresh, args.cached)]
     table = [{**r, "C2ST": f"{r['c2st']:.3f} ± {r['c2st_std']:.3f}"} for r in rows]
     report("sbibm", "C2ST against sbibm's reference posteriors (0.5 ideal; mean ± sd over observations 1-10)",
            ["task", "n_simulations", "method", "C2ST", "paper", "seconds"], table,
