@@ -14,8 +14,8 @@ hepsbi's estimators in the main environment and draws 10,000 samples per observa
 
 * ``npe``: :class:`hepsbi.PosteriorEstimator` (spline flow, the defaults).
 * ``nle``: :class:`hepsbi.DensityEstimator` (``nde``, spline flow) + :class:`hepsbi.inference.LikelihoodPosterior`.
-* ``nre``: :class:`hepsbi.RatioEstimator` (``carl`` on ``TrainingData.contrastive``: (θ, x) pairs against (θ, x')
-  with x' from 5 shuffles, so r̂ = p(x | θ)/p(x)) + :class:`~hepsbi.inference.LikelihoodPosterior`.
+* ``nre``: :class:`hepsbi.RatioEstimator` (``carl``, unanchored, on ``TrainingData.contrastive``: (θ, x) pairs
+  against (θ, x') with x' from 5 shuffles, so r̂ = p(x | θ)/p(x)) + :class:`~hepsbi.inference.LikelihoodPosterior`.
 * ``sbi_npe``: sbi 0.27's NPE with its defaults (MAF), the anchor; ``sbi_npe_nsf``: the same with the spline flow
   the paper's NPE used.
 
@@ -101,11 +101,9 @@ def anchor(*args: str) -> None:
 def space_of(data: np.lib.npyio.NpzFile) -> ParameterSpace:
     """The prior's box (a uniform prior's own, a normal prior's ±7σ) as a ParameterSpace, prior uniform there.
 
-    θ_ref is the box's lower corner: the ratio network is anchored there (log r̂(x | θ_ref) = 0), which the
-    contrastive target log p(x | θ)/p(x) does not satisfy; a smooth network bends only near the anchor, so it goes
-    where the prior has least mass."""
+    (θ_ref, the centre, plays no role: NRE's network is unanchored.)"""
     low, high = data["box_low"], data["box_high"]
-    return ParameterSpace([Parameter(f"theta_{k + 1}", float(lo), float(hi), reference=float(lo))
+    return ParameterSpace([Parameter(f"theta_{k + 1}", float(lo), float(hi), reference=float(0.5 * (lo + hi)))
                            for k, (lo, hi) in enumerate(zip(low, high))])
 
 
@@ -136,7 +134,7 @@ def hepsbi_samples(method: str, data: np.lib.npyio.NpzFile, seed: int) -> np.nda
     elif method == "nre":
         # (θ_i, x_i) against (θ_i, x_π(i)): the classifier's odds are p(x | θ)/p(x)
         pairs = TrainingData.contrastive(theta, x, space, negatives=NEGATIVES, seed=seed)
-        ratio = RatioEstimator(method="carl", seed=seed, progress=False).fit(pairs)
+        ratio = RatioEstimator(method="carl", anchored=False, seed=seed, progress=False).fit(pairs)
         posterior = LikelihoodPosterior(ratio.log_ratio, prior_of(data, space))
     else:
         raise ValueError(method)

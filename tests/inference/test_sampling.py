@@ -95,8 +95,9 @@ def test_named_errors():
 
 
 def test_nre_on_contrastive_pairs_gives_the_posterior():
-    """carl on (θ_i, x_i) against (θ_i, x_π(i)) learns p(x | θ)/p(x) (TrainingData.contrastive, 3 shuffles, weights
-    1/3): its MCMC posterior for one event has the exact mean and sd (prior box [−2, 2]); bad input is named."""
+    """An unanchored carl on (θ_i, x_i) against (θ_i, x_π(i)) learns p(x | θ)/p(x) (TrainingData.contrastive, 3
+    shuffles, weights 1/3): its MCMC posterior for one event has the exact mean and sd (prior box [−2, 2]); bad input
+    is named."""
     from hepsbi import RatioEstimator
     from hepsbi.errors import DataError
 
@@ -106,7 +107,9 @@ def test_nre_on_contrastive_pairs_gives_the_posterior():
     x, _ = sim.sample(theta, gen)
     data = TrainingData.contrastive(theta, x, sim.space, negatives=3, seed=1)
     assert len(data.y) == 16_000 and float(data.weights[data.y == 0].sum()) == pytest.approx(4000)
-    ratio = RatioEstimator("carl", epochs=10, progress=False).fit(data)
+    ratio = RatioEstimator("carl", anchored=False, epochs=10, progress=False).fit(data)
+    # unanchored: log r̂(x | θ_ref) = log p(x | θ_ref)/p(x) is learned, not fixed at 0 (x = 3 is unlikely at θ_ref = 0)
+    assert float(ratio.log_ratio(torch.tensor([[3.0]]), sim.space.reference)[0]) < -1.0
     draws = LikelihoodPosterior(ratio, sim.space, burn=60, thin=3).sample(torch.tensor([[0.5]]), 4000,
                                                                           generator=torch.Generator().manual_seed(1))
     mean, sd = exact_moments(torch.tensor([[0.5]], dtype=torch.float64), -2.0, 2.0)

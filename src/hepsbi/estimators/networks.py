@@ -87,27 +87,31 @@ class RatioModel(nn.Module):
     r"""log r̂(x | θ, θ_ref) = g(e(x), θ) − g(e(x), θ_ref), e the embedding of x.
 
     Anchoring at θ_ref makes r̂(x | θ_ref, θ_ref) = 1 exactly, for every x, which the true ratio satisfies;
-    the network only learns how the ratio departs from the reference.
+    the network only learns how the ratio departs from the reference. A ratio against a denominator that is not
+    p(x | θ_ref) — the marginal p(x) of contrastive NRE — is not 1 there: ``anchored=False`` makes
+    log r̂ = g(e(x), θ) (with an output bias).
 
     Arguments:
         x_shape: shape of one event's x (an int: the number of observables).  n_theta: number of parameters.
         reference: θ_ref, (n_theta,).  hidden: hidden layer widths of g.
         embedding: e, a module (n, \*x_shape) → (n, d_e) on standardised x; default: flatten (e(x) = x).
+        anchored: subtract g(e(x), θ_ref) (default) or not.
     """
 
     reference: Tensor
     embedding: nn.Module
 
     def __init__(self, x_shape: int | Sequence[int], n_theta: int, reference: Tensor,
-                 hidden: Sequence[int] = (64, 64, 64), embedding: nn.Module | None = None):
+                 hidden: Sequence[int] = (64, 64, 64), embedding: nn.Module | None = None, anchored: bool = True):
         super().__init__()
+        self.is_anchored = bool(anchored)
         self.x_shape = _shape(x_shape)
         self.x_scale = Standardize(self.x_shape[-1])
         self.theta_scale = Standardize(n_theta)
         self.register_buffer("reference", torch.as_tensor(reference, dtype=torch.float32).reshape(n_theta))
         self.embedding, width = embedding_slot(embedding, self.x_shape)
-        # An output bias would cancel in g(x, θ) − g(x, θ_ref): leave it out.
-        self.net = MLP(width + n_theta, 1, hidden, output_bias=False)
+        # An output bias would cancel in g(x, θ) − g(x, θ_ref): leave it out (unless unanchored).
+        self.net = MLP(width + n_theta, 1, hidden, output_bias=not self.is_anchored)
 
     def features(self, x: Tensor) -> Tensor:
         """e(x), (n, d_e): the embedding of standardised x."""
@@ -119,11 +123,15 @@ class RatioModel(nn.Module):
     def forward(self, x: Tensor, theta: Tensor) -> Tensor:
         r"""x (n, \*x_shape), θ (n, n_theta) → log r̂ (n,)."""
         e = self.features(x)
-        return self.g(e, theta) - self.g(e, self.reference.expand(x.shape[0], -1))
+        return self.g(e, theta) - self.reference_term(x, e)
 
-    def reference_term(self, x: Tensor) -> Tensor:
-        """g(e(x), θ_ref), (n,): the half of log r̂ that does not depend on θ (reuse it for fixed events)."""
-        return self.g(self.features(x), self.reference.expand(x.shape[0], -1))
+    def reference_term(self, x: Tensor, features: Tensor | None = None) -> Tensor:
+        """g(e(x), θ_ref), (n,) (0 when unanchored): the half of log r̂ that does not depend on θ (reuse it for
+        fixed events)."""
+        if not self.is_anchored:
+            return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        e = self.features(x) if features is None else features
+        return self.g(e, self.reference.expand(x.shape[0], -1))
 
     def anchored(self, x: Tensor, theta: Tensor, reference_term: Tensor) -> Tensor:
         """log r̂ (n,) from x, θ (n, n_theta) and :meth:`reference_term` of the same x: one network evaluation

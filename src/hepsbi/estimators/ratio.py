@@ -47,6 +47,8 @@ class RatioEstimator(LogRatioEstimator):
             bias events whose |log r(x, z)| exceeds it.
         hidden: hidden layer widths.
         embedding: a module for x before the network (see :class:`~hepsbi.estimators.base.Estimator`).
+        anchored: log r̂ = g(x, θ) − g(x, θ_ref), exact at θ_ref (default); ``False`` for a denominator other than
+            p(x | θ_ref), e.g. the marginal p(x) of :meth:`TrainingData.contrastive` (NRE).
         config: a :class:`TrainingConfig`; keyword ``options`` override its fields (``epochs=50``, ``seed=1``).
 
     Example:
@@ -59,7 +61,7 @@ class RatioEstimator(LogRatioEstimator):
     """
 
     kind = "RatioEstimator"
-    OPTIONS = ("method", "alpha", "log_r_clip", "hidden")
+    OPTIONS = ("method", "alpha", "log_r_clip", "hidden", "anchored")
 
     def __init__(
         self,
@@ -69,6 +71,7 @@ class RatioEstimator(LogRatioEstimator):
         config: TrainingConfig | None = None,
         log_r_clip: float = LOG_R_CLIP,
         embedding: nn.Module | None = None,
+        anchored: bool = True,
         **options: Any,
     ):
         if method not in RATIO_LOSSES:
@@ -82,11 +85,12 @@ class RatioEstimator(LogRatioEstimator):
         self.signed = RATIO_LOSSES[method].signed
         self.alpha = float(alpha)
         self.log_r_clip = float(log_r_clip)
+        self.anchored = bool(anchored)
         self._reference_cache: tuple[Any, ...] | None = None  # (x, its version, model, g(x, θ_ref))
         self._score_scale: Tensor | None = None  # 1/⟨t_k²⟩ of the training set (see prepare)
 
     def network(self, x_shape: tuple[int, ...], space: ParameterSpace) -> RatioModel:
-        return RatioModel(x_shape, space.dim, space.reference, self.hidden, self.embedding)
+        return RatioModel(x_shape, space.dim, space.reference, self.hidden, self.embedding, self.anchored)
 
     def metadata(self) -> dict[str, Any]:
         model = self._model
