@@ -111,14 +111,6 @@ def prior_of(data: np.lib.npyio.NpzFile, space: ParameterSpace) -> object:
     return space if str(data["prior_kind"]) == "uniform" else GaussianPrior(data["prior_loc"], data["prior_cov"])
 
 
-def training_data(theta: torch.Tensor, x: torch.Tensor, space: ParameterSpace) -> TrainingData:
-    """The simulations as rows drawn at their θ (y = 1), for the density (NLE)."""
-    n = theta.shape[0]
-    return TrainingData(x, theta, torch.ones(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64),
-                        torch.zeros(n, space.dim, dtype=torch.float64), torch.ones(n, dtype=torch.float64), space,
-                        [f"x_{k}" for k in range(x.shape[1])])
-
-
 def hepsbi_samples(method: str, data: np.lib.npyio.NpzFile, seed: int) -> np.ndarray:
     """(10, DRAWS, p) posterior draws of one hepsbi method for observations 1-10."""
     space = space_of(data)
@@ -129,7 +121,7 @@ def hepsbi_samples(method: str, data: np.lib.npyio.NpzFile, seed: int) -> np.nda
         est = PosteriorEstimator(space, seed=seed, progress=False).fit(theta, x)
         return np.stack([est.sample(obs, DRAWS, generator=gen).numpy() for obs in data["observations"]])
     if method == "nle":
-        density = DensityEstimator(method="nde", seed=seed, progress=False).fit(training_data(theta, x, space))
+        density = DensityEstimator(method="nde", seed=seed, progress=False).fit(TrainingData.simulations(theta, x, space))
         posterior = LikelihoodPosterior(density.log_prob, prior_of(data, space))
     elif method == "nre":
         # (θ_i, x_i) against (θ_i, x_π(i)): the classifier's odds are p(x | θ)/p(x)

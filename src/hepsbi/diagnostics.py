@@ -107,15 +107,20 @@ class SBCResult:
 
     def histogram(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(edges (bins + 1,), counts (bins, p), expected counts (bins,)) of the ranks."""
-        edges = np.linspace(0, self.draws + 1, self.bins + 1)
-        counts = np.stack([np.histogram(self.ranks[:, k], edges)[0] for k in range(self.ranks.shape[1])], axis=1)
-        values = np.arange(self.draws + 1)
-        per_bin = np.histogram(values, edges)[0]
-        return edges, counts, len(self.ranks) * per_bin / (self.draws + 1)
+        return _rank_histogram(self.ranks, self.draws, self.bins)
 
     def to_dict(self) -> dict[str, Any]:
         return {"draws": self.draws, "bins": self.bins, "simulations": int(len(self.ranks)),
                 "p_values": self.p_values.tolist(), "chi2": self.chi2.tolist(), "calibrated": self.calibrated()}
+
+
+def _rank_histogram(ranks: np.ndarray, draws: int, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(edges (bins + 1,), counts (bins, p), expected counts (bins,)) of ranks (m, p) in 0..draws: a rank is
+    uniform on the draws + 1 values under calibration."""
+    edges = np.linspace(0, draws + 1, bins + 1)
+    counts = np.stack([np.histogram(ranks[:, k], edges)[0] for k in range(ranks.shape[1])], axis=1)
+    per_bin = np.histogram(np.arange(draws + 1), edges)[0]
+    return edges, counts, len(ranks) * per_bin / (draws + 1)
 
 
 def sbc_ranks(samples: Any, theta: Any, bins: int | None = None) -> SBCResult:
@@ -128,8 +133,7 @@ def sbc_ranks(samples: Any, theta: Any, bins: int | None = None) -> SBCResult:
     if bins is None:
         bins = int(np.clip(m // 10, 2, 20))
     bins = int(min(max(bins, 2), draws + 1))
-    result = SBCResult(ranks, draws, bins, np.empty(0), np.empty(0))
-    _, counts, expected = result.histogram()
+    _, counts, expected = _rank_histogram(ranks, draws, bins)
     chi2 = ((counts - expected[:, None]) ** 2 / expected[:, None]).sum(axis=0)
     p_values = stats.chi2.sf(chi2, df=bins - 1)
     return SBCResult(ranks, draws, bins, np.asarray(p_values), np.asarray(chi2))

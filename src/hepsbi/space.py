@@ -147,6 +147,13 @@ class ParameterSpace:
         self.check(theta, what=what)
         return theta
 
+    def inside(self, theta: Tensor) -> Tensor:
+        """Whether each row of θ (n, p) or (p,) lies in the box [low, high] (and is finite): (n,) bool, on θ's
+        device."""
+        th = torch.as_tensor(theta).reshape(-1, self.dim)
+        low, high = (v.to(th.device, th.dtype) for v in (self.low, self.high))
+        return ((th >= low) & (th <= high)).all(dim=1)
+
     def check(self, theta: Tensor, what: str = "theta") -> None:
         """Raise :class:`ParameterError` if any row of ``theta`` (p,) or (n, p) lies outside the ranges."""
         theta = torch.as_tensor(theta, dtype=torch.float64)
@@ -198,8 +205,7 @@ class ParameterSpace:
                                                     torch.tensor(p.prior_width, dtype=torch.float64))
                 mass = normal.cdf(torch.tensor(p.high, dtype=torch.float64)) - normal.cdf(torch.tensor(p.low, dtype=torch.float64))
                 total = total + normal.log_prob(th[:, k]) - torch.log(mass)
-        inside = ((th >= self.low) & (th <= self.high)).all(dim=1)
-        return torch.where(inside, total, torch.full_like(total, -math.inf))
+        return torch.where(self.inside(th), total, torch.full_like(total, -math.inf))
 
     def grid(self, points: int | Sequence[int] = 21, bounds: Mapping[str, tuple[float, float]] | None = None) -> list[Tensor]:
         """One-dimensional axes of a regular grid: a list of p tensors, each (points_j,), spanning the range

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hepsbi import TrainingData
-from hepsbi.errors import DataError
+from hepsbi.errors import DataError, ParameterError
 from hepsbi.simulators import GaltonBoard, MultiParameterGaussian, joint_log_ratio
 
 
@@ -23,6 +23,24 @@ def test_from_simulator_labels_and_gold():
 def test_local_data_sits_at_one_point():
     data = TrainingData.local(GaltonBoard(), 300, at={"theta": 0.2}, seed=1)
     assert torch.all(data.theta == 0.2) and torch.all(data.y == 1)
+
+
+def test_simulations_are_rows_drawn_at_their_theta():
+    """Black-box (θ, x) pairs become y = 1 rows with unit weight and no gold; bad shapes and θ outside the space are
+    named errors."""
+    sim = MultiParameterGaussian()
+    gen = torch.Generator().manual_seed(0)
+    theta = sim.space.sample_prior(50, gen)
+    x = torch.randn(50, 5, generator=gen, dtype=torch.float64)
+    data = TrainingData.simulations(theta, x, sim.space, observable_names=list("abcde"))
+    assert torch.equal(data.x, x) and torch.equal(data.theta, theta) and data.observable_names == list("abcde")
+    assert torch.all(data.y == 1) and torch.all(data.weights == 1) and not data.t_xz.any() and not data.log_r_xz.any()
+    with pytest.raises(DataError, match="NPE.fit: theta must be"):
+        TrainingData.simulations(theta, x[:10], sim.space, what="NPE.fit")
+    outside = theta.clone()
+    outside[0, 0] = sim.space.high[0] + 1.0
+    with pytest.raises(ParameterError, match="simulations theta: theta1 = 2 is outside its range"):
+        TrainingData.simulations(outside, x, sim.space)
 
 
 def test_hdf5_round_trip_keeps_negative_weights(tmp_path):

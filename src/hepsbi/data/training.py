@@ -264,28 +264,46 @@ class TrainingData:
             theta: (n, p) prior draws.  x: (n, \*x_shape) their simulations.  space: the parameters.
             negatives: shuffled copies.  seed: seeds the permutations.  observable_names: x's columns.
         """
-        th = torch.as_tensor(theta, dtype=torch.float64)
-        xs = torch.as_tensor(x, dtype=torch.float64)
-        n = th.shape[0]
-        if th.dim() != 2 or th.shape[1] != space.dim or xs.shape[0] != n or n < 2:
-            raise DataError(f"TrainingData.contrastive: theta must be (n, {space.dim}) and x (n, ...) with the same "
-                            f"n >= 2 (got {tuple(th.shape)} and {tuple(xs.shape)})")
         if int(negatives) < 1:
             raise DataError(f"TrainingData.contrastive: negatives must be >= 1 (got {negatives})")
-        space.check(th, what="TrainingData.contrastive theta")
+        pairs = cls.simulations(theta, x, space, observable_names, what="TrainingData.contrastive")
+        n, k = len(pairs), int(negatives)
+        if n < 2:
+            raise DataError(f"TrainingData.contrastive: needs n >= 2 simulations (got {n})")
         gen = torch.Generator().manual_seed(int(seed))
-        shuffled = [xs[torch.randperm(n, generator=gen)] for _ in range(int(negatives))]
-        rows = n * (1 + int(negatives))
+        shuffled = [pairs.x[torch.randperm(n, generator=gen)] for _ in range(k)]
         return cls(
-            x=torch.cat([xs, *shuffled]), theta=th.repeat(1 + int(negatives), 1),
-            y=torch.cat([torch.ones(n, dtype=torch.float64), torch.zeros(rows - n, dtype=torch.float64)]),
-            log_r_xz=torch.zeros(rows, dtype=torch.float64), t_xz=torch.zeros(rows, space.dim, dtype=torch.float64),
-            weights=torch.cat([torch.ones(n, dtype=torch.float64),
-                               torch.full((rows - n,), 1.0 / int(negatives), dtype=torch.float64)]),
+            x=torch.cat([pairs.x, *shuffled]), theta=pairs.theta.repeat(1 + k, 1),
+            y=torch.cat([pairs.y, torch.zeros(n * k, dtype=torch.float64)]),
+            log_r_xz=torch.zeros(n * (1 + k), dtype=torch.float64),
+            t_xz=torch.zeros(n * (1 + k), space.dim, dtype=torch.float64),
+            weights=torch.cat([pairs.weights, torch.full((n * k,), 1.0 / k, dtype=torch.float64)]),
+            space=space, observable_names=pairs.observable_names,
+            provenance={"kind": "contrastive", "n": n, "negatives": k, "seed": int(seed), "hepsbi_version": __version__},
+        )
+
+    @classmethod
+    def simulations(cls, theta: Tensor, x: Tensor, space: ParameterSpace,
+                    observable_names: Sequence[str] | None = None, what: str = "TrainingData.simulations") -> TrainingData:
+        r"""Plain simulations as training rows: θ_i (n, p) drawn from a prior and x_i (n, \*x_shape) ~ p(x | θ_i), each
+        a row drawn at its θ (y = 1, weight 1, no joint ratio or score). What NPE (q(θ | x)) and NLE (p(x | θ)) train
+        on when the simulator is a black box.
+
+        Raises :class:`~hepsbi.errors.DataError` (naming ``what``) when the shapes disagree or a θ lies outside the
+        space."""
+        th = torch.as_tensor(theta, dtype=torch.float64)
+        xs = torch.as_tensor(x, dtype=torch.float64)
+        n = th.shape[0] if th.dim() else 0
+        if th.dim() != 2 or th.shape[1] != space.dim or xs.dim() < 1 or xs.shape[0] != n or n < 1:
+            raise DataError(f"{what}: theta must be (n, {space.dim}) and x (n, ...) with the same n >= 1 (got "
+                            f"{tuple(th.shape)} and {tuple(xs.shape)})")
+        space.check(th, what=f"{what} theta")
+        return cls(
+            x=xs, theta=th, y=torch.ones(n, dtype=torch.float64), log_r_xz=torch.zeros(n, dtype=torch.float64),
+            t_xz=torch.zeros(n, space.dim, dtype=torch.float64), weights=torch.ones(n, dtype=torch.float64),
             space=space,
             observable_names=list(observable_names) if observable_names else [f"x{k}" for k in range(xs.shape[-1])],
-            provenance={"kind": "contrastive", "n": n, "negatives": int(negatives), "seed": int(seed),
-                        "hepsbi_version": __version__},
+            provenance={"kind": "simulations", "n": n, "hepsbi_version": __version__},
         )
 
     # -- views ---------------------------------------------------------------------------------------------

@@ -114,14 +114,7 @@ class PosteriorEstimator(Estimator):
             return super().fit(theta)
         if self.prior_space is None:
             raise EstimatorError("fit(theta, x) needs the parameter space: PosteriorEstimator(space, ...)")
-        th = torch.as_tensor(theta, dtype=torch.float64)
-        xt = torch.as_tensor(x, dtype=torch.float64)
-        if th.dim() != 2 or th.shape[1] != self.prior_space.dim or xt.shape[0] != th.shape[0]:
-            raise EstimatorError(f"theta must be (n, {self.prior_space.dim}) and x (n, ...) with the same n (got "
-                                 f"{tuple(th.shape)} and {tuple(xt.shape)})")
-        n = th.shape[0]
-        data = TrainingData(xt, th, torch.ones(n), torch.zeros(n), torch.zeros(n, self.prior_space.dim), torch.ones(n),
-                            self.prior_space)
+        data = TrainingData.simulations(theta, x, self.prior_space, what="PosteriorEstimator.fit")
         return super().fit(data)
 
     def check(self, data: TrainingData) -> None:
@@ -156,8 +149,7 @@ class PosteriorEstimator(Estimator):
 
     def _inside(self, theta: Tensor) -> Tensor:
         assert self.space is not None
-        low, high = (v.to(theta.device, theta.dtype) for v in (self.space.low, self.space.high))
-        return ((theta >= low) & (theta <= high)).all(dim=1)
+        return self.space.inside(theta)
 
     def sample(self, x_obs: Any, n: int, generator: torch.Generator | None = None, max_rounds: int = 100) -> Tensor:
         """n draws (n, p), float64, from q̂(θ | x_obs) truncated to the prior box (draws outside are rejected)."""

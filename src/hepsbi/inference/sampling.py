@@ -87,6 +87,12 @@ class LikelihoodPosterior:
     def log_prob_unnormalised(self, theta: Any, x_obs: Any) -> Tensor:
         """log π(θ) + Σ_i ℓ̂(x_i | θ) for θ (m, p) and the events x_obs (N, \\*x_shape): (m,) float64, −∞ outside the
         prior's support."""
+        log_prior, log_likelihood = self._log_terms(theta, x_obs)
+        return log_prior + log_likelihood
+
+    def _log_terms(self, theta: Any, x_obs: Any) -> tuple[Tensor, Tensor]:
+        """(log π(θ), Σ_i ℓ̂(x_i | θ)) for θ (m, p): two (m,) float64; the second is −∞ outside the prior's support
+        and where it is not a number."""
         events = self._events(x_obs)
         th = torch.as_tensor(np.asarray(theta), dtype=torch.float64)
         th = th.reshape(-1, th.shape[-1] if th.dim() else 1)
@@ -100,13 +106,13 @@ class LikelihoodPosterior:
             theta_rows = th_in.repeat_interleave(n, dim=0)
             with torch.no_grad():
                 ll = torch.as_tensor(self.log_likelihood(x_rows, theta_rows), dtype=torch.float64).reshape(m, n)
-            out[inside] = log_prior[inside] + ll.sum(dim=1)
-        return torch.where(torch.isnan(out), torch.full_like(out, -math.inf), out)
+            out[inside] = ll.sum(dim=1)
+        return log_prior, torch.where(torch.isnan(out), torch.full_like(out, -math.inf), out)
 
     def _start(self, x_obs: Any, gen: torch.Generator) -> np.ndarray:
         """Walkers (walkers, p): prior draws resampled ∝ likelihood."""
         draws = torch.as_tensor(self.prior.sample_prior(self.init, gen), dtype=torch.float64)
-        log_w = self.log_prob_unnormalised(draws, x_obs) - torch.as_tensor(self.prior.log_prior(draws)).reshape(-1)
+        log_w = self._log_terms(draws, x_obs)[1]
         finite = torch.isfinite(log_w)
         if int(finite.sum()) < self.walkers:
             raise EstimatorError(f"only {int(finite.sum())} of {self.init} prior draws have a finite likelihood for "
