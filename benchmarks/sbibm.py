@@ -5,6 +5,7 @@ C2ST against its reference posteriors, with sbi 0.27's NPE trained on the same s
     python benchmarks/sbibm.py --tasks two_moons --sizes 1000 --methods npe sbi_npe
     python benchmarks/sbibm.py --check                   # C2ST 0.5 ideal; fails when a target is missed
     python benchmarks/sbibm.py --cached                  # the table of what is scored so far (a run resumes)
+    python benchmarks/sbibm.py --cached --markdown       # the same as the README's table
 
 sbibm pins an old sbi, so it lives in its own environment (.venv-sbibm) and never meets hepsbi: the helper
 benchmarks/sbibm_anchor.py, run there, simulates each task (prior draws, simulations, observations 1-10 and the
@@ -15,7 +16,8 @@ hepsbi's estimators in the main environment and draws 10,000 samples per observa
 * ``npe``: :class:`hepsbi.PosteriorEstimator` (spline flow, the defaults).
 * ``nle``: :class:`hepsbi.DensityEstimator` (``nde``, spline flow) + :class:`hepsbi.inference.LikelihoodPosterior`.
 * ``nre``: :class:`hepsbi.RatioEstimator` (``carl``, unanchored, on ``TrainingData.contrastive``: (θ, x) pairs
-  against (θ, x') with x' from 5 shuffles, so r̂ = p(x | θ)/p(x)) + :class:`~hepsbi.inference.LikelihoodPosterior`.
+  against (θ, x') with x' from 20 shuffles, so r̂ = p(x | θ)/p(x); hidden 128 × 3, batch 64: ``NRE``) +
+  :class:`~hepsbi.inference.LikelihoodPosterior`.
 * ``sbi_npe``: sbi 0.27's NPE with its defaults (MAF), the anchor; ``sbi_npe_nsf``: the same with the spline flow
   the paper's NPE used.
 
@@ -56,8 +58,14 @@ ANCHOR_PYTHON = HERE.parent / ".venv-sbibm" / "bin" / "python"
 TASKS = ["two_moons", "slcp", "gaussian_linear", "gaussian_mixture", "bernoulli_glm"]
 METHODS = ["npe", "nle", "nre", "sbi_npe", "sbi_npe_nsf"]
 DRAWS = 10_000
-#: NRE: shuffled copies of the simulations as the marginal class (TrainingData.contrastive)
-NEGATIVES = 5
+#: NRE: shuffled copies of the simulations as the marginal class (TrainingData.contrastive), the classifier's hidden
+#: layers and batch size. The ratio estimators' defaults (64 × 3, batch 256) are sized for smooth physics ratios;
+#: on two moons (a likelihood ring 0.01 wide) they stall at C2ST 0.82 with 5 shuffles (observations 1-3, 1e4); 128 × 3
+#: and batch 64 give 0.53, and 20 shuffles take 1e3 from 0.81 to 0.62 (benchmarks/README.md).
+NRE = {"negatives": 20, "hidden": (128, 128, 128), "batch_size": 64}
+#: NLE and NRE: LikelihoodPosterior's walkers and SIR start (its thinning "auto"): SLCP's four symmetric modes get
+#: their share from the start, which 32 walkers set only to ±8 % per mode
+MCMC = {"walkers": 128, "init": 100_000}
 #: the paper's mean C2ST (Lueckmann et al. 2021, Fig. 2; gaussian_mixture from the rerun) by method, task and size
 PAPER = {
     "npe": {"two_moons": {1000: .725, 10000: .606, 100000: .542}, "slcp": {1000: .975, 10000: .901, 100000: .831},
@@ -122,22 +130,37 @@ def hepsbi_samples(method: str, data: np.lib.npyio.NpzFile, seed: int) -> np.nda
         return np.stack([est.sample(obs, DRAWS, generator=gen).numpy() for obs in data["observations"]])
     if method == "nle":
         density = DensityEstimator(method="nde", seed=seed, progress=False).fit(TrainingData.simulations(theta, x, space))
-        posterior = LikelihoodPosterior(density.log_prob, prior_of(data, space))
+        posterior = LikelihoodPosterior(density.log_prob, prior_of(data, space), **MCMC)
     elif method == "nre":
         # (θ_i, x_i) against (θ_i, x_π(i)): the classifier's odds are p(x | θ)/p(x)
-        pairs = TrainingData.contrastive(theta, x, space, negatives=NEGATIVES, seed=seed)
-        ratio = RatioEstimator(method="carl", anchored=False, seed=seed, progress=False).fit(pairs)
-        posterior = LikelihoodPosterior(ratio.log_ratio, prior_of(data, space))
+        pairs = TrainingData.contrastive(theta, x, space, negatives=NRE["negatives"], seed=seed)
+        ratio = RatioEstimator(method="carl", anchored=False, hidden=NRE["hidden"], batch_size=NRE["batch_size"],
+                               seed=seed, progress=False).fit(pairs)
+        posterior = LikelihoodPosterior(ratio.log_ratio, prior_of(data, space), **MCMC)
     else:
         raise ValueError(method)
     return np.stack([posterior.sample(obs[None], DRAWS, generator=gen).numpy() for obs in data["observations"]])
+
+
+def settings_of(method: str) -> str:
+    """What a method's draws depend on besides the data (a cached file made otherwise is redone)."""
+    return json.dumps({"nre": {**NRE, **MCMC, "thin": "auto"}, "nle": {**MCMC, "thin": "auto"}}.get(method, {}),
+                      sort_keys=True)
+
+
+def current(samples_file: Path, method: str) -> bool:
+    """Whether the draws in ``samples_file`` exist and were made with the method's present settings."""
+    if not samples_file.exists():
+        return False
+    with np.load(samples_file) as saved:
+        return (str(saved["settings"]) if "settings" in saved.files else "{}") == settings_of(method)
 
 
 def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cached: bool = False) -> list[dict[str, object]]:
     """The rows of one task and simulation budget; ``cached``: only those already scored (nothing is computed)."""
     folder = SCRATCH / "sbibm" / f"{task}_{n}"
     if cached:
-        methods = [m for m in methods if (folder / f"{m}.c2st.json").exists() and (folder / f"{m}.npz").exists()]
+        methods = [m for m in methods if (folder / f"{m}.c2st.json").exists() and current(folder / f"{m}.npz", m)]
         if not methods:
             return []
     folder.mkdir(parents=True, exist_ok=True)
@@ -148,7 +171,10 @@ def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cach
     rows = []
     for method in methods:
         samples_file, scores_file = folder / f"{method}.npz", folder / f"{method}.c2st.json"
-        if fresh or not samples_file.exists():
+        stale = samples_file.exists() and not current(samples_file, method)
+        if stale:
+            print(f"{task} {n} {method}: made with other settings, redoing", flush=True)
+        if fresh or stale or not samples_file.exists():
             start = time.perf_counter()
             if method.startswith("sbi_"):
                 flow = "nsf" if method == "sbi_npe_nsf" else "default"
@@ -157,7 +183,7 @@ def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cach
             else:
                 samples = hepsbi_samples(method, data, seed)
             with atomic_path(samples_file) as tmp, open(tmp, "wb") as f:
-                np.savez(f, **{method: samples}, seconds=time.perf_counter() - start)
+                np.savez(f, **{method: samples}, seconds=time.perf_counter() - start, settings=settings_of(method))
             scores_file.unlink(missing_ok=True)
         if not scores_file.exists():
             anchor("c2st", str(data_file), str(samples_file), str(scores_file))
@@ -170,6 +196,20 @@ def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cach
     return rows
 
 
+def markdown(rows: list[dict[str, object]], tasks: list[str], sizes: list[int]) -> str:
+    """The README's wide table: one line per task and budget, mean ± sd per method, the paper's means beside."""
+    cell = {(r["task"], r["n_simulations"], r["method"]): f"{r['c2st']:.3f} ± {r['c2st_std']:.3f}" for r in rows}
+    columns = [("hepsbi NPE", "npe"), ("sbi NPE (MAF)", "sbi_npe"), ("paper NPE", "paper:npe"), ("hepsbi NLE", "nle"),
+               ("paper NLE", "paper:nle"), ("hepsbi NRE", "nre"), ("paper NRE", "paper:nre")]
+    lines = ["| task | simulations | " + " | ".join(c for c, _ in columns) + " |", "|---" * (2 + len(columns)) + "|"]
+    for task in tasks:
+        for n in sizes:
+            values = [f"{PAPER[key[6:]][task][n]:.3f}" if key.startswith("paper:") else cell.get((task, n, key), "—")
+                      for _, key in columns]
+            lines.append(f"| {task} | {n:.0e}".replace("e+0", "e") + " | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
@@ -180,6 +220,7 @@ def main() -> None:
     parser.add_argument("--cached", action="store_true", help="only tabulate the cells already scored (compute nothing)")
     parser.add_argument("--check", action="store_true", help="exit 1 unless NPE <= paper and <= every sbi row, NLE/NRE "
                         "<= paper")
+    parser.add_argument("--markdown", action="store_true", help="also print the README's table (task × method)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = [row for task in args.tasks for n in args.sizes
@@ -188,6 +229,8 @@ def main() -> None:
     report("sbibm", "C2ST against sbibm's reference posteriors (0.5 ideal; mean ± sd over observations 1-10)",
            ["task", "n_simulations", "method", "C2ST", "paper", "seconds"], table,
            {"draws": DRAWS, "observations": list(range(1, 11))})
+    if args.markdown:
+        print(markdown(rows, args.tasks, args.sizes))
     if args.check:
         misses = [r for r in rows if not r["method"].startswith("sbi_") and not r["c2st"] <= r["paper"]]
         for anchor_row in (r for r in rows if r["method"].startswith("sbi_")):

@@ -45,6 +45,39 @@ def test_exact_likelihood_over_many_events():
     assert float(value[0]) == pytest.approx(expected, abs=1e-9) and value[1] == -math.inf
 
 
+def lag_one_correlation(draws: torch.Tensor, walkers: int) -> float:
+    """Correlation of a walker's successive kept states (draws come as (kept, walkers, p), latest first)."""
+    chains = draws[: (len(draws) // walkers) * walkers].reshape(-1, walkers, draws.shape[1])[..., 0]
+    a, b = chains[1:] - chains.mean(), chains[:-1] - chains.mean()
+    return float((a * b).mean() / (chains - chains.mean()).pow(2).mean())
+
+
+def test_auto_thinning_keeps_draws_independent():
+    """A correlated 2-D Gaussian (ρ = 0.98) mixes slowly (τ of tens of steps): thin="auto" runs until walkers × steps /
+    τ ≥ n and keeps draws whose successive states are about uncorrelated, with the right variance; keeping every
+    step instead leaves them strongly correlated; too few max_steps warns."""
+    from hepsbi.errors import HepsbiWarning
+
+    space = ParameterSpace([Parameter("a", -1.0, 1.0), Parameter("b", -1.0, 1.0)])
+    cov = 0.04 * torch.tensor([[1.0, 0.98], [0.98, 1.0]], dtype=torch.float64)
+    normal = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=torch.float64), cov)
+
+    def log_likelihood(x, theta):
+        return normal.log_prob(theta)
+
+    auto = LikelihoodPosterior(log_likelihood, space, walkers=32, burn=200)
+    draws = auto.sample(torch.zeros(1), 2000, generator=torch.Generator().manual_seed(3))
+    assert draws.shape == (2000, 2) and auto.autocorrelation.shape == (2,)
+    assert auto.autocorrelation.max() > 10 and auto.effective_draws >= 2000
+    assert abs(lag_one_correlation(draws, 32)) < 0.25
+    assert float(draws[:, 0].std()) == pytest.approx(0.2, rel=0.1)
+    every = LikelihoodPosterior(log_likelihood, space, walkers=32, burn=200, thin=1)
+    draws = every.sample(torch.zeros(1), 2000, generator=torch.Generator().manual_seed(3))
+    assert lag_one_correlation(draws, 32) > 0.7 and every.effective_draws < 500
+    with pytest.warns(HepsbiWarning, match="max_steps = 50 reached"):
+        LikelihoodPosterior(log_likelihood, space, walkers=32, burn=50, max_steps=50).sample(torch.zeros(1), 2000)
+
+
 def test_both_modes_of_a_bimodal_posterior():
     """log L(θ) = log(N(θ; −0.6, 0.08) + N(θ; 0.6, 0.08)) on [−1, 1]: walkers start in both modes (importance
     resampling) and the draws split about evenly between them."""
@@ -87,6 +120,8 @@ def test_named_errors():
         LikelihoodPosterior(sim.log_prob, object())
     with pytest.raises(EstimatorError, match="burn must be >= 0"):
         LikelihoodPosterior(sim.log_prob, sim.space, burn=-1)
+    with pytest.raises(EstimatorError, match="thin must be 'auto' or an integer >= 1"):
+        LikelihoodPosterior(sim.log_prob, sim.space, thin="every")
     with pytest.raises(EstimatorError, match=r"walkers must be >= 2 p \+ 2 = 4"):
         LikelihoodPosterior(sim.log_prob, sim.space, walkers=3).sample(torch.zeros(1, 1), 10)
     nowhere = LikelihoodPosterior(lambda x, theta: torch.full((len(x),), -math.inf), sim.space)
