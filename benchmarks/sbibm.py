@@ -63,9 +63,11 @@ DRAWS = 10_000
 #: on two moons (a likelihood ring 0.01 wide) they stall at C2ST 0.82 with 5 shuffles (observations 1-3, 1e4); 128 × 3
 #: and batch 64 give 0.53, and 20 shuffles take 1e3 from 0.81 to 0.62 (benchmarks/README.md).
 NRE = {"negatives": 20, "hidden": (128, 128, 128), "batch_size": 64}
-#: NLE and NRE: LikelihoodPosterior's walkers and SIR start (its thinning "auto"): SLCP's four symmetric modes get
-#: their share from the start, which 32 walkers set only to ±8 % per mode
-MCMC = {"walkers": 128, "init": 100_000}
+#: NLE and NRE: LikelihoodPosterior's walkers and SIR start (its thinning "auto"). SLCP's four symmetric modes get
+#: their share from the start, which 32 walkers set only to ±8 % per mode; two moons' posterior (two thin crescents)
+#: mixes slowly (τ ≈ 1000 steps): the evaluations needed grow as draws × τ whatever the walkers, and 1024 walkers
+#: take them in 8 × fewer, larger batches than 128
+MCMC = {"walkers": 1024, "init": 100_000}
 #: the paper's mean C2ST (Lueckmann et al. 2021, Fig. 2; gaussian_mixture from the rerun) by method, task and size
 PAPER = {
     "npe": {"two_moons": {1000: .725, 10000: .606, 100000: .542}, "slcp": {1000: .975, 10000: .901, 100000: .831},

@@ -72,7 +72,7 @@ class LikelihoodPosterior:
         torch.Size([64, 1])
     """
 
-    def __init__(self, log_likelihood: Any, prior: Prior, walkers: int = 64, burn: int = 300,
+    def __init__(self, log_likelihood: Any, prior: Prior, walkers: int = 256, burn: int = 300,
                  thin: int | str = "auto", init: int = 16_384, max_steps: int = 100_000):
         if callable(getattr(log_likelihood, "log_prob", None)):
             log_likelihood = log_likelihood.log_prob
@@ -177,7 +177,7 @@ class LikelihoodPosterior:
                 if done >= need or done >= self.max_steps:
                     break
                 steps = min(need, self.max_steps) - done
-            if done < need:
+            if self.walkers * done / float(tau.max()) < n:
                 warnings.warn(f"MCMC: max_steps = {self.max_steps} reached with about {self.walkers * done / tau.max():.0f} "
                               f"independent draws of the {n} asked for (autocorrelation time {tau.max():.0f} steps): "
                               "raise max_steps or walkers", HepsbiWarning, stacklevel=2)
