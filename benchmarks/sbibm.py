@@ -162,7 +162,7 @@ def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cach
     """The rows of one task and simulation budget; ``cached``: only those already scored (nothing is computed)."""
     folder = SCRATCH / "sbibm" / f"{task}_{n}"
     if cached:
-        methods = [m for m in methods if (folder / f"{m}.c2st.json").exists() and current(folder / f"{m}.npz", m)]
+        methods = [m for m in methods if (folder / f"{m}.c2st.json").exists() and (folder / f"{m}.npz").exists()]
         if not methods:
             return []
     folder.mkdir(parents=True, exist_ok=True)
@@ -174,9 +174,11 @@ def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cach
     for method in methods:
         samples_file, scores_file = folder / f"{method}.npz", folder / f"{method}.c2st.json"
         stale = samples_file.exists() and not current(samples_file, method)
-        if stale:
+        if stale and cached:
+            print(f"{task} {n} {method}: made with other settings (marked †)", flush=True)
+        elif stale:
             print(f"{task} {n} {method}: made with other settings, redoing", flush=True)
-        if fresh or stale or not samples_file.exists():
+        if fresh or (stale and not cached) or not samples_file.exists():
             start = time.perf_counter()
             if method.startswith("sbi_"):
                 flow = "nsf" if method == "sbi_npe_nsf" else "default"
@@ -193,14 +195,17 @@ def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cach
         paper = PAPER[method][task].get(n)
         rows.append({"task": task, "n_simulations": n, "method": method, "c2st": float(scores.mean()),
                      "c2st_std": float(scores.std(ddof=1)), "paper": paper if paper is not None else float("nan"),
-                     "seconds": float(np.load(samples_file)["seconds"]), "per_observation": scores.tolist()})
+                     "seconds": float(np.load(samples_file)["seconds"]), "per_observation": scores.tolist(),
+                     "current_settings": current(samples_file, method)})
         print(f"{task} {n} {method}: C2ST {scores.mean():.3f} ± {scores.std(ddof=1):.3f} (paper {paper})", flush=True)
     return rows
 
 
 def markdown(rows: list[dict[str, object]], tasks: list[str], sizes: list[int]) -> str:
-    """The README's wide table: one line per task and budget, mean ± sd per method, the paper's means beside."""
-    cell = {(r["task"], r["n_simulations"], r["method"]): f"{r['c2st']:.3f} ± {r['c2st_std']:.3f}" for r in rows}
+    """The README's wide table: one line per task and budget, mean ± sd per method, the paper's means beside; † marks
+    draws made with settings other than the present ones (a run without --cached redoes them)."""
+    cell = {(r["task"], r["n_simulations"], r["method"]): f"{r['c2st']:.3f} ± {r['c2st_std']:.3f}"
+            + ("" if r["current_settings"] else " †") for r in rows}
     columns = [("hepsbi NPE", "npe"), ("sbi NPE (MAF)", "sbi_npe"), ("paper NPE", "paper:npe"), ("hepsbi NLE", "nle"),
                ("paper NLE", "paper:nle"), ("hepsbi NRE", "nre"), ("paper NRE", "paper:nre")]
     lines = ["| task | simulations | " + " | ".join(c for c, _ in columns) + " |", "|---" * (2 + len(columns)) + "|"]
