@@ -62,7 +62,8 @@ class LikelihoodPosterior:
             step.
         init: prior draws for the importance-resampled start.
         max_steps: ``thin="auto"``: the most steps after the burn-in; reaching it warns that the draws are fewer
-            than asked for (``effective_draws``).
+            than asked for (``effective_draws``). The chain is held in memory until it is thinned: at most
+            walkers × max_steps × p × 8 bytes (256 × 20,000 × 2: 82 MB).
 
     Example:
         >>> from hepsbi.simulators import GaussianLatent
@@ -73,7 +74,7 @@ class LikelihoodPosterior:
     """
 
     def __init__(self, log_likelihood: Any, prior: Prior, walkers: int = 256, burn: int = 300,
-                 thin: int | str = "auto", init: int = 16_384, max_steps: int = 100_000):
+                 thin: int | str = "auto", init: int = 16_384, max_steps: int = 20_000):
         if callable(getattr(log_likelihood, "log_prob", None)):
             log_likelihood = log_likelihood.log_prob
         elif callable(getattr(log_likelihood, "log_ratio", None)):
