@@ -13,6 +13,7 @@ from hepsbi.inference import (
     exact_log_ratio,
     likelihood_scan,
     observed_dataset,
+    scan_log_likelihood,
     wilks_threshold,
 )
 from hepsbi.simulators import GaussianLatent
@@ -122,3 +123,19 @@ def test_a_scan_with_a_progress_bar_gives_the_same_result():
     quiet = likelihood_scan(ratio, data, sim.space, points=41)
     shown = likelihood_scan(ratio, data, sim.space, points=41, progress="scan")
     assert shown.mle == quiet.mle and shown.intervals == quiet.intervals and np.array_equal(shown.q, quiet.q)
+
+
+def test_zoom_closes_in_on_a_likelihood_sharper_than_the_grid():
+    """log L = −½ ((θ − 0.33)/0.005)² on a 21-node grid over [−1, 1] (step 0.1): no node lies within the 95 % region
+    (the nearest is 6 σ away), yet two zooms find it: the 95 % interval is 0.33 ± 1.96 × 0.005, as without zoom it
+    cannot be (the grid sees only a spike at one node)."""
+    space = ParameterSpace([Parameter("theta", -1.0, 1.0)])
+
+    def log_likelihood(theta):
+        return (-0.5 * ((theta[:, 0] - 0.33) / 0.005) ** 2).numpy()
+
+    coarse = scan_log_likelihood(log_likelihood, space, points=21)
+    zoomed = scan_log_likelihood(log_likelihood, space, points=21, zoom=2)
+    lo, hi = zoomed.intervals["theta"]["95"]
+    assert lo == pytest.approx(0.33 - 1.96 * 0.005, abs=5e-4) and hi == pytest.approx(0.33 + 1.96 * 0.005, abs=5e-4)
+    assert float(np.diff(zoomed.axes[0]).min()) < 0.01 < float(np.diff(coarse.axes[0]).min())

@@ -209,14 +209,17 @@ def likelihood_scan(
 
 def _zoomed_axes(result: ScanResult, space: ParameterSpace, points: Sequence[int]) -> list[Tensor] | None:
     """Axes around the region q ≤ 2 × (95 % threshold), padded by half its size and clipped to the
-    parameter range; None when the region already fills a third of each axis (or touches nothing)."""
+    parameter range; None when the region already fills a third of each axis. A likelihood sharper than the grid
+    has no node in that region (the refined maximum lies between nodes, every node far above it): then the axes
+    close in on the refined maximum, ± one step either side of its nearest node."""
     inside = result.q <= 2 * wilks_threshold("95", len(result.names))
     new_axes, zoom = [], False
     for j, axis in enumerate(result.axes):
         mask = inside if inside.ndim == 1 else inside.any(axis=1 - j)
         idx = np.nonzero(mask)[0]
-        if idx.size == 0:  # the refined maximum lies off the grid, far above every node: nothing to zoom into
-            return None
+        if idx.size == 0:
+            nearest = int(np.argmin(np.abs(axis - result.mle[result.names[j]])))
+            idx = np.array([nearest])
         lo_i, hi_i = max(idx[0] - 1, 0), min(idx[-1] + 1, len(axis) - 1)
         width = axis[hi_i] - axis[lo_i]
         full = axis[-1] - axis[0]
