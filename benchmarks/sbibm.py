@@ -196,7 +196,7 @@ def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cach
         rows.append({"task": task, "n_simulations": n, "method": method, "c2st": float(scores.mean()),
                      "c2st_std": float(scores.std(ddof=1)), "paper": paper if paper is not None else float("nan"),
                      "seconds": float(np.load(samples_file)["seconds"]), "per_observation": scores.tolist(),
-                     "current_settings": current(samples_file, method)})
+                     "current_settings": not (stale and cached)})  # redone above unless only tabulating
         print(f"{task} {n} {method}: C2ST {scores.mean():.3f} ± {scores.std(ddof=1):.3f} (paper {paper})", flush=True)
     return rows
 
