@@ -61,10 +61,42 @@ def test_npe_from_plain_tensors_and_saved(trained, tmp_path):
     torch.testing.assert_close(loaded.log_prob(theta, x_obs), est.log_prob(theta, x_obs), rtol=0, atol=1e-6)
 
 
+def test_an_ensemble_draws_from_the_mixture_its_log_prob_describes(trained, tmp_path):
+    """members=2 after one epoch (two flows far apart): the draws' mean and sd are those of the density
+    exp(log q̂) integrated on a grid (each draw's member chosen with probability 1/2), that density integrates to
+    one over the prior box, and save/load keeps it. A model saved with a single flow (keys ``flow.*``) loads."""
+    sim, data, single = trained
+    est = PosteriorEstimator(sim.space, members=2, epochs=1, transforms=2, progress=False).fit(data)
+    grid = torch.linspace(-1, 1, 4001, dtype=torch.float64)
+    x_obs = torch.tensor([0.4])
+    density = est.log_prob(grid[:, None], x_obs).exp()
+    assert float(torch.trapezoid(density, grid)) == pytest.approx(1.0, abs=0.01)
+    mean = torch.trapezoid(grid * density, grid)
+    sd = torch.trapezoid((grid - mean) ** 2 * density, grid).sqrt()
+    with torch.no_grad():
+        members = est._model.member_log_probs(grid[:, None].float(), x_obs.expand(len(grid), 1).float()).exp()
+    member_means = torch.trapezoid(grid * members.double(), grid) / torch.trapezoid(members.double(), grid)
+    assert float((member_means[0] - member_means[1]).abs()) > 0.05  # the members differ, so the weights matter
+    draws = est.sample(x_obs, 40_000, generator=torch.Generator().manual_seed(3))
+    assert float(draws.mean()) == pytest.approx(float(mean), abs=4 * float(sd) / 200)
+    assert float(draws.std()) == pytest.approx(float(sd), rel=0.02)
+    est.save(tmp_path / "ensemble")
+    torch.testing.assert_close(load_estimator(tmp_path / "ensemble").log_prob(grid[::100, None], x_obs),
+                               est.log_prob(grid[::100, None], x_obs), rtol=0, atol=1e-6)
+    state = {k.replace("flows.0.", "flow."): v for k, v in single._model.state_dict().items()}
+    fresh = PosteriorEstimator(sim.space, **SMALL)
+    fresh.model = fresh.network(single._x_shape, sim.space)
+    fresh.model.load_state_dict(state)
+    torch.testing.assert_close(fresh.model.log_prob(grid[::100, None].float(), x_obs.expand(41, 1).float()),
+                               single._model.log_prob(grid[::100, None].float(), x_obs.expand(41, 1).float()))
+
+
 def test_named_errors_of_the_posterior_estimator(trained):
     sim, _, est = trained
     with pytest.raises(EstimatorError, match="unknown flow"):
         PosteriorEstimator(sim.space, flow="glow")
+    with pytest.raises(EstimatorError, match="members must be a positive integer"):
+        PosteriorEstimator(sim.space, members=0)
     with pytest.raises(EstimatorError, match="needs the parameter space"):
         PosteriorEstimator().fit(torch.zeros(5, 1), torch.zeros(5, 1))
     with pytest.raises(EstimatorError, match="one observation at a time"):

@@ -15,6 +15,7 @@ truncated density integrates to one, and is −∞ outside.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,29 +39,56 @@ LEAKAGE_SAMPLES = 10_000
 
 
 class PosteriorModel(nn.Module):
-    r"""A zuko flow on standardised θ with the embedding of standardised x as context.
+    r"""``members`` zuko flows on standardised θ with the embedding of standardised x as context; the posterior is
+    their equal mixture, q̂(θ | x) = (1/K) Σ_k q̂_k(θ | x).
 
     Arguments:
         x_shape: one event's x.  n_theta: parameters.  flow: a key of
-        :data:`~hepsbi.estimators.density.FLOWS`.  transforms, hidden: the flow's.  embedding: e(x) (default: flatten).
+        :data:`~hepsbi.estimators.density.FLOWS`.  transforms, hidden: each flow's.  embedding: e(x) (default:
+        flatten), shared by the members.  members: K, the flows of the mixture.
     """
 
     def __init__(self, x_shape: tuple[int, ...], n_theta: int, flow: str = "nsf", transforms: int = 5,
-                 hidden: Sequence[int] = (64, 64), embedding: nn.Module | None = None):
+                 hidden: Sequence[int] = (64, 64), embedding: nn.Module | None = None, members: int = 1):
         super().__init__()
         self.x_shape = tuple(x_shape)
         self.x_scale = Standardize(self.x_shape[-1])
         self.theta_scale = Standardize(n_theta)
         self.embedding, width = embedding_slot(embedding, self.x_shape)
-        self.flow = flow_network(flow, n_theta, width, transforms, hidden)
+        self.flows = nn.ModuleList([flow_network(flow, n_theta, width, transforms, hidden) for _ in range(members)])
+        self._register_load_state_dict_pre_hook(_single_flow_keys)
 
-    def distribution(self, x: Tensor) -> Any:
-        """The flow's distribution of standardised θ given x (n, \\*x_shape)."""
-        return self.flow(self.embedding(self.x_scale(x)))
+    def distributions(self, x: Tensor) -> list[Any]:
+        """Each member's distribution of standardised θ given x (n, \\*x_shape)."""
+        context = self.embedding(self.x_scale(x))
+        return [flow(context) for flow in self.flows]
+
+    def member_log_probs(self, theta: Tensor, x: Tensor) -> Tensor:
+        """log q̂_k(θ | x) of every member, (K, n), of θ itself (before any truncation to the prior)."""
+        z, log_jacobian = self.theta_scale(theta), torch.log(self.theta_scale.std).sum()
+        return torch.stack([d.log_prob(z) for d in self.distributions(x)]) - log_jacobian
 
     def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
-        """log q̂(θ | x), (n,), of θ itself (before any truncation to the prior)."""
-        return self.distribution(x).log_prob(self.theta_scale(theta)) - torch.log(self.theta_scale.std).sum()
+        """log q̂(θ | x) = logsumexp_k log q̂_k(θ | x) − log K, (n,), of θ itself (before any truncation)."""
+        members = self.member_log_probs(theta, x)
+        return torch.logsumexp(members, dim=0) - math.log(members.shape[0])
+
+    def draws(self, x: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n draws (n, p) of θ from the mixture at one x (1, \\*x_shape): each draw's member uniformly at random."""
+        dists = self.distributions(x)
+        which = torch.randint(len(dists), (int(n),), generator=generator)
+        theta = torch.empty(int(n), self.theta_scale.mean.shape[0], device=self.theta_scale.mean.device)
+        for k, dist in enumerate(dists):
+            chosen = which == k
+            if chosen.any():
+                theta[chosen.to(theta.device)] = flow_draws(dist, int(chosen.sum()), generator)[:, 0]
+        return self.theta_scale.inverse(theta)
+
+
+def _single_flow_keys(state: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Models saved with one flow named ``flow``: their keys become member 0's (``flows.0``)."""
+    for key in [k for k in state if k.startswith(prefix + "flow.")]:
+        state[prefix + "flows.0." + key[len(prefix + "flow."):]] = state.pop(key)
 
 
 class PosteriorEstimator(Estimator):
@@ -70,6 +98,10 @@ class PosteriorEstimator(Estimator):
         space: the parameter space: its box is the prior's support (and, with the data's θ sampler, its prior).
         flow: ``nsf`` (default), ``maf`` or ``realnvp``.  transforms, hidden: the flow's.
         embedding: a module summarising standardised x (n, \\*shape) into (n, d_e) (the embedding slot).
+        members: K flows trained side by side from different initial weights (each on the NLL of its own), the
+            posterior their equal mixture — a deep ensemble (Lakshminarayanan et al., arXiv:1612.01474), which at
+            small simulation budgets is both more accurate and more conservative than one flow (Hermans et al.,
+            arXiv:2208.13624). Training and sampling cost K times one flow's.
         config: a :class:`TrainingConfig`; keyword ``options`` override its fields (``epochs=50``, ``seed=1``).
 
     Example:
@@ -82,20 +114,23 @@ class PosteriorEstimator(Estimator):
     """
 
     kind = "PosteriorEstimator"
-    OPTIONS = ("flow", "transforms", "hidden")
+    OPTIONS = ("flow", "transforms", "hidden", "members")
 
     def __init__(self, space: ParameterSpace | None = None, flow: str = "nsf", transforms: int = 5,
-                 hidden: Sequence[int] = (64, 64), embedding: nn.Module | None = None,
+                 hidden: Sequence[int] = (64, 64), embedding: nn.Module | None = None, members: int = 1,
                  config: TrainingConfig | None = None, **options: Any):
         transforms = check_flow(flow, transforms)
+        if int(members) != members or members < 1:
+            raise EstimatorError(f"members must be a positive integer (got {members!r})")
         super().__init__(hidden, embedding, config, **options)
         self.flow = flow
         self.transforms = transforms
+        self.members = int(members)
         self.prior_space = space
         self._leakage: dict[bytes, float] = {}
 
     def network(self, x_shape: tuple[int, ...], space: ParameterSpace) -> PosteriorModel:
-        return PosteriorModel(x_shape, space.dim, self.flow, self.transforms, self.hidden, self.embedding)
+        return PosteriorModel(x_shape, space.dim, self.flow, self.transforms, self.hidden, self.embedding, self.members)
 
     @property
     def _model(self) -> PosteriorModel:
@@ -135,8 +170,8 @@ class PosteriorEstimator(Estimator):
         self._leakage = {}
 
     def batch_loss(self, batch: dict[str, Tensor], training: bool) -> tuple[Tensor, dict[str, Tensor]]:
-        """−w log q̂(θ | x)."""
-        nll = weighted_mean(-self._model.log_prob(batch["theta"], batch["x"]), batch["weights"])
+        """−w log q̂_k(θ | x), averaged over the members (each is trained as a posterior of its own)."""
+        nll = weighted_mean(-self._model.member_log_probs(batch["theta"], batch["x"]).mean(dim=0), batch["weights"])
         return nll, {"nll": nll.detach()}
 
     # -- posterior ------------------------------------------------------------------------------------------------
@@ -155,11 +190,10 @@ class PosteriorEstimator(Estimator):
         """n draws (n, p), float64, from q̂(θ | x_obs) truncated to the prior box (draws outside are rejected)."""
         model = self._model
         xt = self._observation(x_obs)
-        dist = model.distribution(xt)
         kept: list[Tensor] = []
         have = 0
         for _ in range(max_rounds):
-            theta = model.theta_scale.inverse(flow_draws(dist, max(2 * (n - have), 64), generator)[:, 0]).double()
+            theta = model.draws(xt, max(2 * (n - have), 64), generator).double()
             theta = theta[self._inside(theta)]
             kept.append(theta)
             have += len(theta)
@@ -183,8 +217,7 @@ class PosteriorEstimator(Estimator):
         key = xt.detach().cpu().numpy().tobytes()
         if key not in self._leakage:
             model = self._model
-            draws = flow_draws(model.distribution(xt), LEAKAGE_SAMPLES, torch.Generator().manual_seed(self.config.seed))
-            theta = model.theta_scale.inverse(draws[:, 0]).double()
+            theta = model.draws(xt, LEAKAGE_SAMPLES, torch.Generator().manual_seed(self.config.seed)).double()
             share = float(self._inside(theta).double().mean())
             self._leakage[key] = float(torch.log(torch.tensor(max(share, 1.0 / LEAKAGE_SAMPLES))))
         return self._leakage[key]
