@@ -62,7 +62,7 @@ DRAWS = 10_000
 #: rate 5e-4, 10 % held out, stop 20 epochs after the best validation loss and keep that epoch). On gaussian_linear at
 #: 1e3 one flow's posterior wanders with its initial weights (Gaussian KL to the reference 0.35-0.53 over five seeds;
 #: C2ST 0.627 with the default cosine schedule, which overfits at 800 training events); a mixture of five trained so:
-#: KL 0.24 (five trained with the cosine schedule: 0.36; sbi's MAF: 0.27). On two moons at 1e3 the mixture is neutral
+#: KL 0.24, C2ST 0.577 (five with the cosine schedule: KL 0.36; sbi's MAF: 0.27, C2ST 0.564). On two moons at 1e3 the mixture is neutral
 #: (C2ST 0.640 against 0.631 for one flow). benchmarks/README.md has the experiments.
 NPE = {"members": 5, "schedule": "plateau", "batch_size": 50, "learning_rate": 5e-4, "validation_fraction": 0.1,
        "patience": 20}
