@@ -62,8 +62,8 @@ DRAWS = 10_000
 #: rate 5e-4, 10 % held out, stop 20 epochs after the best validation loss and keep that epoch). On gaussian_linear at
 #: 1e3 one flow's posterior wanders with its initial weights (Gaussian KL to the reference 0.35-0.53 over five seeds;
 #: C2ST 0.627 with the default cosine schedule, which overfits at 800 training events); a mixture of five trained so:
-#: KL 0.24, C2ST 0.577 (five with the cosine schedule: KL 0.36; sbi's MAF: 0.27, C2ST 0.564). On two moons at 1e3 the mixture is neutral
-#: (C2ST 0.640 against 0.631 for one flow). benchmarks/README.md has the experiments.
+#: KL 0.24, C2ST 0.577 (five with the cosine schedule: KL 0.36; sbi's MAF: 0.27, C2ST 0.564). On two moons at 1e3
+#: the mixture is neutral (C2ST 0.640 against 0.631 for one flow). benchmarks/README.md has the experiments.
 NPE = {"members": 5, "schedule": "plateau", "batch_size": 50, "learning_rate": 5e-4, "validation_fraction": 0.1,
        "patience": 20}
 #: NRE: shuffled copies of the simulations as the marginal class (TrainingData.contrastive), the classifier's hidden
@@ -154,8 +154,8 @@ def hepsbi_samples(method: str, data: np.lib.npyio.NpzFile, seed: int) -> np.nda
 
 def settings_of(method: str) -> str:
     """What a method's draws depend on besides the data (a cached file made otherwise is redone)."""
-    return json.dumps({"npe": NPE, "nre": {**NRE, **MCMC, "thin": "auto"}, "nle": {**MCMC, "thin": "auto"}}.get(method, {}),
-                      sort_keys=True)
+    settings = {"npe": NPE, "nre": {**NRE, **MCMC, "thin": "auto"}, "nle": {**MCMC, "thin": "auto"}}
+    return json.dumps(settings.get(method, {}), sort_keys=True)
 
 
 def current(samples_file: Path, method: str) -> bool:
@@ -214,8 +214,8 @@ def markdown(rows: list[dict[str, object]], tasks: list[str], sizes: list[int]) 
     draws made with settings other than the present ones (a run without --cached redoes them)."""
     cell = {(r["task"], r["n_simulations"], r["method"]): f"{r['c2st']:.3f} ± {r['c2st_std']:.3f}"
             + ("" if r["current_settings"] else " †") for r in rows}
-    columns = [("hepsbi NPE (5 NSF)", "npe"), ("sbi NPE (MAF)", "sbi_npe"), ("paper NPE", "paper:npe"), ("hepsbi NLE", "nle"),
-               ("paper NLE", "paper:nle"), ("hepsbi NRE", "nre"), ("paper NRE", "paper:nre")]
+    columns = [("hepsbi NPE (5 NSF)", "npe"), ("sbi NPE (MAF)", "sbi_npe"), ("paper NPE", "paper:npe"),
+               ("hepsbi NLE", "nle"), ("paper NLE", "paper:nle"), ("hepsbi NRE", "nre"), ("paper NRE", "paper:nre")]
     lines = ["| task | simulations | " + " | ".join(c for c, _ in columns) + " |", "|---" * (2 + len(columns)) + "|"]
     for task in tasks:
         for n in sizes:
