@@ -22,7 +22,8 @@ SPEC = {
     "simulator": {"name": "gaussian", "options": {"low": -2.0, "high": 2.0}},
     "data": {"n_samples": 600},
     "training": {"estimators": [{"method": "carl", "epochs": 2}],
-                 "posterior": {"n_samples": 4000, "epochs": 20, "transforms": 3, "ensemble": 2, "draws": 4000,
+                 "posterior": {"n_samples": 4000, "epochs": 20, "transforms": 3, "ensemble": 2, "adjust": "linear",
+                               "draws": 4000,
                                "calibration": 100, "calibration_draws": 50, "predictive": 500}},
     "inference": {"theta_true": {"theta": 0.5}, "n_mc": 600, "grid_points": 9, "closure": None},
     "report": {"validation_events": 50},
@@ -32,8 +33,8 @@ SPEC = {
 def test_npe_in_a_run_matches_the_exact_posterior_and_is_reused(tmp_path):
     """The NPE posterior at the one simulated observation has the exact posterior's mean and sd (within 0.1 and
     25 %); SBC and TARP do not reject it; posterior.json (also results.json's ``posterior`` and a table of the
-    summary and the HTML report), posterior.h5, the plots and the model (a mixture of ``ensemble`` flows) are
-    published; a second run reuses the stage."""
+    summary and the HTML report), posterior.h5, the plots and the model (a mixture of ``ensemble`` flows on the
+    residual of θ's regression on x, ``adjust``) are published; a second run reuses the stage."""
     spec_file, out = tmp_path / "spec.yaml", tmp_path / "run"
     spec_file.write_text(yaml.safe_dump(SPEC))
     result = CliRunner().invoke(app, ["run", str(spec_file), "--out", str(out), "--quiet"])
@@ -57,6 +58,7 @@ def test_npe_in_a_run_matches_the_exact_posterior_and_is_reused(tmp_path):
         assert (out / "plots" / f"{name}.png").stat().st_size > 1000
     model = load_estimator(out / "models" / "posterior")
     assert isinstance(model, PosteriorEstimator) and model.members == posterior["ensemble"] == 2
+    assert model.adjust == posterior["adjust"] == "linear"
     before = (out / "stages").iterdir()
     posterior_stage = next(p for p in before if p.name.startswith("posterior-"))
     stamp = (posterior_stage / "manifest.json").stat().st_mtime_ns

@@ -130,6 +130,8 @@ class PosteriorSpec(_Strict):
     hidden: list[Width] = Field(default_factory=lambda: [64, 64], min_length=1, max_length=32)
     ensemble: int = Field(1, ge=1, le=50, description="flows trained side by side, the posterior their equal mixture "
                          "(a deep ensemble: more accurate and more conservative at small n_samples; K times the cost)")
+    adjust: Literal["none", "linear"] = Field("none", description="linear: the flows model θ's residual from its "
+                                              "linear regression on x (for posteriors that move linearly with x)")
     epochs: int | None = Field(None, ge=1, le=100_000)
     seed: int = Field(0, ge=0, le=MAX_SEED)
     observation: list[float] | None = Field(None, min_length=1, description="the observed x; default: one simulation "
