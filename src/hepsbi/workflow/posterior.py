@@ -55,9 +55,13 @@ def posterior_work(spec: RunSpec, tmp: Path, progress: bool) -> dict[str, Any]:
     def generator(what: str) -> torch.Generator:
         return torch.Generator().manual_seed(cfg.seed + SEED_OFFSETS[what])
 
-    gen = generator("train")
-    theta = sim.space.sample_prior(cfg.n_samples, gen)
-    x, _ = sim.sample(theta, gen)
+    def simulations(n: int, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """n prior draws θ (n, p) and their simulations x (n, d_x), from the random stream ``what``."""
+        gen = generator(what)
+        theta = sim.space.sample_prior(n, gen)
+        return theta, sim.sample(theta, gen)[0]
+
+    theta, x = simulations(cfg.n_samples, "train")
     options: dict[str, Any] = {"seed": cfg.seed, "progress": progress, "device": spec.execution.device}
     if cfg.epochs:
         options["epochs"] = cfg.epochs
@@ -86,9 +90,7 @@ def posterior_work(spec: RunSpec, tmp: Path, progress: bool) -> dict[str, Any]:
         result["exact"] = summarise_draws(sets["exact"], names)
     ranks = None
     if cfg.calibration:
-        gen = generator("calibration")
-        theta_c = sim.space.sample_prior(cfg.calibration, gen)
-        x_c, _ = sim.sample(theta_c, gen)
+        theta_c, x_c = simulations(cfg.calibration, "calibration")
         samples = posterior_samples(estimator, x_c, cfg.calibration_draws, seed=cfg.seed, progress=progress)
         ranks = sbc(estimator, theta_c, x_c, samples=samples)
         coverage = tarp(estimator, theta_c, x_c, samples=samples, seed=cfg.seed)
