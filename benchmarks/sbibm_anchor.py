@@ -92,7 +92,7 @@ def run_c2st(data_file: str, samples_file: str, out: str) -> None:
             continue
         scores[key] = [float(c2st(torch.as_tensor(reference[i], dtype=torch.float32),
                                   torch.as_tensor(samples[key][i][:DRAWS], dtype=torch.float32), seed=i)[0])
-                       for i in range(len(reference))]
+                       for i in range(min(len(reference), len(samples[key])))]  # the first observations
     with open(out + ".tmp", "w") as f:
         json.dump(scores, f)
     os.replace(out + ".tmp", out)
