@@ -22,7 +22,9 @@ hepsbi's estimators in the main environment and draws 10,000 samples per observa
 * ``sbi_npe``: sbi 0.27's NPE with its defaults (MAF), the anchor; ``sbi_npe_nsf``: the same with the spline flow
   the paper's NPE used.
 
-Everything a step makes is kept in benchmarks/out/sbibm/TASK_N/ and reused (a rerun resumes; --fresh redoes).
+Everything a step makes is kept in benchmarks/out/sbibm/TASK_N_seedS/ and reused (a rerun resumes; --fresh redoes); each
+cell's scores and settings also go to sbibm_cells.json beside the table (results/ with HEPSBI_RECORD=1), which is
+tracked, so a fresh checkout tabulates what was measured and computes only what is missing or made otherwise.
 The table gives the mean ± standard deviation of C2ST over the 10 observations and the paper's means (NPE with
 NSF, NLE and NRE as the paper ran them) beside it.
 """
@@ -30,6 +32,7 @@ NSF, NLE and NRE as the paper ran them) beside it.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import subprocess
@@ -41,7 +44,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _table import SCRATCH, report  # noqa: E402
+from _table import SCRATCH, output_dir, report  # noqa: E402
 
 from hepsbi import (  # noqa: E402
     DensityEstimator,
@@ -51,7 +54,7 @@ from hepsbi import (  # noqa: E402
     RatioEstimator,
     TrainingData,
 )
-from hepsbi.files import atomic_path  # noqa: E402
+from hepsbi.files import atomic_path, write_json  # noqa: E402
 from hepsbi.inference import LikelihoodPosterior  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -161,6 +164,30 @@ def settings_of(method: str) -> str:
     return json.dumps(settings.get(method, {}), sort_keys=True)
 
 
+def cell_store() -> Path:
+    """The scores of every cell measured so far, with the settings and seed they were made with: one JSON file beside
+    the recorded table (benchmarks/results/ with HEPSBI_RECORD=1, else benchmarks/out/). It outlives the draws in
+    benchmarks/out/sbibm/, which are megabytes per cell and not tracked, so a later checkout tabulates and resumes
+    from it."""
+    return output_dir() / "sbibm_cells.json"
+
+
+def read_cells() -> dict[str, dict[str, object]]:
+    path = cell_store()
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def record_cell(key: str, scores: np.ndarray, seconds: float, settings: str) -> None:
+    """Add one scored cell to the store (atomically, the other cells kept, under a lock: two runs may share it)."""
+    cell_store().parent.mkdir(parents=True, exist_ok=True)
+    with open(cell_store().with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cells = read_cells()
+        cells[key] = {"per_observation": scores.tolist(), "seconds": seconds, "settings": settings,
+                      "date": time.strftime("%Y-%m-%d")}
+        write_json(cell_store(), dict(sorted(cells.items())))
+
+
 def current(samples_file: Path, method: str) -> bool:
     """Whether the draws in ``samples_file`` exist and were made with the method's present settings."""
     if not samples_file.exists():
@@ -170,44 +197,52 @@ def current(samples_file: Path, method: str) -> bool:
 
 
 def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cached: bool = False) -> list[dict[str, object]]:
-    """The rows of one task and simulation budget; ``cached``: only those already scored (nothing is computed)."""
-    folder = SCRATCH / "sbibm" / f"{task}_{n}"
-    if cached:
-        methods = [m for m in methods if (folder / f"{m}.c2st.json").exists() and (folder / f"{m}.npz").exists()]
-        if not methods:
-            return []
-    folder.mkdir(parents=True, exist_ok=True)
+    """The rows of one task and simulation budget; ``cached``: only those already scored (nothing is computed).
+
+    A cell scored before with the present settings and seed is taken from the cell store; one made with other
+    settings is redone (``cached``: shown, marked †)."""
+    folder = SCRATCH / "sbibm" / f"{task}_{n}_seed{seed}"
     data_file = folder / "data.npz"
-    if fresh or not data_file.exists():
-        anchor("simulate", task, str(n), str(seed), str(data_file))
-    data = np.load(data_file)
     rows = []
     for method in methods:
-        samples_file, scores_file = folder / f"{method}.npz", folder / f"{method}.c2st.json"
-        stale = samples_file.exists() and not current(samples_file, method)
+        key = f"{task}/{n}/{method}/seed{seed}"
+        cell = read_cells().get(key)
+        stale = cell is not None and cell["settings"] != settings_of(method)
+        if cached and cell is None:
+            continue
         if stale and cached:
             print(f"{task} {n} {method}: made with other settings (marked †)", flush=True)
-        elif stale:
-            print(f"{task} {n} {method}: made with other settings, redoing", flush=True)
-        if fresh or (stale and not cached) or not samples_file.exists():
-            start = time.perf_counter()
-            if method.startswith("sbi_"):
-                flow = "nsf" if method == "sbi_npe_nsf" else "default"
-                anchor("sbi", task, str(data_file), str(folder / f"{method}_raw.npz"), flow)
-                samples = np.load(folder / f"{method}_raw.npz")["npe"]
-            else:
-                samples = hepsbi_samples(method, data, seed)
-            with atomic_path(samples_file) as tmp, open(tmp, "wb") as f:
-                np.savez(f, **{method: samples}, seconds=time.perf_counter() - start, settings=settings_of(method))
-            scores_file.unlink(missing_ok=True)
-        if not scores_file.exists():
-            anchor("c2st", str(data_file), str(samples_file), str(scores_file))
-        scores = np.asarray(json.loads(scores_file.read_text())[method])
+        if fresh or cell is None or (stale and not cached):
+            if stale:
+                print(f"{task} {n} {method}: made with other settings, redoing", flush=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            if fresh or not data_file.exists():
+                anchor("simulate", task, str(n), str(seed), str(data_file))
+            data = np.load(data_file)
+            samples_file, scores_file = folder / f"{method}.npz", folder / f"{method}.c2st.json"
+            if fresh or not current(samples_file, method):
+                start = time.perf_counter()
+                if method.startswith("sbi_"):
+                    flow = "nsf" if method == "sbi_npe_nsf" else "default"
+                    anchor("sbi", task, str(data_file), str(folder / f"{method}_raw.npz"), flow)
+                    samples = np.load(folder / f"{method}_raw.npz")["npe"]
+                else:
+                    samples = hepsbi_samples(method, data, seed)
+                with atomic_path(samples_file) as tmp, open(tmp, "wb") as f:
+                    np.savez(f, **{method: samples}, seconds=time.perf_counter() - start,
+                             settings=settings_of(method))
+                scores_file.unlink(missing_ok=True)
+            if not scores_file.exists():
+                anchor("c2st", str(data_file), str(samples_file), str(scores_file))
+            record_cell(key, np.asarray(json.loads(scores_file.read_text())[method]),
+                        float(np.load(samples_file)["seconds"]), settings_of(method))
+            cell, stale = read_cells()[key], False
+        scores = np.asarray(cell["per_observation"])
         paper = PAPER[method][task].get(n)
         rows.append({"task": task, "n_simulations": n, "method": method, "c2st": float(scores.mean()),
                      "c2st_std": float(scores.std(ddof=1)), "paper": paper if paper is not None else float("nan"),
-                     "seconds": float(np.load(samples_file)["seconds"]), "per_observation": scores.tolist(),
-                     "current_settings": not (stale and cached)})  # redone above unless only tabulating
+                     "seconds": float(cell["seconds"]), "per_observation": scores.tolist(),
+                     "current_settings": not stale})
         print(f"{task} {n} {method}: C2ST {scores.mean():.3f} ± {scores.std(ddof=1):.3f} (paper {paper})", flush=True)
     return rows
 
