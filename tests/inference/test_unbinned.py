@@ -166,3 +166,28 @@ def test_upper_limits_agree_with_pyhf_on_a_counting_experiment():
     assert obs == pytest.approx(float(obs_ref), rel=5e-3)
     np.testing.assert_allclose(exp, [float(e) for e in exp_ref], rtol=5e-3)
     assert exp == sorted(exp)
+
+
+def test_a_shared_hypotester_makes_the_fits_independent_of_mu_once_and_remembers_each_test(monkeypatch):
+    """A CLs scan and the limit search on one Hypotester (as `hepsbi limits` does) give what the separate calls give,
+    with the four μ-independent fits made once and no value tested twice."""
+    import hepsbi.inference.hypotest as module
+
+    model = counting_model(n_mc=50)
+    obs_ref, exp_ref = module.upper_limit(model, "mu", (0.05, 8.0))
+    scan = [0.05, 1.0, 2.0, 8.0]
+    scan_ref = module.hypotests(model, "mu", scan)
+    fits: list[dict[str, float] | None] = []
+    real = module.minimize
+    monkeypatch.setattr(module, "minimize", lambda *a, **k: fits.append(k.get("fixed")) or real(*a, **k))
+    tester = module.Hypotester(model, "mu")
+    assert len(fits) == 4  # global, at 0, and both on the Asimov dataset
+    obs, exp = tester.upper_limit((0.05, 8.0))
+    searched = len(fits)
+    tests = [tester(mu) for mu in scan]
+    assert len(fits) == searched + 2 * 2  # 0.05 and 8.0 were tested by the search already: only 1.0 and 2.0 are fitted
+    assert (obs, exp) == (obs_ref, exp_ref)
+    for ours, ref in zip(tests, scan_ref):
+        assert ours.cls_obs == pytest.approx(ref.cls_obs, rel=1e-9)
+        np.testing.assert_allclose(ours.cls_exp, ref.cls_exp, rtol=1e-9)
+    assert fits.count(None) == 2  # the two global fits, never repeated

@@ -30,7 +30,7 @@ from hepsbi.inference.fisher import (
     profiled_information,
     rate_information,
 )
-from hepsbi.inference.hypotest import HypotestResult, upper_limit
+from hepsbi.inference.hypotest import Hypotester, HypotestResult, hypotests, upper_limit
 from hepsbi.inference.nuisance import NormSys, ShapeSys, code4, gaussian_constraint
 from hepsbi.inference.profile import FitResult, ProfileFit, hessian, minimize, profile_fit, profile_scan
 from hepsbi.inference.pseudo_experiments import (
@@ -81,6 +81,8 @@ __all__ = [
     "unbinned_coverage",
     "unbinned_toys",
     "upper_limit",
+    "hypotests",
+    "Hypotester",
     "write_workspace",
     "FitResult",
     "NormSys",

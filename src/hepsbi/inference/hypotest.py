@@ -19,7 +19,7 @@ from hepsbi.inference.asymptotics import asymptotic_cls, likelihood_test_statist
 from hepsbi.inference.profile import FitResult, minimize
 from hepsbi.inference.unbinned import UnbinnedModel
 
-__all__ = ["HypotestResult", "hypotest", "hypotests", "upper_limit"]
+__all__ = ["HypotestResult", "Hypotester", "hypotest", "hypotests", "upper_limit"]
 
 
 @dataclass
@@ -37,12 +37,17 @@ class HypotestResult:
 Limits = Mapping[str, tuple[float | None, float | None]]
 
 
-class _Tester:
-    """CLs of one model at any tested value: the fits that do not depend on it — the global fit, the fit at 0,
-    the Asimov dataset built from it and that dataset's global fit — are made once."""
+class Hypotester:
+    """CLs of one model at any tested value of ``poi``. The fits that do not depend on it — the global fit, the
+    fit at 0, the Asimov dataset built from it and that dataset's two fits — are made once, in the constructor,
+    and every tested value is remembered, so a CLs scan and the upper-limit search on the same tester share them
+    (``hepsbi limits`` draws its Brazil band and finds its limits with one).
 
-    def __init__(self, model: UnbinnedModel, poi: str, test_stat: str, start: list[float] | None,
-                 limits: Limits | None):
+    Arguments: as :func:`hypotest` (``test_stat`` ``"q"`` or ``"qtilde"``; ``start`` the fits' starting point;
+    ``limits`` ``{name: (low, high)}`` bounding them)."""
+
+    def __init__(self, model: UnbinnedModel, poi: str, test_stat: str = "qtilde", start: list[float] | None = None,
+                 limits: Limits | None = None):
         if poi not in model.poi:
             raise InferenceError(f"unknown parameter of interest {poi!r}; the model has {model.poi}")
         self.model, self.poi, self.kind, self.limits = model, poi, test_stat, limits
@@ -54,6 +59,7 @@ class _Tester:
         self.best_asimov = minimize(self.asimov.nll, names, self._values(self.background), limits, hesse=False)
         self.background_asimov = minimize(self.asimov.nll, names, self._values(self.background), limits,
                                           fixed={poi: 0.0}, hesse=False)
+        self._tested: dict[float, HypotestResult] = {}
 
     def _values(self, fit: FitResult) -> list[float]:
         return [fit.values[n] for n in self.model.names]
@@ -64,10 +70,32 @@ class _Tester:
         return likelihood_test_statistic(self.kind, at_mu.nll, best.nll, mu, best.values[self.poi], nll_zero)
 
     def __call__(self, mu: float) -> HypotestResult:
-        q_obs = self._q(self.model, self.best, self.background, mu)
-        q_asimov = self._q(self.asimov, self.best_asimov, self.background_asimov, mu)
-        cls_obs, cls_exp = asymptotic_cls(q_obs, q_asimov, self.kind)
-        return HypotestResult(float(mu), cls_obs, cls_exp, q_obs, q_asimov, self.best)
+        """The test at ``poi`` = ``mu``: two fits (at mu, on the data and on the Asimov dataset), once per value."""
+        mu = float(mu)
+        if mu not in self._tested:
+            q_obs = self._q(self.model, self.best, self.background, mu)
+            q_asimov = self._q(self.asimov, self.best_asimov, self.background_asimov, mu)
+            cls_obs, cls_exp = asymptotic_cls(q_obs, q_asimov, self.kind)
+            self._tested[mu] = HypotestResult(mu, cls_obs, cls_exp, q_obs, q_asimov, self.best)
+        return self._tested[mu]
+
+    def upper_limit(self, bounds: tuple[float, float], level: float = 0.05) -> tuple[float, list[float]]:
+        """The observed and expected (−2σ … +2σ) upper limits at CLs = ``level`` inside ``bounds``: see
+        :func:`upper_limit`. The six root searches share their tests with each other and with earlier calls."""
+        lo, hi = bounds
+        found: list[float] = []
+        for k in range(6):  # observed, then the five expected quantiles
+            values = [self(v).cls_obs if k == 0 else self(v).cls_exp[k - 1] for v in (lo, hi)]
+            if not (values[0] > level > values[1]):
+                raise InferenceError(f"CLs does not cross {level} between {self.poi} = {lo} and {hi} "
+                                     f"({'observed' if k == 0 else f'expected {k}'}: {values}); widen bounds")
+
+            def f(v: float, k: int = k) -> float:
+                r = self(v)
+                return (r.cls_obs if k == 0 else r.cls_exp[k - 1]) - level
+
+            found.append(float(brentq(f, lo, hi, xtol=1e-4 * (hi - lo))))
+        return found[0], found[1:]
 
 
 def hypotest(model: UnbinnedModel, poi: str, mu: float, test_stat: str = "qtilde", start: list[float] | None = None,
@@ -80,14 +108,14 @@ def hypotest(model: UnbinnedModel, poi: str, mu: float, test_stat: str = "qtilde
         mu: tested value.  test_stat: ``"q"`` or ``"qtilde"``.  start: starting point of the fits.
         limits: ``{name: (low, high)}`` for the fits (e.g. the range a learned likelihood was trained on).
     """
-    return _Tester(model, poi, test_stat, start, limits)(mu)
+    return Hypotester(model, poi, test_stat, start, limits)(mu)
 
 
 def hypotests(model: UnbinnedModel, poi: str, mus: Sequence[float], test_stat: str = "qtilde",
               start: list[float] | None = None, limits: Limits | None = None) -> list[HypotestResult]:
     """:func:`hypotest` at each of ``mus``, sharing the fits that do not depend on the tested value (two fits per
     value instead of six)."""
-    tester = _Tester(model, poi, test_stat, start, limits)
+    tester = Hypotester(model, poi, test_stat, start, limits)
     return [tester(float(mu)) for mu in mus]
 
 
@@ -96,26 +124,4 @@ def upper_limit(model: UnbinnedModel, poi: str, bounds: tuple[float, float], lev
     """The observed and expected (−2σ … +2σ) upper limits on ``poi`` at CLs = ``level``, found by root finding
     inside ``bounds`` (an error when CLs does not cross ``level`` there). The lower bound must lie above the
     background-only value 0, where the test has no power (q_A = 0). ``limits`` bound the fits."""
-    lo, hi = bounds
-    tester = _Tester(model, poi, test_stat, None, limits)
-    tested: dict[float, HypotestResult] = {}  # the six root searches share their hypothesis tests
-
-    def test(v: float) -> HypotestResult:
-        if v not in tested:
-            tested[v] = tester(v)
-        return tested[v]
-
-    found: list[float] = []
-    for k in range(6):  # observed, then the five expected quantiles
-        values = [test(v).cls_obs if k == 0 else test(v).cls_exp[k - 1] for v in (lo, hi)]
-        if not (values[0] > level > values[1]):
-            raise InferenceError(f"CLs does not cross {level} between {poi} = {lo} and {hi} "
-                                 f"({'observed' if k == 0 else f'expected {k}'}: {values}); widen bounds")
-
-        def f(v: float, k: int = k) -> float:
-            r = test(v)
-            return (r.cls_obs if k == 0 else r.cls_exp[k - 1]) - level
-
-        found.append(float(brentq(f, lo, hi, xtol=1e-4 * (hi - lo))))
-    return found[0], found[1:]
-
+    return Hypotester(model, poi, test_stat, None, limits).upper_limit(bounds, level)

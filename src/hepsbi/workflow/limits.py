@@ -18,7 +18,7 @@ import numpy as np
 
 from hepsbi.data.events import Events
 from hepsbi.errors import SpecError
-from hepsbi.inference.hypotest import hypotests, upper_limit
+from hepsbi.inference.hypotest import Hypotester
 from hepsbi.inference.unbinned import negated
 from hepsbi.simulators.protocol import is_weighted
 from hepsbi.workflow.inputs import prepare, published_estimator, published_labels, weighted_analysis
@@ -64,10 +64,11 @@ def run_limits(run_dir: str | os.PathLike[str], poi: str | None = None, label: s
     limits = {p.name: (p.low, p.high) for p in sim.space.parameters}
     if negative:
         limits[poi] = (-parameter.high, -parameter.low)
-    obs, expected = upper_limit(model, poi, (low, high), limits=limits)
+    tester = Hypotester(model, poi, limits=limits)  # the limits and the scan share the fits that do not depend on μ
+    obs, expected = tester.upper_limit((low, high))
     sign = -1.0 if negative else 1.0
     scan = np.linspace(low, high, points)
-    tests = hypotests(model, poi, scan.tolist(), limits=limits)
+    tests = [tester(float(mu)) for mu in scan]
     out: dict[str, Any] = {
         "poi": poi, "sign": "negative" if negative else "positive", "likelihood": label,
         "upper_limit_obs": sign * obs, "upper_limit_exp": [sign * e for e in expected],
