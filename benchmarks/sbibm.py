@@ -177,8 +177,9 @@ def read_cells() -> dict[str, dict[str, object]]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def record_cell(key: str, scores: np.ndarray, seconds: float, settings: str) -> None:
-    """Add one scored cell to the store (atomically, the other cells kept, under a lock: two runs may share it)."""
+def record_cell(key: str, scores: np.ndarray, seconds: float, settings: str) -> dict[str, object]:
+    """Add one scored cell to the store (atomically, the other cells kept, under a lock: two runs may share it) and
+    return it."""
     cell_store().parent.mkdir(parents=True, exist_ok=True)
     with open(cell_store().with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -186,6 +187,7 @@ def record_cell(key: str, scores: np.ndarray, seconds: float, settings: str) -> 
         cells[key] = {"per_observation": scores.tolist(), "seconds": seconds, "settings": settings,
                       "date": time.strftime("%Y-%m-%d")}
         write_json(cell_store(), dict(sorted(cells.items())))
+    return cells[key]
 
 
 def current(samples_file: Path, method: str) -> bool:
@@ -234,9 +236,9 @@ def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cach
                 scores_file.unlink(missing_ok=True)
             if not scores_file.exists():
                 anchor("c2st", str(data_file), str(samples_file), str(scores_file))
-            record_cell(key, np.asarray(json.loads(scores_file.read_text())[method]),
-                        float(np.load(samples_file)["seconds"]), settings_of(method))
-            cell, stale = read_cells()[key], False
+            cell = record_cell(key, np.asarray(json.loads(scores_file.read_text())[method]),
+                               float(np.load(samples_file)["seconds"]), settings_of(method))
+            stale = False
         scores = np.asarray(cell["per_observation"])
         paper = PAPER[method][task].get(n)
         rows.append({"task": task, "n_simulations": n, "method": method, "c2st": float(scores.mean()),
