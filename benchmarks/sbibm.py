@@ -238,15 +238,29 @@ def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cach
                 anchor("c2st", str(data_file), str(samples_file), str(scores_file))
             cell = record_cell(key, np.asarray(json.loads(scores_file.read_text())[method]),
                                float(np.load(samples_file)["seconds"]), settings_of(method))
-            stale = False
-        scores = np.asarray(cell["per_observation"])
-        paper = PAPER[method][task].get(n)
-        rows.append({"task": task, "n_simulations": n, "method": method, "c2st": float(scores.mean()),
-                     "c2st_std": float(scores.std(ddof=1)), "paper": paper if paper is not None else float("nan"),
-                     "seconds": float(cell["seconds"]), "per_observation": scores.tolist(),
-                     "current_settings": not stale})
-        print(f"{task} {n} {method}: C2ST {scores.mean():.3f} ± {scores.std(ddof=1):.3f} (paper {paper})", flush=True)
+        rows.append(row_of(task, n, method, cell))
+        print(f"{task} {n} {method}: C2ST {rows[-1]['c2st']:.3f} ± {rows[-1]['c2st_std']:.3f} "
+              f"(paper {rows[-1]['paper']})", flush=True)
     return rows
+
+
+def row_of(task: str, n: int, method: str, cell: dict[str, object]) -> dict[str, object]:
+    """One table row of a stored cell (``current_settings``: made with the method's present settings)."""
+    scores = np.asarray(cell["per_observation"])
+    paper = PAPER[method][task].get(n)
+    return {"task": task, "n_simulations": n, "method": method, "c2st": float(scores.mean()),
+            "c2st_std": float(scores.std(ddof=1)), "paper": paper if paper is not None else float("nan"),
+            "seconds": float(cell["seconds"]), "per_observation": scores.tolist(),
+            "current_settings": cell["settings"] == settings_of(method)}
+
+
+def stored_rows(seed: int) -> list[dict[str, object]]:
+    """The rows of every cell in the store for one seed, in the order of TASKS, size and METHODS."""
+    cells = read_cells()
+    keys = [k.split("/") for k in cells if k.endswith(f"/seed{seed}")]
+    sizes = sorted({int(n) for _, n, _, _ in keys})
+    return [row_of(task, n, method, cells[f"{task}/{n}/{method}/seed{seed}"]) for task in TASKS for n in sizes
+            for method in METHODS if f"{task}/{n}/{method}/seed{seed}" in cells]
 
 
 def markdown(rows: list[dict[str, object]], tasks: list[str], sizes: list[int]) -> str:
@@ -280,7 +294,9 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = [row for task in args.tasks for n in args.sizes
             for row in run_size(task, n, args.methods, args.seed, args.fresh, args.cached)]
-    table = [{**r, "C2ST": f"{r['c2st']:.3f} ± {r['c2st_std']:.3f}"} for r in rows]
+    # the recorded table holds every scored cell of this seed (this run's and earlier runs'), not only this run's
+    table = [{**r, "C2ST": f"{r['c2st']:.3f} ± {r['c2st_std']:.3f}" + ("" if r["current_settings"] else " †")}
+             for r in stored_rows(args.seed)]
     report("sbibm", "C2ST against sbibm's reference posteriors (0.5 ideal; mean ± sd over observations 1-10)",
            ["task", "n_simulations", "method", "C2ST", "paper", "seconds"], table,
            {"draws": DRAWS, "observations": list(range(1, 11))})
