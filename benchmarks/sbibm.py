@@ -82,6 +82,9 @@ NRE = {"negatives": 20, "hidden": (128, 128, 128), "batch_size": 64}
 #: mixes slowly (τ ≈ 1000 steps): the evaluations needed grow as draws × τ whatever the walkers, and 1024 walkers
 #: take them in 8 × fewer, larger batches than 128
 MCMC = {"walkers": 1024, "init": 100_000}
+#: NLE: the observables that take integer values, by task, which the density estimator dequantises (a flow on a
+#: count puts unbounded density on the integers): bernoulli_glm's first summary is the spike count of 100 trials
+INTEGER_OBSERVABLES = {"bernoulli_glm": ["x0"]}
 #: the paper's mean C2ST (Lueckmann et al. 2021, Fig. 2; gaussian_mixture from the rerun) by method, task and size
 PAPER = {
     "npe": {"two_moons": {1000: .725, 10000: .606, 100000: .542}, "slcp": {1000: .975, 10000: .901, 100000: .831},
@@ -135,7 +138,7 @@ def prior_of(data: np.lib.npyio.NpzFile, space: ParameterSpace) -> object:
     return space if str(data["prior_kind"]) == "uniform" else GaussianPrior(data["prior_loc"], data["prior_cov"])
 
 
-def hepsbi_samples(method: str, data: np.lib.npyio.NpzFile, seed: int) -> np.ndarray:
+def hepsbi_samples(method: str, task: str, data: np.lib.npyio.NpzFile, seed: int) -> np.ndarray:
     """(10, DRAWS, p) posterior draws of one hepsbi method for observations 1-10."""
     space = space_of(data)
     theta = torch.as_tensor(data["theta"], dtype=torch.float64)
@@ -145,7 +148,8 @@ def hepsbi_samples(method: str, data: np.lib.npyio.NpzFile, seed: int) -> np.nda
         est = PosteriorEstimator(space, **NPE, seed=seed, progress=False).fit(theta, x)
         return np.stack([est.sample(obs, DRAWS, generator=gen).numpy() for obs in data["observations"]])
     if method == "nle":
-        density = DensityEstimator(method="nde", seed=seed, progress=False).fit(TrainingData.simulations(theta, x, space))
+        density = DensityEstimator(method="nde", dequantise=INTEGER_OBSERVABLES.get(task, False), seed=seed,
+                                   progress=False).fit(TrainingData.simulations(theta, x, space))
         posterior = LikelihoodPosterior(density.log_prob, prior_of(data, space), **MCMC)
     elif method == "nre":
         # (θ_i, x_i) against (θ_i, x_π(i)): the classifier's odds are p(x | θ)/p(x)
@@ -158,9 +162,10 @@ def hepsbi_samples(method: str, data: np.lib.npyio.NpzFile, seed: int) -> np.nda
     return np.stack([posterior.sample(obs[None], DRAWS, generator=gen).numpy() for obs in data["observations"]])
 
 
-def settings_of(method: str) -> str:
-    """What a method's draws depend on besides the data (a cached file made otherwise is redone)."""
-    settings = {"npe": NPE, "nre": {**NRE, **MCMC, "thin": "auto"}, "nle": {**MCMC, "thin": "auto"}}
+def settings_of(method: str, task: str) -> str:
+    """What a method's draws on a task depend on besides the data (a cached file made otherwise is redone)."""
+    integers = {"dequantise": INTEGER_OBSERVABLES[task]} if task in INTEGER_OBSERVABLES else {}
+    settings = {"npe": NPE, "nre": {**NRE, **MCMC, "thin": "auto"}, "nle": {**MCMC, "thin": "auto", **integers}}
     return json.dumps(settings.get(method, {}), sort_keys=True)
 
 
@@ -190,12 +195,12 @@ def record_cell(key: str, scores: np.ndarray, seconds: float, settings: str) -> 
     return cells[key]
 
 
-def current(samples_file: Path, method: str) -> bool:
+def current(samples_file: Path, method: str, task: str) -> bool:
     """Whether the draws in ``samples_file`` exist and were made with the method's present settings."""
     if not samples_file.exists():
         return False
     with np.load(samples_file) as saved:
-        return (str(saved["settings"]) if "settings" in saved.files else "{}") == settings_of(method)
+        return (str(saved["settings"]) if "settings" in saved.files else "{}") == settings_of(method, task)
 
 
 def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cached: bool = False) -> list[dict[str, object]]:
@@ -209,7 +214,7 @@ def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cach
     for method in methods:
         key = f"{task}/{n}/{method}/seed{seed}"
         cell = read_cells().get(key)
-        stale = cell is not None and cell["settings"] != settings_of(method)
+        stale = cell is not None and cell["settings"] != settings_of(method, task)
         if cached and cell is None:
             continue
         if stale and cached:
@@ -222,22 +227,22 @@ def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cach
                 anchor("simulate", task, str(n), str(seed), str(data_file))
             data = np.load(data_file)
             samples_file, scores_file = folder / f"{method}.npz", folder / f"{method}.c2st.json"
-            if fresh or not current(samples_file, method):
+            if fresh or not current(samples_file, method, task):
                 start = time.perf_counter()
                 if method.startswith("sbi_"):
                     flow = "nsf" if method == "sbi_npe_nsf" else "default"
                     anchor("sbi", task, str(data_file), str(folder / f"{method}_raw.npz"), flow)
                     samples = np.load(folder / f"{method}_raw.npz")["npe"]
                 else:
-                    samples = hepsbi_samples(method, data, seed)
+                    samples = hepsbi_samples(method, task, data, seed)
                 with atomic_path(samples_file) as tmp, open(tmp, "wb") as f:
                     np.savez(f, **{method: samples}, seconds=time.perf_counter() - start,
-                             settings=settings_of(method))
+                             settings=settings_of(method, task))
                 scores_file.unlink(missing_ok=True)
             if not scores_file.exists():
                 anchor("c2st", str(data_file), str(samples_file), str(scores_file))
             cell = record_cell(key, np.asarray(json.loads(scores_file.read_text())[method]),
-                               float(np.load(samples_file)["seconds"]), settings_of(method))
+                               float(np.load(samples_file)["seconds"]), settings_of(method, task))
         rows.append(row_of(task, n, method, cell))
         print(f"{task} {n} {method}: C2ST {rows[-1]['c2st']:.3f} ± {rows[-1]['c2st_std']:.3f} "
               f"(paper {rows[-1]['paper']})", flush=True)
@@ -251,7 +256,7 @@ def row_of(task: str, n: int, method: str, cell: dict[str, object]) -> dict[str,
     return {"task": task, "n_simulations": n, "method": method, "c2st": float(scores.mean()),
             "c2st_std": float(scores.std(ddof=1)), "paper": paper if paper is not None else float("nan"),
             "seconds": float(cell["seconds"]), "per_observation": scores.tolist(),
-            "current_settings": cell["settings"] == settings_of(method)}
+            "current_settings": cell["settings"] == settings_of(method, task)}
 
 
 def stored_rows(seed: int) -> list[dict[str, object]]:
