@@ -1,0 +1,88 @@
+"""Screen variants of hepsbi's NPE on one sbibm task without the C2ST (minutes instead of half an hour per cell).
+
+    python benchmarks/sbibm_screen.py bernoulli_glm 1000 '{"flow": "maf", "adjust": "none"}' --seeds 1 2
+
+A variant is a JSON object of PosteriorEstimator options laid over the benchmark's ``NPE``. Each is trained on the
+benchmark's own simulations (the task, size and seed of benchmarks/sbibm.py) and scored three ways:
+
+* ``KL``: the Gaussian KL divergence of the reference posterior to the estimate, KL(N(μ_ref, Σ_ref) ‖ N(μ̂, Σ̂)) from
+  10,000 draws each, mean over observations 1-10 (``mean term``: its ½ Δμᵀ Σ̂⁻¹ Δμ). A proxy for near-Gaussian
+  posteriors (gaussian_linear, bernoulli_glm), silent about multimodal ones (SLCP, two moons).
+* ``fresh NLL``: −mean log q̂(θ | x) over 20,000 fresh simulations from the prior (simulation seed 99): the
+  amortised objective NPE minimises, measured where no validation share of a small budget can.
+* ``val``: the lowest validation loss of the training run (the held-out share's NLL), with its best and last epoch.
+
+Simulations come from benchmarks/sbibm_anchor.py in .venv-sbibm, kept in benchmarks/out/sbibm/ (the benchmark's own
+data file is reused). benchmarks/README.md has the screens run so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from sbibm import NPE, SCRATCH, TASKS, anchor, space_of
+
+from hepsbi import PosteriorEstimator
+
+#: fresh simulations the amortised NLL is averaged over, and their simulation seed
+FRESH, FRESH_SEED = 20_000, 99
+
+
+def gaussian_kl(reference: np.ndarray, draws: np.ndarray) -> tuple[float, float]:
+    """KL(N(μ₀, Σ₀) ‖ N(μ₁, Σ₁)) = ½ [tr(Σ₁⁻¹ Σ₀) − d + log det Σ₁ − log det Σ₀ + Δμᵀ Σ₁⁻¹ Δμ] of the Gaussians fitted to
+    ``reference`` (n, d) and ``draws`` (m, d), and its mean term ½ Δμᵀ Σ₁⁻¹ Δμ."""
+    delta = draws.mean(0) - reference.mean(0)
+    cov0, cov1 = np.cov(reference.T), np.cov(draws.T)
+    inverse = np.linalg.inv(cov1)
+    mean_term = 0.5 * float(delta @ inverse @ delta)
+    logdet = np.linalg.slogdet(cov1)[1] - np.linalg.slogdet(cov0)[1]
+    return 0.5 * float(np.trace(inverse @ cov0) - len(delta) + logdet) + mean_term, mean_term
+
+
+def data_file(task: str, n: int, seed: int) -> np.lib.npyio.NpzFile:
+    """The simulations of (task, n, seed), simulated once (the benchmark's own file when it exists)."""
+    path = SCRATCH / "sbibm" / f"{task}_{n}_seed{seed}" / "data.npz"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        anchor("simulate", task, str(n), str(seed), str(path))
+    return np.load(path)
+
+
+def screen(task: str, n: int, variant: dict, seed: int, data_seed: int = 1) -> dict[str, object]:
+    """Train one variant with one training seed and score it (module docstring)."""
+    data, fresh = data_file(task, n, data_seed), data_file(task, FRESH, FRESH_SEED)
+    start = time.perf_counter()
+    est = PosteriorEstimator(space_of(data), **{**NPE, **variant, "seed": seed, "progress": False})
+    est.fit(torch.as_tensor(data["theta"]), torch.as_tensor(data["x"]))
+    seconds = time.perf_counter() - start
+    gen = torch.Generator().manual_seed(seed)
+    kls = [gaussian_kl(ref, est.sample(obs, ref.shape[0], generator=gen).numpy())
+           for obs, ref in zip(data["observations"], data["reference"])]
+    with torch.no_grad():
+        log_q = est.model.log_prob(torch.as_tensor(fresh["theta"]).float(), torch.as_tensor(fresh["x"]).float())
+    return {"task": task, "n": n, "variant": variant, "seed": seed, "KL": float(np.mean([k for k, _ in kls])),
+            "mean term": float(np.mean([m for _, m in kls])), "fresh NLL": float(-log_q.mean()),
+            "val": min(est.history.val_loss), "epochs": [est.history.best_epoch, len(est.history.val_loss)],
+            "seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("task", choices=TASKS)
+    parser.add_argument("n", type=int)
+    parser.add_argument("variants", nargs="+", help="JSON objects of PosteriorEstimator options ('{}': NPE itself)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    for text in args.variants:
+        for seed in args.seeds:
+            row = screen(args.task, args.n, json.loads(text), seed)
+            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
