@@ -91,6 +91,9 @@ class Estimator(ABC):
         self.features: list[str] = []
         self.history = TrainingHistory()
         self.theta_range: tuple[list[float], list[float]] | None = None
+        #: what the loss keeps from the training set beside the network (e.g. the score term's per-component
+        #: scales), set in :meth:`prepare`; :meth:`to` moves them with the network
+        self.loss_scales: dict[str, Tensor] = {}
         self._warned_outside = False
 
     # -- what a kind implements -------------------------------------------------------------------------------
@@ -166,13 +169,8 @@ class Estimator(ABC):
         stay where the caller has them (numpy in, numpy out; a tensor comes back on the device it came from)."""
         where = resolve_device(device)
         self._require_model().to(where)
-        self.move(where)
+        self.loss_scales = {name: scale.to(where) for name, scale in self.loss_scales.items()}
         return self
-
-    def move(self, device: torch.device) -> None:
-        """Move what a kind keeps beside its network for the loss (e.g. scales taken from the training set) to
-        ``device``; nothing by default."""
-        return None
 
     def metadata(self) -> dict[str, Any]:
         """What a kind adds to ``estimator.json`` beyond its options (e.g. the input scaling)."""

@@ -151,7 +151,6 @@ class DensityEstimator(LogRatioEstimator):
         if self.scandal_alpha and not self.conditional:
             raise EstimatorError("SCANDAL's score term needs a conditional density (conditional=True)")
         self.dequantise: bool | list[str] = dequantise if isinstance(dequantise, bool) else list(dequantise)
-        self._score_scale: Tensor | None = None
         self._noise: tuple[Tensor, torch.Generator] | None = None  # (column mask, generator) of the dequantisation
 
     def network(self, x_shape: tuple[int, ...], space: ParameterSpace) -> DensityModel:
@@ -188,11 +187,7 @@ class DensityEstimator(LogRatioEstimator):
         self._noise = (mask, torch.Generator().manual_seed(self.config.seed)) if bool(mask.any()) else None
         model.x_scale.fit(tensors["x"])
         model.theta_scale.fit(tensors["theta"])
-        self._score_scale = score_scale(tensors["t_xz"], tensors["y"], tensors["weights"])
-
-    def move(self, device: torch.device) -> None:
-        if self._score_scale is not None:
-            self._score_scale = self._score_scale.to(device)
+        self.loss_scales["score"] = score_scale(tensors["t_xz"], tensors["y"], tensors["weights"])
 
     def batch_loss(self, batch: dict[str, Tensor], training: bool) -> tuple[Tensor, dict[str, Tensor]]:
         """−w log p̂(x | θ), plus α times the score term (SCANDAL) on the rows drawn at θ."""
@@ -210,7 +205,7 @@ class DensityEstimator(LogRatioEstimator):
             log_p = model.log_prob(x, theta)
             t_hat = torch.autograd.grad(log_p.sum(), theta, create_graph=training)[0]
         nll = weighted_mean(-log_p, batch["weights"])
-        score = score_mse(t_hat, batch["t_xz"], batch["y"], batch["weights"], self._score_scale)
+        score = score_mse(t_hat, batch["t_xz"], batch["y"], batch["weights"], self.loss_scales.get("score"))
         return nll + self.scandal_alpha * score, {"nll": nll.detach(), "score": score.detach()}
 
     # -- evaluation -----------------------------------------------------------------------------------------------

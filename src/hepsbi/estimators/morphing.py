@@ -155,7 +155,6 @@ class MorphingRatioEstimator(LogRatioEstimator):
     def __init__(self, hidden: Sequence[int] = (64, 64, 64), config: TrainingConfig | None = None,
                  embedding: nn.Module | None = None, **options: Any):
         super().__init__(hidden, embedding, config, **options)
-        self._entry_scale: Tensor | None = None
 
     @property
     def description(self) -> str:
@@ -197,7 +196,7 @@ class MorphingRatioEstimator(LogRatioEstimator):
         variance = (w[:, None] * (tensors["form"] - mean) ** 2).sum(0) / w.sum()
         # entries that vanish for every event (e.g. helicities that do not interfere) have a variance of rounding
         # noise: weigh them like a typical entry instead of by its inverse
-        self._entry_scale = 1.0 / torch.clamp(variance, min=float(variance.mean()) * 1e-2)
+        self.loss_scales["entries"] = 1.0 / torch.clamp(variance, min=float(variance.mean()) * 1e-2)
         i, j = form_entries(model.p)
         full = torch.eye(model.p + 1)
         full[i, j] = mean
@@ -209,13 +208,8 @@ class MorphingRatioEstimator(LogRatioEstimator):
         model = self._model
         form = model(batch["x"])
         i, j = (index.to(form.device) for index in form_entries(model.p))
-        assert self._entry_scale is not None
-        loss = quadratic_form_mse(form[:, i, j], batch["form"], batch["weights"], self._entry_scale)
+        loss = quadratic_form_mse(form[:, i, j], batch["form"], batch["weights"], self.loss_scales["entries"])
         return loss, {"form": loss.detach()}
-
-    def move(self, device: torch.device) -> None:
-        if self._entry_scale is not None:
-            self._entry_scale = self._entry_scale.to(device)
 
     # -- evaluation -------------------------------------------------------------------------------------------------
     def form(self, x: Any) -> Tensor:

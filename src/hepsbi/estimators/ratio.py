@@ -87,7 +87,6 @@ class RatioEstimator(LogRatioEstimator):
         self.log_r_clip = float(log_r_clip)
         self.anchored = bool(anchored)
         self._reference_cache: tuple[Any, ...] | None = None  # (x, its version, model, g(x, θ_ref))
-        self._score_scale: Tensor | None = None  # 1/⟨t_k²⟩ of the training set (see prepare)
 
     def network(self, x_shape: tuple[int, ...], space: ParameterSpace) -> RatioModel:
         return RatioModel(x_shape, space.dim, space.reference, self.hidden, self.embedding, self.anchored)
@@ -126,11 +125,7 @@ class RatioEstimator(LogRatioEstimator):
         model = self._model
         model.x_scale.fit(tensors["x"])
         model.theta_scale.fit(tensors["theta"])
-        self._score_scale = score_scale(tensors["t_xz"], tensors["y"], tensors["weights"])
-
-    def move(self, device: torch.device) -> None:
-        if self._score_scale is not None:
-            self._score_scale = self._score_scale.to(device)
+        self.loss_scales["score"] = score_scale(tensors["t_xz"], tensors["y"], tensors["weights"])  # 1/⟨t_k²⟩
 
     def batch_loss(self, batch: dict[str, Tensor], training: bool) -> tuple[Tensor, dict[str, Tensor]]:
         """The method's loss (:func:`~hepsbi.estimators.losses.ratio_loss`) on a batch of :meth:`tensors` rows."""
@@ -140,7 +135,7 @@ class RatioEstimator(LogRatioEstimator):
         else:
             log_r, t_hat = model(batch["x"], batch["theta"]), None
         return ratio_loss(self.method, log_r, t_hat, batch["y"], batch["log_r_xz"], batch["t_xz"], batch["weights"],
-                          self.alpha, self.log_r_clip, self._score_scale)
+                          self.alpha, self.log_r_clip, self.loss_scales.get("score"))
 
     # -- evaluation ---------------------------------------------------------------------------------------
     def log_ratio(self, x: Any, theta: Any) -> Any:
