@@ -84,6 +84,8 @@ def test_named_errors_of_the_density_estimator():
         DensityEstimator(embedding=torch.nn.Identity())
     with pytest.raises(EstimatorError, match="conditional density"):
         DensityEstimator(scandal_alpha=1.0, conditional=False)
+    with pytest.raises(EstimatorError, match="unknown activation 'elu'"):
+        DensityEstimator(activation="elu")
 
 
 def test_dequantised_density_of_an_integer_observable():

@@ -37,27 +37,36 @@ from hepsbi.estimators.networks import Standardize
 from hepsbi.estimators.training import TrainingConfig, normalised_weights
 from hepsbi.space import ParameterSpace
 
-__all__ = ["FLOWS", "DensityEstimator", "DensityModel", "check_flow", "flow_draws", "flow_network"]
+__all__ = ["ACTIVATIONS", "FLOWS", "DensityEstimator", "DensityModel", "check_flow", "flow_draws", "flow_network"]
 
 #: the flows a DensityEstimator can use: name → zuko class name
 FLOWS = {"nsf": "NSF", "maf": "MAF", "realnvp": "RealNVP"}
 
+#: the activations of a flow's conditioner networks: ``relu`` (zuko's default, and every flow saved before the option
+#: existed), or the smooth ``tanh`` and ``silu``
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
 
-def check_flow(flow: str, transforms: int) -> int:
-    """The number of transformations, after checking ``flow`` is a key of :data:`FLOWS` and ``transforms`` ≥ 1."""
+
+def check_flow(flow: str, transforms: int, activation: str = "relu") -> int:
+    """The number of transformations, after checking ``flow`` is a key of :data:`FLOWS`, ``transforms`` ≥ 1 and
+    ``activation`` a key of :data:`ACTIVATIONS`."""
     if flow not in FLOWS:
         raise EstimatorError(f"unknown flow {flow!r}; choose one of {list(FLOWS)}")
+    if activation not in ACTIVATIONS:
+        raise EstimatorError(f"unknown activation {activation!r}; choose one of {list(ACTIVATIONS)}")
     if int(transforms) < 1:
         raise EstimatorError(f"transforms must be >= 1 (got {transforms})")
     return int(transforms)
 
 
-def flow_network(flow: str, features: int, context: int, transforms: int, hidden: Sequence[int]) -> nn.Module:
-    """The zuko flow ``flow`` on ``features`` dimensions with ``context`` conditioning inputs (0: none)."""
+def flow_network(flow: str, features: int, context: int, transforms: int, hidden: Sequence[int],
+                 activation: str = "relu") -> nn.Module:
+    """The zuko flow ``flow`` on ``features`` dimensions with ``context`` conditioning inputs (0: none), its
+    conditioners' hidden layers ``hidden`` with the activation ``activation`` (a key of :data:`ACTIVATIONS`)."""
     import zuko
 
     return getattr(zuko.flows, FLOWS[flow])(features=features, context=context, transforms=transforms,
-                                            hidden_features=tuple(hidden))
+                                            hidden_features=tuple(hidden), activation=ACTIVATIONS[activation])
 
 
 def flow_draws(distribution: Any, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -77,16 +86,17 @@ class DensityModel(nn.Module):
     Arguments:
         n_x: observables.  n_theta: parameters (0: unconditional).  flow: a key of :data:`FLOWS`.
         transforms: flow transformations.  hidden: hidden layer widths of each transformation's network.
+        activation: their activation, a key of :data:`ACTIVATIONS`.
     """
 
     def __init__(self, n_x: int, n_theta: int, flow: str = "nsf", transforms: int = 5,
-                 hidden: Sequence[int] = (64, 64)):
+                 hidden: Sequence[int] = (64, 64), activation: str = "relu"):
         super().__init__()
         self.x_shape = (n_x,)
         self.x_scale = Standardize(n_x)
         self.theta_scale = Standardize(max(n_theta, 1))
         self.n_theta = n_theta
-        self.flow = flow_network(flow, n_x, n_theta, transforms, hidden)
+        self.flow = flow_network(flow, n_x, n_theta, transforms, hidden, activation)
 
     def distribution(self, theta: Tensor | None) -> Any:
         """The flow's distribution of standardised x, given θ (n, p) (None when unconditional)."""
@@ -111,6 +121,7 @@ class DensityEstimator(LogRatioEstimator):
         flow: ``nsf`` (default), ``maf`` or ``realnvp``.
         scandal_alpha: α of the score term (``scandal``: 1 when not given; ``nde``: none).
         transforms: flow transformations.  hidden: hidden layer widths of each transformation's network.
+        activation: their activation: ``relu`` (default), ``tanh`` or ``silu`` (smooth: log p̂ smooth in θ).
         conditional: learn p̂(x | θ) (default) or p̂(x) alone.
         dequantise: observables (names, or True for all) that take integer values: uniform noise in [−½, ½) is added
             to them at every training step (module docstring).
@@ -125,15 +136,16 @@ class DensityEstimator(LogRatioEstimator):
     """
 
     kind = "DensityEstimator"
-    OPTIONS = ("method", "flow", "scandal_alpha", "transforms", "hidden", "conditional", "dequantise")
+    OPTIONS = ("method", "flow", "scandal_alpha", "transforms", "hidden", "activation", "conditional", "dequantise")
 
     def __init__(self, method: str | None = None, flow: str = "nsf", scandal_alpha: float | None = None,
-                 transforms: int = 5, hidden: Sequence[int] = (64, 64), conditional: bool = True,
+                 transforms: int = 5, hidden: Sequence[int] = (64, 64), activation: str = "relu",
+                 conditional: bool = True,
                  dequantise: bool | Sequence[str] = False, config: TrainingConfig | None = None,
                  embedding: nn.Module | None = None, **options: Any):
         if embedding is not None:
             raise EstimatorError("a DensityEstimator takes no embedding: x is what its flow models")
-        transforms = check_flow(flow, transforms)
+        transforms = check_flow(flow, transforms, activation)
         if method not in (None, "nde", "scandal"):
             raise EstimatorError(f"DensityEstimator methods are 'nde' and 'scandal' (got {method!r})")
         if method == "scandal" and scandal_alpha is None:
@@ -147,6 +159,7 @@ class DensityEstimator(LogRatioEstimator):
         self.flow = flow
         self.scandal_alpha = None if not scandal_alpha else float(scandal_alpha)
         self.transforms = transforms
+        self.activation = activation
         self.conditional = bool(conditional)
         if self.scandal_alpha and not self.conditional:
             raise EstimatorError("SCANDAL's score term needs a conditional density (conditional=True)")
@@ -156,7 +169,8 @@ class DensityEstimator(LogRatioEstimator):
     def network(self, x_shape: tuple[int, ...], space: ParameterSpace) -> DensityModel:
         if len(x_shape) != 1:
             raise EstimatorError(f"a DensityEstimator models x of shape (n, d) (got events of shape {x_shape})")
-        return DensityModel(x_shape[0], space.dim if self.conditional else 0, self.flow, self.transforms, self.hidden)
+        return DensityModel(x_shape[0], space.dim if self.conditional else 0, self.flow, self.transforms, self.hidden,
+                            self.activation)
 
     @property
     def _model(self) -> DensityModel:

@@ -66,7 +66,8 @@ def posterior_work(spec: RunSpec, tmp: Path, progress: bool) -> dict[str, Any]:
     if cfg.epochs:
         options["epochs"] = cfg.epochs
     estimator = PosteriorEstimator(sim.space, flow=cfg.flow, transforms=cfg.transforms, hidden=cfg.hidden,
-                                   members=cfg.ensemble, adjust=cfg.adjust, **options)
+                                   members=cfg.ensemble, adjust=cfg.adjust, activation=cfg.activation,
+                                   **options)
     estimator.fit(theta, x)
     estimator.save(tmp / "model")
 
@@ -79,6 +80,7 @@ def posterior_work(spec: RunSpec, tmp: Path, progress: bool) -> dict[str, Any]:
         "parameters": names, "observation": x_obs[0].tolist(),
         "theta_true": sim.space.as_dict(theta_true) if cfg.observation is None else None,
         "simulations": cfg.n_samples, "flow": cfg.flow, "ensemble": cfg.ensemble, "adjust": cfg.adjust,
+        "activation": cfg.activation,
         "draws": cfg.draws,
         "training": {"epochs": len(estimator.history.train_loss), "best_epoch": estimator.history.best_epoch},
         "npe": summarise_draws(draws, names),

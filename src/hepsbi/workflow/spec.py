@@ -132,6 +132,8 @@ class PosteriorSpec(_Strict):
                          "(a deep ensemble: more accurate and more conservative at small n_samples; K times the cost)")
     adjust: Literal["none", "linear"] = Field("none", description="linear: the flows model θ's residual from its "
                                               "linear regression on x (for posteriors that move linearly with x)")
+    activation: Literal["relu", "tanh", "silu"] = Field("relu", description="the flows' conditioner activation "
+                                                        "(tanh: smooth in x, which near-Gaussian posteriors suit)")
     epochs: int | None = Field(None, ge=1, le=100_000)
     seed: int = Field(0, ge=0, le=MAX_SEED)
     observation: list[float] | None = Field(None, min_length=1, description="the observed x; default: one simulation "
