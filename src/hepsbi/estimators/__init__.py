@@ -8,6 +8,7 @@ from hepsbi.estimators.posterior import PosteriorEstimator
 from hepsbi.estimators.ratio import RatioEstimator
 from hepsbi.estimators.registry import KINDS, METHODS, RATIO_METHODS, build_estimator, load_estimator
 from hepsbi.estimators.score import ScoreEstimator
+from hepsbi.estimators.selection import Selection, select_by_validation
 from hepsbi.estimators.signed_mixture import SignedMixtureRatioEstimator
 from hepsbi.estimators.training import TrainingConfig, TrainingHistory
 from hepsbi.estimators.two_sample import TwoSampleRatio
@@ -24,10 +25,12 @@ __all__ = [
     "RatioEnsemble",
     "RatioEstimator",
     "ScoreEstimator",
+    "Selection",
     "SignedMixtureRatioEstimator",
     "TrainingConfig",
     "TrainingHistory",
     "TwoSampleRatio",
     "build_estimator",
     "load_estimator",
+    "select_by_validation",
 ]

@@ -80,6 +80,10 @@ class Estimator(ABC):
 
     kind: ClassVar[str]
     OPTIONS: ClassVar[tuple[str, ...]] = ("hidden",)
+    #: the options that shape the network without changing what the loss measures: estimators of one kind that differ
+    #: only in these (and in training options other than the seed and the validation share) have comparable
+    #: validation losses (:func:`~hepsbi.estimators.selection.select_by_validation`)
+    ARCHITECTURE: ClassVar[tuple[str, ...]] = ("hidden",)
 
     def __init__(self, hidden: Sequence[int] = (64, 64, 64), embedding: nn.Module | None = None,
                  config: TrainingConfig | None = None, **options: Any):

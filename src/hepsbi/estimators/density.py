@@ -137,6 +137,7 @@ class DensityEstimator(LogRatioEstimator):
 
     kind = "DensityEstimator"
     OPTIONS = ("method", "flow", "scandal_alpha", "transforms", "hidden", "activation", "conditional", "dequantise")
+    ARCHITECTURE = ("flow", "transforms", "hidden", "activation")
 
     def __init__(self, method: str | None = None, flow: str = "nsf", scandal_alpha: float | None = None,
                  transforms: int = 5, hidden: Sequence[int] = (64, 64), activation: str = "relu",

@@ -188,6 +188,7 @@ class PosteriorEstimator(Estimator):
 
     kind = "PosteriorEstimator"
     OPTIONS = ("flow", "transforms", "hidden", "activation", "members", "adjust")
+    ARCHITECTURE = OPTIONS
 
     def __init__(self, space: ParameterSpace | None = None, flow: str = "nsf", transforms: int = 5,
                  hidden: Sequence[int] = (64, 64), embedding: nn.Module | None = None, members: int = 1,

@@ -125,6 +125,14 @@ class TrainingHistory:
     seconds: float = 0.0
     samples_per_second: float = 0.0
 
+    @property
+    def kept_val_loss(self) -> float:
+        """The validation loss of the kept weights (epoch ``best_epoch``); the training loss without a validation
+        share."""
+        if not self.val_loss:
+            raise EstimatorError("no training history: fit the estimator first")
+        return self.val_loss[max(self.best_epoch, 1) - 1]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
