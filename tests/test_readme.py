@@ -42,6 +42,7 @@ PYTHON_BLOCKS = {
                                                  "DensityEstimator(scandal_alpha=1.0)": "DensityEstimator(scandal_alpha=1.0, epochs=2, progress=False)"},
     "npe = PosteriorEstimator(sim.space).fit(data)": {"20_000": "1_000",
                                             "PosteriorEstimator(sim.space)": "PosteriorEstimator(sim.space, epochs=2, progress=False)"},
+    "chosen = select_by_validation(": {"20_000": "1_000", "members=5, **r)": "members=2, epochs=2, progress=False, **r)"},
     "ranks = diagnostics.sbc(npe, theta_c, x_c, samples=draws_c)": {
         "PosteriorEstimator(sim.space)": "PosteriorEstimator(sim.space, epochs=2, progress=False)",
         "20_000": "1_000", "300": "40", "100)": "20)", "n=1000": "n=100"},
