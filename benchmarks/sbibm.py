@@ -13,8 +13,9 @@ reference posterior samples, into an .npz), trains sbi's NPE with its defaults o
 C2ST (an MLP classifier, 5-fold accuracy; 0.5 = indistinguishable) of every sample set. This script trains
 hepsbi's estimators in the main environment and draws 10,000 samples per observation:
 
-* ``npe``: :class:`hepsbi.PosteriorEstimator` (a mixture of five spline flows on the residual of θ's linear regression
-  on x, trained with sbi's schedule: ``NPE``).
+* ``npe``: :class:`hepsbi.PosteriorEstimator`, two recipes trained with sbi's schedule and the one with the lower
+  validation loss kept (``NPE_CANDIDATES``): five spline flows on the residual of θ's linear regression on x
+  (``NPE``), or five MAFs with tanh conditioners on θ itself.
 * ``nle``: :class:`hepsbi.DensityEstimator` (``nde``, spline flow) + :class:`hepsbi.inference.LikelihoodPosterior`.
 * ``nre``: :class:`hepsbi.RatioEstimator` (``carl``, unanchored, on ``TrainingData.contrastive``: (θ, x) pairs
   against (θ, x') with x' from 20 shuffles, so r̂ = p(x | θ)/p(x); hidden 128 × 3, batch 64: ``NRE``) +
@@ -311,7 +312,7 @@ def markdown(rows: list[dict[str, object]], tasks: list[str], sizes: list[int]) 
     draws made with settings other than the present ones (a run without --cached redoes them)."""
     cell = {(r["task"], r["n_simulations"], r["method"]): f"{r['c2st']:.3f} ± {r['c2st_std']:.3f}"
             + ("" if r["current_settings"] else " †") for r in rows}
-    columns = [("hepsbi NPE (5 NSF, adj.)", "npe"), ("sbi NPE (MAF)", "sbi_npe"), ("paper NPE", "paper:npe"),
+    columns = [("hepsbi NPE", "npe"), ("sbi NPE (MAF)", "sbi_npe"), ("paper NPE", "paper:npe"),
                ("hepsbi NLE", "nle"), ("paper NLE", "paper:nle"), ("hepsbi NRE", "nre"), ("paper NRE", "paper:nre")]
     lines = ["| task | simulations | " + " | ".join(c for c, _ in columns) + " |", "|---" * (2 + len(columns)) + "|"]
     for task in tasks:
