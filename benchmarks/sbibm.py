@@ -295,7 +295,7 @@ def row_of(task: str, n: int, method: str, cell: dict[str, object]) -> dict[str,
     return {"task": task, "n_simulations": n, "method": method, "c2st": float(scores.mean()),
             "c2st_std": float(scores.std(ddof=1)), "paper": paper if paper is not None else float("nan"),
             "seconds": float(cell["seconds"]), "per_observation": scores.tolist(),
-            "current_settings": cell["settings"] == settings_of(method, task)}
+            "current_settings": cell["settings"] == settings_of(method, task), "recipe": cell.get("chosen")}
 
 
 def stored_rows(seed: int) -> list[dict[str, object]]:
@@ -309,9 +309,10 @@ def stored_rows(seed: int) -> list[dict[str, object]]:
 
 def markdown(rows: list[dict[str, object]], tasks: list[str], sizes: list[int]) -> str:
     """The README's wide table: one line per task and budget, mean ± sd per method, the paper's means beside; † marks
-    draws made with settings other than the present ones (a run without --cached redoes them)."""
+    draws made with settings other than the present ones (a run without --cached redoes them), "(MAF)" an NPE cell
+    whose selection kept the tanh MAFs."""
     cell = {(r["task"], r["n_simulations"], r["method"]): f"{r['c2st']:.3f} ± {r['c2st_std']:.3f}"
-            + ("" if r["current_settings"] else " †") for r in rows}
+            + (" (MAF)" if r.get("recipe") == 1 else "") + ("" if r["current_settings"] else " †") for r in rows}
     columns = [("hepsbi NPE", "npe"), ("sbi NPE (MAF)", "sbi_npe"), ("paper NPE", "paper:npe"),
                ("hepsbi NLE", "nle"), ("paper NLE", "paper:nle"), ("hepsbi NRE", "nre"), ("paper NRE", "paper:nre")]
     lines = ["| task | simulations | " + " | ".join(c for c, _ in columns) + " |", "|---" * (2 + len(columns)) + "|"]
