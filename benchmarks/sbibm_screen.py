@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 import torch
-from sbibm import NPE, SCRATCH, TASKS, anchor, space_of
+from sbibm import NPE, TASKS, anchor, space_of, task_folder
 
 from hepsbi import PosteriorEstimator
 
@@ -45,7 +45,7 @@ def gaussian_kl(reference: np.ndarray, draws: np.ndarray) -> tuple[float, float]
 
 def data_file(task: str, n: int, seed: int) -> np.lib.npyio.NpzFile:
     """The simulations of (task, n, seed), simulated once (the benchmark's own file when it exists)."""
-    path = SCRATCH / "sbibm" / f"{task}_{n}_seed{seed}" / "data.npz"
+    path = task_folder(task, n, seed) / "data.npz"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         anchor("simulate", task, str(n), str(seed), str(path))
