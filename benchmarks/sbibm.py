@@ -16,7 +16,8 @@ hepsbi's estimators in the main environment and draws 10,000 samples per observa
 * ``npe``: :class:`hepsbi.PosteriorEstimator`, two recipes trained with sbi's schedule and the one with the lower
   validation loss kept (``NPE_CANDIDATES``): five spline flows on the residual of θ's linear regression on x
   (``NPE``), or five MAFs with tanh conditioners on θ itself.
-* ``nle``: :class:`hepsbi.DensityEstimator` (``nde``, spline flow) + :class:`hepsbi.inference.LikelihoodPosterior`.
+* ``nle``: :class:`hepsbi.DensityEstimator` (``nde``), two flows trained and the one with the lower validation loss
+  kept (``NLE_CANDIDATES``: a spline flow or a MAF with tanh conditioners) + :class:`hepsbi.inference.LikelihoodPosterior`.
 * ``nre``: :class:`hepsbi.RatioEstimator` (``carl``, unanchored, on ``TrainingData.contrastive``: (θ, x) pairs
   against (θ, x') with x' from 20 shuffles, so r̂ = p(x | θ)/p(x); hidden 128 × 3, batch 64: ``NRE``) +
   :class:`~hepsbi.inference.LikelihoodPosterior`.
@@ -79,6 +80,11 @@ NPE = {"members": 5, "adjust": "linear", "schedule": "plateau", "batch_size": 50
 #: the better posterior (Gaussian KL 1.22 and 1.34 for two seeds against 2.27; sbi 1.69) and its validation loss says
 #: so (3.28 against 3.71); on two moons only the spline flows draw the crescents (3.25 against 2.38, lower wins).
 NPE_CANDIDATES = [NPE, {**NPE, "flow": "maf", "adjust": "none", "activation": "tanh"}]
+#: the benchmark's NLE trains two densities p̂(x | θ) (``nle_density``, the estimator's own schedule) and keeps the one
+#: with the lower validation loss: the spline flow (DensityEstimator's default) and a MAF with tanh conditioners
+#: (sbi's NLE flow). On bernoulli_glm at 1e3 the second is the better likelihood: NLL of 20,000 fresh simulations
+#: 25.69 against 26.69, validation loss 25.39 against 26.14 (sbibm_screen.py --method nle)
+NLE_CANDIDATES: list[dict[str, object]] = [{}, {"flow": "maf", "activation": "tanh"}]
 #: NRE: shuffled copies of the simulations as the marginal class (TrainingData.contrastive), the classifier's hidden
 #: layers and batch size. The ratio estimators' defaults (64 × 3, batch 256) are sized for smooth physics ratios;
 #: on two moons (a likelihood ring 0.01 wide) they stall at C2ST 0.82 with 5 shuffles (observations 1-3, 1e4); 128 × 3
@@ -107,6 +113,8 @@ PAPER = {
             "gaussian_mixture": {1000: .740, 10000: .723, 100000: .690},
             "bernoulli_glm": {1000: .740, 10000: .605, 100000: .545}},
 }
+#: the methods that train candidate recipes and keep the lowest validation loss
+SELECTED = {"npe": NPE_CANDIDATES, "nle": NLE_CANDIDATES}
 PAPER["sbi_npe"] = PAPER["sbi_npe_nsf"] = PAPER["npe"]
 
 
@@ -145,32 +153,46 @@ def prior_of(data: np.lib.npyio.NpzFile, space: ParameterSpace) -> object:
     return space if str(data["prior_kind"]) == "uniform" else GaussianPrior(data["prior_loc"], data["prior_cov"])
 
 
-def npe_selection(data: np.lib.npyio.NpzFile, seed: int) -> tuple[PosteriorEstimator, dict[str, object]]:
-    """The benchmark's NPE: every recipe of NPE_CANDIDATES trained on the task's simulations, the one with the lowest
-    validation loss kept; with the choice (its index and every candidate's loss). Candidate 0 trains exactly as
-    ``PosteriorEstimator(space, **NPE).fit(θ, x)`` did before the choice existed."""
+def selection(method: str, task: str, data: np.lib.npyio.NpzFile,
+              seed: int) -> tuple[PosteriorEstimator | DensityEstimator, dict[str, object]]:
+    """The benchmark's NPE (``npe``: a posterior) or NLE density (``nle``): every recipe of NPE_CANDIDATES or
+    NLE_CANDIDATES trained on the task's simulations and the one with the lowest validation loss kept; with the choice
+    (its index and every candidate's loss). Candidate 0 trains exactly as the method did before the choice existed."""
     space = space_of(data)
-    simulations = TrainingData.simulations(torch.as_tensor(data["theta"], dtype=torch.float64),
-                                           torch.as_tensor(data["x"], dtype=torch.float64), space,
-                                           what="PosteriorEstimator.fit")
-    chosen = select_by_validation([PosteriorEstimator(space, **recipe, seed=seed, progress=False)
-                                   for recipe in NPE_CANDIDATES], simulations)
+    theta, x = torch.as_tensor(data["theta"], dtype=torch.float64), torch.as_tensor(data["x"], dtype=torch.float64)
+    if method == "npe":
+        candidates: list[PosteriorEstimator | DensityEstimator] = [
+            PosteriorEstimator(space, **recipe, seed=seed, progress=False) for recipe in NPE_CANDIDATES]
+        simulations = TrainingData.simulations(theta, x, space, what="PosteriorEstimator.fit")
+    else:
+        candidates = [nle_density(task, seed, **recipe) for recipe in NLE_CANDIDATES]
+        simulations = TrainingData.simulations(theta, x, space)
+    chosen = select_by_validation(candidates, simulations)
     return chosen.best, {"chosen": chosen.index, "validation_losses": chosen.losses}
 
 
+def nle_density(task: str, seed: int, **options: object) -> DensityEstimator:
+    """The benchmark's NLE density p̂(x | θ) for a task (untrained), ``options`` laid over it."""
+    return DensityEstimator(**{"method": "nde", "dequantise": INTEGER_OBSERVABLES.get(task, False), "seed": seed,
+                               "progress": False, **options})
+
+
 def hepsbi_samples(method: str, task: str, data: np.lib.npyio.NpzFile, seed: int,
-                   npe: PosteriorEstimator | None = None) -> np.ndarray:
-    """(10, DRAWS, p) posterior draws of one hepsbi method for observations 1-10 (``npe``: the NPE already chosen)."""
+                   chosen: PosteriorEstimator | DensityEstimator | None = None) -> np.ndarray:
+    """(10, DRAWS, p) posterior draws of one hepsbi method for observations 1-10 (``chosen``: the NPE or NLE density
+    already selected)."""
     space = space_of(data)
     theta = torch.as_tensor(data["theta"], dtype=torch.float64)
     x = torch.as_tensor(data["x"], dtype=torch.float64)
     gen = torch.Generator().manual_seed(seed)
+    if method in SELECTED and chosen is None:
+        chosen = selection(method, task, data, seed)[0]
     if method == "npe":
-        est = npe if npe is not None else npe_selection(data, seed)[0]
-        return np.stack([est.sample(obs, DRAWS, generator=gen).numpy() for obs in data["observations"]])
+        assert isinstance(chosen, PosteriorEstimator)
+        return np.stack([chosen.sample(obs, DRAWS, generator=gen).numpy() for obs in data["observations"]])
     if method == "nle":
-        density = DensityEstimator(method="nde", dequantise=INTEGER_OBSERVABLES.get(task, False), seed=seed,
-                                   progress=False).fit(TrainingData.simulations(theta, x, space))
+        assert isinstance(chosen, DensityEstimator)
+        density = chosen
         posterior = LikelihoodPosterior(density.log_prob, prior_of(data, space), **MCMC)
     elif method == "nre":
         # (θ_i, x_i) against (θ_i, x_π(i)): the classifier's odds are p(x | θ)/p(x)
@@ -187,8 +209,15 @@ def settings_of(method: str, task: str) -> str:
     """What a method's draws on a task depend on besides the data (a cached file made otherwise is redone)."""
     integers = {"dequantise": INTEGER_OBSERVABLES[task]} if task in INTEGER_OBSERVABLES else {}
     settings = {"npe": {"select_by_validation": NPE_CANDIDATES}, "nre": {**NRE, **MCMC, "thin": "auto"},
-                "nle": {**MCMC, "thin": "auto", **integers}}
+                "nle": {**MCMC, "thin": "auto", **integers, "select_by_validation": NLE_CANDIDATES}}
     return json.dumps(settings.get(method, {}), sort_keys=True)
+
+
+def first_recipe_settings(method: str, task: str) -> str:
+    """The settings a cell of a selected method (``SELECTED``) was stored with when its first recipe was the only
+    one: such a cell still stands when the selection picks that recipe."""
+    integers = {"dequantise": INTEGER_OBSERVABLES[task]} if task in INTEGER_OBSERVABLES else {}
+    return json.dumps(NPE if method == "npe" else {**MCMC, "thin": "auto", **integers}, sort_keys=True)
 
 
 def cell_store() -> Path:
@@ -207,7 +236,7 @@ def read_cells() -> dict[str, dict[str, object]]:
 def record_cell(key: str, scores: np.ndarray, seconds: float, settings: str,
                 extra: dict[str, object] | None = None) -> dict[str, object]:
     """Add one scored cell to the store (atomically, the other cells kept, under a lock: two runs may share it) and
-    return it; ``extra``: what else the cell records (NPE: which recipe was chosen)."""
+    return it; ``extra``: what else the cell records (NPE, NLE: which recipe was chosen)."""
     cell_store().parent.mkdir(parents=True, exist_ok=True)
     with open(cell_store().with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -257,19 +286,21 @@ def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cach
             samples_file, scores_file = folder / f"{method}.npz", folder / f"{method}.c2st.json"
             redraw = fresh or not current(samples_file, method, task)
             start = time.perf_counter()
-            npe, choice = None, None
-            if method == "npe" and redraw:
-                npe, choice = npe_selection(data, seed)
-                print(f"{task} {n} npe: recipe {choice['chosen']} chosen (validation losses "
+            chosen, choice = None, None
+            if method in SELECTED and redraw:
+                chosen, choice = selection(method, task, data, seed)
+                print(f"{task} {n} {method}: recipe {choice['chosen']} chosen (validation losses "
                       f"{[round(v, 4) for v in choice['validation_losses']]})", flush=True)
-                if stale and not fresh and choice["chosen"] == 0 and cell["settings"] == json.dumps(NPE, sort_keys=True):
-                    # the stored cell was made by recipe 0 alone, with this seed and data. Its draws are not
-                    # reproduced bit for bit across sessions (two moons 1e3: a fresh run scores 0.599 ± 0.035 against
-                    # the kept 0.588 ± 0.036), so a kept cell carries that run-to-run spread
+                if (stale and not fresh and choice["chosen"] == 0
+                        and cell["settings"] == first_recipe_settings(method, task)):
+                    # the stored cell was made by recipe 0 alone, with this seed and data, by the code of its date
+                    # (kept). The same code redraws bit for bit, but later changes that reorder floating-point sums
+                    # move the draws, and the C2ST by its own noise (two moons 1e3: 0.599 ± 0.035 today against the
+                    # kept 0.588 ± 0.036)
                     cell = record_cell(key, np.asarray(cell["per_observation"]), float(cell["seconds"]),
-                                       settings_of(method, task), choice)
+                                       settings_of(method, task), {**choice, "date": cell["date"]})
                     rows.append(row_of(task, n, method, cell))
-                    print(f"{task} {n} npe: the stored cell is recipe 0's, kept: C2ST {rows[-1]['c2st']:.3f}",
+                    print(f"{task} {n} {method}: the stored cell is recipe 0's, kept: C2ST {rows[-1]['c2st']:.3f}",
                           flush=True)
                     continue
             if redraw:
@@ -278,7 +309,7 @@ def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cach
                     anchor("sbi", task, str(data_file), str(folder / f"{method}_raw.npz"), flow)
                     samples = np.load(folder / f"{method}_raw.npz")["npe"]
                 else:
-                    samples = hepsbi_samples(method, task, data, seed, npe)
+                    samples = hepsbi_samples(method, task, data, seed, chosen)
                 with atomic_path(samples_file) as tmp, open(tmp, "wb") as f:
                     np.savez(f, **{method: samples}, seconds=time.perf_counter() - start,
                              settings=settings_of(method, task), choice=json.dumps(choice))
@@ -316,8 +347,8 @@ def stored_rows(seed: int) -> list[dict[str, object]]:
 
 def markdown(rows: list[dict[str, object]], tasks: list[str], sizes: list[int]) -> str:
     """The README's wide table: one line per task and budget, mean ± sd per method, the paper's means beside; † marks
-    draws made with settings other than the present ones (a run without --cached redoes them), "(MAF)" an NPE cell
-    whose selection kept the tanh MAFs."""
+    draws made with settings other than the present ones (a run without --cached redoes them), "(MAF)" an NPE or NLE
+    cell whose selection kept the tanh MAF(s)."""
     cell = {(r["task"], r["n_simulations"], r["method"]): f"{r['c2st']:.3f} ± {r['c2st_std']:.3f}"
             + (" (MAF)" if r.get("recipe") == 1 else "") + ("" if r["current_settings"] else " †") for r in rows}
     columns = [("hepsbi NPE", "npe"), ("sbi NPE (MAF)", "sbi_npe"), ("paper NPE", "paper:npe"),

@@ -1,9 +1,13 @@
-"""Screen variants of hepsbi's NPE on one sbibm task without the C2ST (minutes instead of half an hour per cell).
+"""Screen variants of hepsbi's NPE or NLE on one sbibm task without the C2ST (minutes instead of half an hour per
+cell).
 
     python benchmarks/sbibm_screen.py bernoulli_glm 1000 '{"flow": "maf", "adjust": "none"}' --seeds 1 2
+    python benchmarks/sbibm_screen.py bernoulli_glm 1000 '{}' '{"flow": "maf", "activation": "tanh"}' --method nle
 
-A variant is a JSON object of PosteriorEstimator options laid over the benchmark's ``NPE``. Each is trained on the
-benchmark's own simulations (the task, size and seed of benchmarks/sbibm.py) and scored three ways:
+A variant is a JSON object of PosteriorEstimator options laid over the benchmark's ``NPE`` (``--method nle``:
+DensityEstimator options laid over the benchmark's NLE density, ``nle_density``). Each is trained on the
+benchmark's own simulations (the task, size and seed of benchmarks/sbibm.py) and scored three ways (NLE: the last
+two, of the likelihood p̂(x | θ), with the dequantisation noise of integer observables drawn once, seeded):
 
 * ``KL``: the Gaussian KL divergence of the reference posterior to the estimate, KL(N(μ_ref, Σ_ref) ‖ N(μ̂, Σ̂)) from
   10,000 draws each, mean over observations 1-10 (``mean term``: its ½ Δμᵀ Σ̂⁻¹ Δμ). A proxy for near-Gaussian
@@ -24,9 +28,9 @@ import time
 
 import numpy as np
 import torch
-from sbibm import NPE, TASKS, anchor, space_of, task_folder
+from sbibm import INTEGER_OBSERVABLES, NPE, TASKS, anchor, nle_density, space_of, task_folder
 
-from hepsbi import PosteriorEstimator
+from hepsbi import PosteriorEstimator, TrainingData
 
 #: fresh simulations the amortised NLL is averaged over, and their simulation seed
 FRESH, FRESH_SEED = 20_000, 99
@@ -70,17 +74,39 @@ def screen(task: str, n: int, variant: dict, seed: int, data_seed: int = 1) -> d
             "seconds": seconds}
 
 
+def screen_nle(task: str, n: int, variant: dict, seed: int, data_seed: int = 1) -> dict[str, object]:
+    """Train one NLE density variant with one training seed; its validation loss and fresh NLL (module docstring)."""
+    data, fresh = data_file(task, n, data_seed), data_file(task, FRESH, FRESH_SEED)
+    start = time.perf_counter()
+    space = space_of(data)
+    est = nle_density(task, seed, **variant).fit(TrainingData.simulations(torch.as_tensor(data["theta"]),
+                                                                          torch.as_tensor(data["x"]), space))
+    seconds = time.perf_counter() - start
+    x = torch.as_tensor(fresh["x"])
+    integer = INTEGER_OBSERVABLES.get(task, [])
+    if integer:  # the dequantisation the validation loss saw, drawn once
+        mask = torch.tensor([float(name in integer) for name in est.features])
+        noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(FRESH_SEED), dtype=x.dtype) - 0.5
+        x = x + noise * mask.to(x.dtype)
+    log_p = est.log_prob(x, torch.as_tensor(fresh["theta"]))
+    return {"task": task, "n": n, "method": "nle", "variant": variant, "seed": seed, "fresh NLL": float(-log_p.mean()),
+            "val": est.history.kept_val_loss, "epochs": [est.history.best_epoch, len(est.history.val_loss)],
+            "seconds": seconds}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("task", choices=TASKS)
     parser.add_argument("n", type=int)
-    parser.add_argument("variants", nargs="+", help="JSON objects of PosteriorEstimator options ('{}': NPE itself)")
+    parser.add_argument("variants", nargs="+", help="JSON objects of PosteriorEstimator options ('{}': NPE itself; --method nle: "
+                        "DensityEstimator options)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1])
+    parser.add_argument("--method", choices=["npe", "nle"], default="npe")
     args = parser.parse_args()
     torch.set_num_threads(1)
     for text in args.variants:
         for seed in args.seeds:
-            row = screen(args.task, args.n, json.loads(text), seed)
+            row = (screen if args.method == "npe" else screen_nle)(args.task, args.n, json.loads(text), seed)
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
 
 
