@@ -160,14 +160,10 @@ def selection(method: str, task: str, data: np.lib.npyio.NpzFile,
     (its index and every candidate's loss). Candidate 0 trains exactly as the method did before the choice existed."""
     space = space_of(data)
     theta, x = torch.as_tensor(data["theta"], dtype=torch.float64), torch.as_tensor(data["x"], dtype=torch.float64)
-    if method == "npe":
-        candidates: list[PosteriorEstimator | DensityEstimator] = [
-            PosteriorEstimator(space, **recipe, seed=seed, progress=False) for recipe in NPE_CANDIDATES]
-        simulations = TrainingData.simulations(theta, x, space, what="PosteriorEstimator.fit")
-    else:
-        candidates = [nle_density(task, seed, **recipe) for recipe in NLE_CANDIDATES]
-        simulations = TrainingData.simulations(theta, x, space)
-    chosen = select_by_validation(candidates, simulations)
+    candidates: list[PosteriorEstimator | DensityEstimator] = [
+        PosteriorEstimator(space, **recipe, seed=seed, progress=False) if method == "npe"
+        else nle_density(task, seed, **recipe) for recipe in SELECTED[method]]
+    chosen = select_by_validation(candidates, TrainingData.simulations(theta, x, space, what=f"{method} selection"))
     return chosen.best, {"chosen": chosen.index, "validation_losses": chosen.losses}
 
 
@@ -192,8 +188,7 @@ def hepsbi_samples(method: str, task: str, data: np.lib.npyio.NpzFile, seed: int
         return np.stack([chosen.sample(obs, DRAWS, generator=gen).numpy() for obs in data["observations"]])
     if method == "nle":
         assert isinstance(chosen, DensityEstimator)
-        density = chosen
-        posterior = LikelihoodPosterior(density.log_prob, prior_of(data, space), **MCMC)
+        posterior = LikelihoodPosterior(chosen.log_prob, prior_of(data, space), **MCMC)
     elif method == "nre":
         # (θ_i, x_i) against (θ_i, x_π(i)): the classifier's odds are p(x | θ)/p(x)
         pairs = TrainingData.contrastive(theta, x, space, negatives=NRE["negatives"], seed=seed)
@@ -205,19 +200,17 @@ def hepsbi_samples(method: str, task: str, data: np.lib.npyio.NpzFile, seed: int
     return np.stack([posterior.sample(obs[None], DRAWS, generator=gen).numpy() for obs in data["observations"]])
 
 
-def settings_of(method: str, task: str) -> str:
-    """What a method's draws on a task depend on besides the data (a cached file made otherwise is redone)."""
-    integers = {"dequantise": INTEGER_OBSERVABLES[task]} if task in INTEGER_OBSERVABLES else {}
-    settings = {"npe": {"select_by_validation": NPE_CANDIDATES}, "nre": {**NRE, **MCMC, "thin": "auto"},
-                "nle": {**MCMC, "thin": "auto", **integers, "select_by_validation": NLE_CANDIDATES}}
-    return json.dumps(settings.get(method, {}), sort_keys=True)
+def settings_of(method: str, task: str, first_recipe: bool = False) -> str:
+    """What a method's draws on a task depend on besides the data (a cached file made otherwise is redone).
 
-
-def first_recipe_settings(method: str, task: str) -> str:
-    """The settings a cell of a selected method (``SELECTED``) was stored with when its first recipe was the only
-    one: such a cell still stands when the selection picks that recipe."""
+    ``first_recipe``: the settings a cell of a selected method (``SELECTED``) was stored with when its first recipe
+    was the only one; such a cell still stands when the selection picks that recipe."""
+    if method == "npe" and first_recipe:
+        return json.dumps(NPE, sort_keys=True)
     integers = {"dequantise": INTEGER_OBSERVABLES[task]} if task in INTEGER_OBSERVABLES else {}
-    return json.dumps(NPE if method == "npe" else {**MCMC, "thin": "auto", **integers}, sort_keys=True)
+    selected = {} if first_recipe or method not in SELECTED else {"select_by_validation": SELECTED[method]}
+    settings = {"npe": {}, "nre": {**NRE, **MCMC, "thin": "auto"}, "nle": {**MCMC, "thin": "auto", **integers}}
+    return json.dumps({**settings.get(method, {}), **selected}, sort_keys=True)
 
 
 def cell_store() -> Path:
@@ -292,7 +285,7 @@ def run_size(task: str, n: int, methods: list[str], seed: int, fresh: bool, cach
                 print(f"{task} {n} {method}: recipe {choice['chosen']} chosen (validation losses "
                       f"{[round(v, 4) for v in choice['validation_losses']]})", flush=True)
                 if (stale and not fresh and choice["chosen"] == 0
-                        and cell["settings"] == first_recipe_settings(method, task)):
+                        and cell["settings"] == settings_of(method, task, first_recipe=True)):
                     # the stored cell was made by recipe 0 alone, with this seed and data, by the code of its date
                     # (kept). The same code redraws bit for bit, but later changes that reorder floating-point sums
                     # move the draws, and the C2ST by its own noise (two moons 1e3: 0.599 ± 0.035 today against the
