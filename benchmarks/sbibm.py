@@ -19,7 +19,7 @@ hepsbi's estimators in the main environment and draws 10,000 samples per observa
 * ``nle``: :class:`hepsbi.DensityEstimator` (``nde``), two flows trained and the one with the lower validation loss
   kept (``NLE_CANDIDATES``: a spline flow or a MAF with tanh conditioners) + :class:`hepsbi.inference.LikelihoodPosterior`.
 * ``nre``: :class:`hepsbi.RatioEstimator` (``carl``, unanchored, on ``TrainingData.contrastive``: (θ, x) pairs
-  against (θ, x') with x' from 20 shuffles, so r̂ = p(x | θ)/p(x); hidden 128 × 3, batch 64: ``NRE``) +
+  against (θ, x') with x' from 20 shuffles, so r̂ = p(x | θ)/p(x); hidden 128 × 3, batch 64; an ensemble of 5: ``NRE``) +
   :class:`~hepsbi.inference.LikelihoodPosterior`.
 * ``sbi_npe``: sbi 0.27's NPE with its defaults (MAF), the anchor; ``sbi_npe_nsf``: the same with the spline flow
   the paper's NPE used.
@@ -41,6 +41,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -56,7 +57,7 @@ from hepsbi import (  # noqa: E402
     RatioEstimator,
     TrainingData,
 )
-from hepsbi.estimators import select_by_validation  # noqa: E402
+from hepsbi.estimators import RatioEnsemble, select_by_validation  # noqa: E402
 from hepsbi.files import atomic_path, write_json  # noqa: E402
 from hepsbi.inference import LikelihoodPosterior  # noqa: E402
 
@@ -88,8 +89,11 @@ NLE_CANDIDATES: list[dict[str, object]] = [{}, {"flow": "maf", "activation": "ta
 #: NRE: shuffled copies of the simulations as the marginal class (TrainingData.contrastive), the classifier's hidden
 #: layers and batch size. The ratio estimators' defaults (64 × 3, batch 256) are sized for smooth physics ratios;
 #: on two moons (a likelihood ring 0.01 wide) they stall at C2ST 0.82 with 5 shuffles (observations 1-3, 1e4); 128 × 3
-#: and batch 64 give 0.53, and 20 shuffles take 1e3 from 0.81 to 0.62 (benchmarks/README.md).
-NRE = {"negatives": 20, "hidden": (128, 128, 128), "batch_size": 64}
+#: and batch 64 give 0.53, and 20 shuffles take 1e3 from 0.81 to 0.62 (benchmarks/README.md). ``members``: the mean
+#: log r̂ of 5 classifiers (seeds and shuffles seed + k, ``nre_ratio``): one classifier's posterior on gaussian_linear
+#: 1e4 sits off the reference by a Gaussian KL of 0.25 (seeds 1, 2: 0.252, 0.231), five take it to 0.16 and 0.13
+#: (sbibm_screen.py --method nre; the exact likelihood through the same MCMC: 0.027)
+NRE = {"negatives": 20, "hidden": (128, 128, 128), "batch_size": 64, "members": 5}
 #: NLE and NRE: LikelihoodPosterior's walkers and SIR start (its thinning "auto"). SLCP's four symmetric modes get
 #: their share from the start, which 32 walkers set only to ±8 % per mode; two moons' posterior (two thin crescents)
 #: mixes slowly (τ ≈ 1000 steps): the evaluations needed grow as draws × τ whatever the walkers, and 1024 walkers
@@ -178,8 +182,6 @@ def hepsbi_samples(method: str, task: str, data: np.lib.npyio.NpzFile, seed: int
     """(10, DRAWS, p) posterior draws of one hepsbi method for observations 1-10 (``chosen``: the NPE or NLE density
     already selected)."""
     space = space_of(data)
-    theta = torch.as_tensor(data["theta"], dtype=torch.float64)
-    x = torch.as_tensor(data["x"], dtype=torch.float64)
     gen = torch.Generator().manual_seed(seed)
     if method in SELECTED and chosen is None:
         chosen = selection(method, task, data, seed)[0]
@@ -190,14 +192,25 @@ def hepsbi_samples(method: str, task: str, data: np.lib.npyio.NpzFile, seed: int
         assert isinstance(chosen, DensityEstimator)
         posterior = LikelihoodPosterior(chosen.log_prob, prior_of(data, space), **MCMC)
     elif method == "nre":
-        # (θ_i, x_i) against (θ_i, x_π(i)): the classifier's odds are p(x | θ)/p(x)
-        pairs = TrainingData.contrastive(theta, x, space, negatives=NRE["negatives"], seed=seed)
-        ratio = RatioEstimator(method="carl", anchored=False, hidden=NRE["hidden"], batch_size=NRE["batch_size"],
-                               seed=seed, progress=False).fit(pairs)
-        posterior = LikelihoodPosterior(ratio.log_ratio, prior_of(data, space), **MCMC)
+        posterior = LikelihoodPosterior(nre_ratio(data, seed).log_ratio, prior_of(data, space), **MCMC)
     else:
         raise ValueError(method)
     return np.stack([posterior.sample(obs[None], DRAWS, generator=gen).numpy() for obs in data["observations"]])
+
+
+def nre_ratio(data: np.lib.npyio.NpzFile, seed: int, **options: object) -> RatioEstimator | RatioEnsemble:
+    """The benchmark's NRE classifier r̂(x | θ) = p(x | θ)/p(x), trained on a task's simulations: ``carl`` on
+    (θ_i, x_i) against (θ_i, x_π(i)) (``TrainingData.contrastive``), the recipe ``NRE`` with ``options`` laid over it.
+    ``members`` > 1: that many classifiers, member k with seed + k for its weights and its permutations, and their
+    mean log r̂ (``RatioEnsemble``); member 0 is the single classifier of ``members`` = 1."""
+    recipe: dict[str, Any] = {**NRE, **options}
+    members, negatives = int(recipe.pop("members", 1)), int(recipe.pop("negatives"))
+    space = space_of(data)
+    theta, x = torch.as_tensor(data["theta"], dtype=torch.float64), torch.as_tensor(data["x"], dtype=torch.float64)
+    fitted = [RatioEstimator(method="carl", anchored=False, seed=seed + k, progress=False, **recipe)
+              .fit(TrainingData.contrastive(theta, x, space, negatives=negatives, seed=seed + k))
+              for k in range(members)]
+    return fitted[0] if members == 1 else RatioEnsemble(fitted)
 
 
 def settings_of(method: str, task: str, first_recipe: bool = False) -> str:

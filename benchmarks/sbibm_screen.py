@@ -3,9 +3,12 @@ cell).
 
     python benchmarks/sbibm_screen.py bernoulli_glm 1000 '{"flow": "maf", "adjust": "none"}' --seeds 1 2
     python benchmarks/sbibm_screen.py bernoulli_glm 1000 '{}' '{"flow": "maf", "activation": "tanh"}' --method nle
+    python benchmarks/sbibm_screen.py gaussian_linear 10000 '{}' '{"members": 5}' --method nre
 
 A variant is a JSON object of PosteriorEstimator options laid over the benchmark's ``NPE`` (``--method nle``:
-DensityEstimator options laid over the benchmark's NLE density, ``nle_density``). Each is trained on the
+DensityEstimator options laid over the benchmark's NLE density, ``nle_density``; ``--method nre``: ``nre_ratio``
+options, ``members`` an ensemble, scored by the KL of 3,000 MCMC draws for observations 1-4 and the validation loss,
+which misranks NRE variants: benchmarks/README.md). Each is trained on the
 benchmark's own simulations (the task, size and seed of benchmarks/sbibm.py) and scored three ways (NLE: the last
 two, of the likelihood p̂(x | θ), with the dequantisation noise of integer observables drawn once, seeded):
 
@@ -28,12 +31,27 @@ import time
 
 import numpy as np
 import torch
-from sbibm import INTEGER_OBSERVABLES, NPE, TASKS, anchor, nle_density, space_of, task_folder
+from sbibm import (
+    INTEGER_OBSERVABLES,
+    MCMC,
+    NPE,
+    TASKS,
+    anchor,
+    nle_density,
+    nre_ratio,
+    prior_of,
+    space_of,
+    task_folder,
+)
 
 from hepsbi import PosteriorEstimator, TrainingData
+from hepsbi.estimators import RatioEnsemble
+from hepsbi.inference import LikelihoodPosterior
 
 #: fresh simulations the amortised NLL is averaged over, and their simulation seed
 FRESH, FRESH_SEED = 20_000, 99
+#: NRE: MCMC draws per observation and the observations (the first ones) its KL averages over
+NRE_DRAWS, NRE_OBSERVATIONS = 3_000, 4
 
 
 def gaussian_kl(reference: np.ndarray, draws: np.ndarray) -> tuple[float, float]:
@@ -94,6 +112,23 @@ def screen_nle(task: str, n: int, variant: dict, seed: int, data_seed: int = 1) 
             "seconds": seconds}
 
 
+def screen_nre(task: str, n: int, variant: dict, seed: int, data_seed: int = 1) -> dict[str, object]:
+    """Train one NRE variant (``nre_ratio`` options; ``members``: an ensemble) with one training seed; the Gaussian KL
+    of its MCMC posterior (NRE_DRAWS draws, observations 1-NRE_OBSERVATIONS) and its validation loss."""
+    data = data_file(task, n, data_seed)
+    start = time.perf_counter()
+    ratio = nre_ratio(data, seed, **variant)
+    seconds = time.perf_counter() - start
+    posterior = LikelihoodPosterior(ratio.log_ratio, prior_of(data, space_of(data)), **MCMC)
+    gen = torch.Generator().manual_seed(seed)
+    kls = [gaussian_kl(ref, posterior.sample(obs[None], NRE_DRAWS, generator=gen).numpy())
+           for obs, ref in list(zip(data["observations"], data["reference"]))[:NRE_OBSERVATIONS]]
+    first = ratio.members[0] if isinstance(ratio, RatioEnsemble) else ratio
+    return {"task": task, "n": n, "method": "nre", "variant": variant, "seed": seed,
+            "KL": float(np.mean([k for k, _ in kls])), "mean term": float(np.mean([m for _, m in kls])),
+            "val": first.history.kept_val_loss, "seconds": seconds}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("task", choices=TASKS)
@@ -101,12 +136,13 @@ def main() -> None:
     parser.add_argument("variants", nargs="+", help="JSON objects of PosteriorEstimator options ('{}': NPE itself; --method nle: "
                         "DensityEstimator options)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1])
-    parser.add_argument("--method", choices=["npe", "nle"], default="npe")
+    parser.add_argument("--method", choices=["npe", "nle", "nre"], default="npe")
     args = parser.parse_args()
     torch.set_num_threads(1)
     for text in args.variants:
         for seed in args.seeds:
-            row = (screen if args.method == "npe" else screen_nle)(args.task, args.n, json.loads(text), seed)
+            row = {"npe": screen, "nle": screen_nle, "nre": screen_nre}[args.method](args.task, args.n, json.loads(text),
+                                                                                   seed)
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
 
 
