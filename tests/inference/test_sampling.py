@@ -132,9 +132,10 @@ def test_named_errors():
 def test_nre_on_contrastive_pairs_gives_the_posterior():
     """An unanchored carl on (θ_i, x_i) against (θ_i, x_π(i)) learns p(x | θ)/p(x) (TrainingData.contrastive, 3
     shuffles, weights 1/3): its MCMC posterior for one event has the exact mean and sd (prior box [−2, 2]); bad input
-    is named."""
+    is named. An ensemble of two such classifiers does the same."""
     from hepsbi import RatioEstimator
     from hepsbi.errors import DataError
+    from hepsbi.estimators import RatioEnsemble
 
     sim = GaussianLatent(low=-2.0, high=2.0)
     gen = torch.Generator().manual_seed(4)
@@ -148,6 +149,14 @@ def test_nre_on_contrastive_pairs_gives_the_posterior():
     draws = LikelihoodPosterior(ratio, sim.space, burn=60, thin=3).sample(torch.tensor([[0.5]]), 4000,
                                                                           generator=torch.Generator().manual_seed(1))
     mean, sd = exact_moments(torch.tensor([[0.5]], dtype=torch.float64), -2.0, 2.0)
+    assert float(draws.mean()) == pytest.approx(mean, abs=0.1)
+    assert float(draws.std()) == pytest.approx(sd, rel=0.15)
+    # an ensemble (a second classifier with its own seed and shuffles; the mean log r̂) samples the same posterior
+    other = RatioEstimator("carl", anchored=False, epochs=10, seed=2, progress=False).fit(
+        TrainingData.contrastive(theta, x, sim.space, negatives=3, seed=2))
+    ensemble = RatioEnsemble([ratio, other])
+    draws = LikelihoodPosterior(ensemble, sim.space, burn=60, thin=3).sample(torch.tensor([[0.5]]), 4000,
+                                                                             generator=torch.Generator().manual_seed(1))
     assert float(draws.mean()) == pytest.approx(mean, abs=0.1)
     assert float(draws.std()) == pytest.approx(sd, rel=0.15)
     with pytest.raises(DataError, match="negatives must be >= 1"):
