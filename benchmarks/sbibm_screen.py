@@ -45,7 +45,6 @@ from sbibm import (
 )
 
 from hepsbi import PosteriorEstimator, TrainingData
-from hepsbi.estimators import RatioEnsemble
 from hepsbi.inference import LikelihoodPosterior
 
 #: fresh simulations the amortised NLL is averaged over, and their simulation seed
@@ -114,7 +113,8 @@ def screen_nle(task: str, n: int, variant: dict, seed: int, data_seed: int = 1) 
 
 def screen_nre(task: str, n: int, variant: dict, seed: int, data_seed: int = 1) -> dict[str, object]:
     """Train one NRE variant (``nre_ratio`` options; ``members``: an ensemble) with one training seed; the Gaussian KL
-    of its MCMC posterior (NRE_DRAWS draws, observations 1-NRE_OBSERVATIONS) and its validation loss."""
+    of its MCMC posterior (NRE_DRAWS draws, observations 1-NRE_OBSERVATIONS) and its validation loss (an ensemble's:
+    its first member's)."""
     data = data_file(task, n, data_seed)
     start = time.perf_counter()
     ratio = nre_ratio(data, seed, **variant)
@@ -123,10 +123,9 @@ def screen_nre(task: str, n: int, variant: dict, seed: int, data_seed: int = 1) 
     gen = torch.Generator().manual_seed(seed)
     kls = [gaussian_kl(ref, posterior.sample(obs[None], NRE_DRAWS, generator=gen).numpy())
            for obs, ref in list(zip(data["observations"], data["reference"]))[:NRE_OBSERVATIONS]]
-    first = ratio.members[0] if isinstance(ratio, RatioEnsemble) else ratio
     return {"task": task, "n": n, "method": "nre", "variant": variant, "seed": seed,
             "KL": float(np.mean([k for k, _ in kls])), "mean term": float(np.mean([m for _, m in kls])),
-            "val": first.history.kept_val_loss, "seconds": seconds}
+            "val": ratio.history.kept_val_loss, "seconds": seconds}
 
 
 def main() -> None:
@@ -139,10 +138,10 @@ def main() -> None:
     parser.add_argument("--method", choices=["npe", "nle", "nre"], default="npe")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    screen_of = {"npe": screen, "nle": screen_nle, "nre": screen_nre}[args.method]
     for text in args.variants:
         for seed in args.seeds:
-            row = {"npe": screen, "nle": screen_nle, "nre": screen_nre}[args.method](args.task, args.n, json.loads(text),
-                                                                                   seed)
+            row = screen_of(args.task, args.n, json.loads(text), seed)
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
 
 
