@@ -3,12 +3,15 @@ its moments, an unconditional density against a closed form, and the named error
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from hepsbi import DensityEstimator
 from hepsbi.data.training import TrainingData
 from hepsbi.errors import EstimatorError
+from hepsbi.estimators import load_estimator
 from hepsbi.simulators import GaussianLatent
 from hepsbi.space import Parameter, ParameterSpace
 
@@ -107,3 +110,39 @@ def test_dequantised_density_of_an_integer_observable():
     assert float((spiky.log_prob(k, [0.5]) - exact).mean()) > 0.5  # density, not probability: far above log P(k)
     with pytest.raises(EstimatorError, match="dequantise: 'j' is not an observable"):
         DensityEstimator(dequantise=["j"], **SMALL).fit(data)
+
+
+def test_a_mixture_of_flows_is_a_normalised_density_that_draws_from_itself(toy, tmp_path):
+    """members=2: log p̂ is the equal mixture of the members' (which differ), integrates to 1 over x, its draws
+    follow its own mean and spread, it survives save/load, and a model saved with one flow named ``flow`` loads as
+    member 0; SCANDAL trains every member on its own score term."""
+    sim, data = toy
+    est = DensityEstimator(members=2, epochs=1, transforms=2, progress=False).fit(data)
+    grid = torch.linspace(-7, 7, 4001, dtype=torch.float64)
+    theta = torch.tensor([0.4], dtype=torch.float64)
+    density = est.log_prob(grid[:, None], theta).exp()
+    assert float(torch.trapezoid(density, grid)) == pytest.approx(1.0, abs=0.01)
+    with torch.no_grad():
+        members = est._model.member_log_probs(grid[:, None].float(), theta.float().expand(len(grid), 1)).double()
+    torch.testing.assert_close(est.log_prob(grid[:, None], theta), torch.logsumexp(members, 0) - math.log(2),
+                               rtol=0, atol=1e-5)
+    member_means = torch.trapezoid(grid * members.exp(), grid)
+    assert float((member_means[0] - member_means[1]).abs()) > 0.01  # the members differ, so the mixture matters
+    mean = torch.trapezoid(grid * density, grid)
+    sd = torch.trapezoid((grid - mean) ** 2 * density, grid).sqrt()
+    draws = est.sample(theta, 40_000, generator=torch.Generator().manual_seed(3)).double()
+    assert float(draws.mean()) == pytest.approx(float(mean), abs=4 * float(sd) / 200)
+    assert float(draws.std()) == pytest.approx(float(sd), rel=0.02)
+    est.save(tmp_path / "mixture")
+    torch.testing.assert_close(load_estimator(tmp_path / "mixture").log_prob(grid[::100, None], theta),
+                               est.log_prob(grid[::100, None], theta), rtol=0, atol=1e-6)
+    single = DensityEstimator(epochs=1, transforms=2, progress=False).fit(data)
+    old = {k.replace("flows.0.", "flow."): v for k, v in single._model.state_dict().items()}
+    fresh = DensityEstimator(transforms=2).network(single._x_shape, sim.space)
+    fresh.load_state_dict(old)
+    torch.testing.assert_close(fresh.log_prob(grid[::100, None].float(), theta.float().expand(41, 1)),
+                               single._model.log_prob(grid[::100, None].float(), theta.float().expand(41, 1)))
+    scandal = DensityEstimator("scandal", members=2, epochs=1, transforms=2, progress=False).fit(data)
+    assert "score" in scandal.history.train_parts and math.isfinite(scandal.history.val_parts["score"][-1])
+    with pytest.raises(EstimatorError, match="members must be a positive integer"):
+        DensityEstimator(members=0)

@@ -22,6 +22,7 @@ arXiv:1306.0186; Theis, van den Oord, Bethge, arXiv:1511.01844).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,7 +38,8 @@ from hepsbi.estimators.networks import Standardize
 from hepsbi.estimators.training import TrainingConfig, normalised_weights
 from hepsbi.space import ParameterSpace
 
-__all__ = ["ACTIVATIONS", "FLOWS", "DensityEstimator", "DensityModel", "check_flow", "flow_draws", "flow_network"]
+__all__ = ["ACTIVATIONS", "FLOWS", "DensityEstimator", "DensityModel", "check_flow", "flow_draws", "flow_network",
+           "single_flow_keys"]
 
 #: the flows a DensityEstimator can use: name → zuko class name
 FLOWS = {"nsf": "NSF", "maf": "MAF", "realnvp": "RealNVP"}
@@ -81,36 +83,68 @@ def flow_draws(distribution: Any, n: int, generator: torch.Generator | None = No
 
 
 class DensityModel(nn.Module):
-    r"""A zuko flow on standardised x with standardised θ as context (none when unconditional).
+    r"""``members`` zuko flows on standardised x with standardised θ as context (none when unconditional); the density
+    is their equal mixture, p̂(x | θ) = (1/K) Σ_k p̂_k(x | θ).
 
     Arguments:
         n_x: observables.  n_theta: parameters (0: unconditional).  flow: a key of :data:`FLOWS`.
         transforms: flow transformations.  hidden: hidden layer widths of each transformation's network.
-        activation: their activation, a key of :data:`ACTIVATIONS`.
+        activation: their activation, a key of :data:`ACTIVATIONS`.  members: K, the flows of the mixture.
     """
 
     def __init__(self, n_x: int, n_theta: int, flow: str = "nsf", transforms: int = 5,
-                 hidden: Sequence[int] = (64, 64), activation: str = "relu"):
+                 hidden: Sequence[int] = (64, 64), activation: str = "relu", members: int = 1):
         super().__init__()
         self.x_shape = (n_x,)
         self.x_scale = Standardize(n_x)
         self.theta_scale = Standardize(max(n_theta, 1))
         self.n_theta = n_theta
-        self.flow = flow_network(flow, n_x, n_theta, transforms, hidden, activation)
+        self.flows = nn.ModuleList([flow_network(flow, n_x, n_theta, transforms, hidden, activation)
+                                    for _ in range(members)])
+        self._register_load_state_dict_pre_hook(single_flow_keys)
 
-    def distribution(self, theta: Tensor | None) -> Any:
-        """The flow's distribution of standardised x, given θ (n, p) (None when unconditional)."""
+    def distributions(self, theta: Tensor | None) -> list[Any]:
+        """Each member's distribution of standardised x, given θ (n, p) (None when unconditional)."""
         if self.n_theta == 0:
-            return self.flow()
+            return [flow() for flow in self.flows]
         assert theta is not None
-        return self.flow(self.theta_scale(theta))
+        context = self.theta_scale(theta)
+        return [flow(context) for flow in self.flows]
+
+    def member_log_probs(self, x: Tensor, theta: Tensor | None) -> Tensor:
+        """log p̂_k(x | θ) of every member, (K, n), of x (n, d) itself: each flow's density of standardised x minus
+        Σ log σ_x."""
+        z, log_jacobian = self.x_scale(x), -torch.log(self.x_scale.std).sum()
+        return torch.stack([d.log_prob(z) for d in self.distributions(theta)]) + log_jacobian
 
     def log_prob(self, x: Tensor, theta: Tensor | None) -> Tensor:
-        """log p̂(x | θ), (n,), of x (n, d) itself: the flow's density of standardised x minus Σ log σ_x."""
-        return self.distribution(theta).log_prob(self.x_scale(x)) - torch.log(self.x_scale.std).sum()
+        """log p̂(x | θ) = logsumexp_k log p̂_k(x | θ) − log K, (n,)."""
+        members = self.member_log_probs(x, theta)
+        return torch.logsumexp(members, dim=0) - math.log(members.shape[0])
+
+    def draws(self, theta: Tensor | None, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n draws (n, d) of x from the mixture at one θ (1, p) (None when unconditional): each draw's member uniformly
+        at random."""
+        dists = self.distributions(theta)
+        if len(dists) == 1:  # one flow: its draws alone (the generator's stream as before members existed)
+            return self.x_scale.inverse(flow_draws(dists[0], n, generator).reshape(-1, self.x_shape[0]))
+        which = torch.randint(len(dists), (int(n),), generator=generator)
+        x = torch.empty(int(n), self.x_shape[0], device=self.x_scale.mean.device)
+        for k, dist in enumerate(dists):
+            chosen = which == k
+            if chosen.any():
+                x[chosen.to(x.device)] = flow_draws(dist, int(chosen.sum()), generator).reshape(-1, self.x_shape[0])
+        return self.x_scale.inverse(x)
 
     def forward(self, x: Tensor, theta: Tensor | None) -> Tensor:
         return self.log_prob(x, theta)
+
+
+def single_flow_keys(state: dict[str, Any], prefix: str, *_: Any) -> None:
+    """A load_state_dict pre-hook: models saved with one flow named ``flow`` (before ``members`` existed) have their
+    keys renamed to member 0's (``flows.0``)."""
+    for key in [k for k in state if k.startswith(prefix + "flow.")]:
+        state[prefix + "flows.0." + key[len(prefix + "flow."):]] = state.pop(key)
 
 
 class DensityEstimator(LogRatioEstimator):
@@ -123,6 +157,10 @@ class DensityEstimator(LogRatioEstimator):
         transforms: flow transformations.  hidden: hidden layer widths of each transformation's network.
         activation: their activation: ``relu`` (default), ``tanh`` or ``silu`` (smooth: log p̂ smooth in θ).
         conditional: learn p̂(x | θ) (default) or p̂(x) alone.
+        members: K flows trained side by side from different initial weights (each on the loss of its own), the
+            density their equal mixture (log p̂ = logsumexp_k log p̂_k − log K; each draw of :meth:`sample` picks its
+            member): a deep ensemble (Lakshminarayanan et al., arXiv:1612.01474), as ``PosteriorEstimator``'s.
+            Training and evaluation cost K times one flow's.
         dequantise: observables (names, or True for all) that take integer values: uniform noise in [−½, ½) is added
             to them at every training step (module docstring).
         config: a :class:`TrainingConfig`; keyword ``options`` override its fields (``epochs=50``, ``seed=1``).
@@ -136,17 +174,20 @@ class DensityEstimator(LogRatioEstimator):
     """
 
     kind = "DensityEstimator"
-    OPTIONS = ("method", "flow", "scandal_alpha", "transforms", "hidden", "activation", "conditional", "dequantise")
-    ARCHITECTURE = ("flow", "transforms", "hidden", "activation")
+    OPTIONS = ("method", "flow", "scandal_alpha", "transforms", "hidden", "activation", "conditional", "dequantise",
+               "members")
+    ARCHITECTURE = ("flow", "transforms", "hidden", "activation", "members")
 
     def __init__(self, method: str | None = None, flow: str = "nsf", scandal_alpha: float | None = None,
                  transforms: int = 5, hidden: Sequence[int] = (64, 64), activation: str = "relu",
                  conditional: bool = True,
-                 dequantise: bool | Sequence[str] = False, config: TrainingConfig | None = None,
+                 dequantise: bool | Sequence[str] = False, members: int = 1, config: TrainingConfig | None = None,
                  embedding: nn.Module | None = None, **options: Any):
         if embedding is not None:
             raise EstimatorError("a DensityEstimator takes no embedding: x is what its flow models")
         transforms = check_flow(flow, transforms, activation)
+        if int(members) != members or members < 1:
+            raise EstimatorError(f"members must be a positive integer (got {members!r})")
         if method not in (None, "nde", "scandal"):
             raise EstimatorError(f"DensityEstimator methods are 'nde' and 'scandal' (got {method!r})")
         if method == "scandal" and scandal_alpha is None:
@@ -162,6 +203,7 @@ class DensityEstimator(LogRatioEstimator):
         self.transforms = transforms
         self.activation = activation
         self.conditional = bool(conditional)
+        self.members = int(members)
         if self.scandal_alpha and not self.conditional:
             raise EstimatorError("SCANDAL's score term needs a conditional density (conditional=True)")
         self.dequantise: bool | list[str] = dequantise if isinstance(dequantise, bool) else list(dequantise)
@@ -171,7 +213,7 @@ class DensityEstimator(LogRatioEstimator):
         if len(x_shape) != 1:
             raise EstimatorError(f"a DensityEstimator models x of shape (n, d) (got events of shape {x_shape})")
         return DensityModel(x_shape[0], space.dim if self.conditional else 0, self.flow, self.transforms, self.hidden,
-                            self.activation)
+                            self.activation, self.members)
 
     @property
     def _model(self) -> DensityModel:
@@ -205,7 +247,8 @@ class DensityEstimator(LogRatioEstimator):
         self.loss_scales["score"] = score_scale(tensors["t_xz"], tensors["y"], tensors["weights"])
 
     def batch_loss(self, batch: dict[str, Tensor], training: bool) -> tuple[Tensor, dict[str, Tensor]]:
-        """−w log p̂(x | θ), plus α times the score term (SCANDAL) on the rows drawn at θ."""
+        """−w log p̂_k(x | θ), plus α times the score term (SCANDAL) on the rows drawn at θ, averaged over the members
+        (each is trained as a density of its own)."""
         model = self._model
         x = batch["x"]
         if self._noise is not None:  # dequantisation: fresh uniform noise on the integer columns, every step
@@ -213,14 +256,18 @@ class DensityEstimator(LogRatioEstimator):
             x = x + ((torch.rand(x.shape, generator=generator) - 0.5) * mask).to(x.device, x.dtype)
         context = batch["theta"] if self.conditional else None
         if not self.scandal_alpha:
-            nll = weighted_mean(-model.log_prob(x, context), batch["weights"])
+            nll = weighted_mean(-model.member_log_probs(x, context).mean(dim=0), batch["weights"])
             return nll, {"nll": nll.detach()}
-        theta = batch["theta"].detach().requires_grad_(True)
+        # one θ leaf per member, so that each member's score is ∇_θ of its own log p̂_k
+        thetas = [batch["theta"].detach().requires_grad_(True) for _ in range(self.members)]
+        nll, score = x.new_zeros(()), x.new_zeros(())
         with torch.enable_grad():  # the score term needs ∇_θ, in validation too
-            log_p = model.log_prob(x, theta)
-            t_hat = torch.autograd.grad(log_p.sum(), theta, create_graph=training)[0]
-        nll = weighted_mean(-log_p, batch["weights"])
-        score = score_mse(t_hat, batch["t_xz"], batch["y"], batch["weights"], self.loss_scales.get("score"))
+            for k, theta in enumerate(thetas):
+                log_p = model.member_log_probs(x, theta)[k]
+                t_hat = torch.autograd.grad(log_p.sum(), theta, create_graph=training)[0]
+                nll = nll + weighted_mean(-log_p, batch["weights"]) / self.members
+                score = score + score_mse(t_hat, batch["t_xz"], batch["y"], batch["weights"],
+                                          self.loss_scales.get("score")) / self.members
         return nll + self.scandal_alpha * score, {"nll": nll.detach(), "score": score.detach()}
 
     # -- evaluation -----------------------------------------------------------------------------------------------
@@ -241,9 +288,8 @@ class DensityEstimator(LogRatioEstimator):
     def sample(self, theta: Any = None, n: int = 1, generator: torch.Generator | None = None) -> Tensor:
         """n events x (n, d_x) from p̂(x | θ) at one θ (p,) (none when unconditional): a surrogate of the simulator.
         With a ``generator`` (on the network's device) the draw is reproducible."""
-        model = self._model
-        dist = model.distribution(self._theta_rows(theta, 1)[0] if self.conditional else None)
-        return model.x_scale.inverse(flow_draws(dist, n, generator)).cpu()
+        with torch.no_grad():
+            return self._model.draws(self._theta_rows(theta, 1)[0] if self.conditional else None, n, generator).cpu()
 
     def _reference(self, xt: Tensor) -> Tensor:
         assert self.space is not None

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from hepsbi._version import __version__
 from hepsbi.errors import EstimatorError
+from hepsbi.estimators.ensemble import RatioEnsemble
 from hepsbi.estimators.losses import floored_log, signed_log_ratio
 from hepsbi.files import atomic_path, write_json
 
@@ -120,7 +121,6 @@ def exported_function(estimator: Any) -> tuple[nn.Module, dict[str, list[Any]], 
     :class:`~hepsbi.estimators.ensemble.RatioEnsemble` gives it), its inputs (name → shape, "n" the batch axis) and
     the name of its output."""
     from hepsbi.estimators.density import DensityEstimator
-    from hepsbi.estimators.ensemble import RatioEnsemble
     from hepsbi.estimators.morphing import MorphingRatioEstimator
     from hepsbi.estimators.ratio import RatioEstimator
     from hepsbi.estimators.score import ScoreEstimator
@@ -154,9 +154,8 @@ def _examples(inputs: dict[str, list[Any]], n: int = 4) -> tuple[Tensor, ...]:
 
 
 def _sidecar(estimator: Any, inputs: dict[str, list[Any]], output: str, file: Path, fmt: str) -> dict[str, Any]:
-    members = getattr(estimator, "members", None)
-    if members:  # an ensemble: described by its first member, the mean of all of them exported
-        return _sidecar(members[0], inputs, output, file, fmt) | {"ensemble": len(members)}
+    if isinstance(estimator, RatioEnsemble):  # described by its first member, the mean of all of them exported
+        return _sidecar(estimator.members[0], inputs, output, file, fmt) | {"ensemble": len(estimator)}
     space = estimator.space
     computes = {"log_r": "log r̂(x | θ, θ_ref), the learned log-likelihood ratio per event",
                 "score": "t̂(x | θ_ref) = ∇_θ log p̂(x | θ) at θ_ref, per event"}[output]
@@ -229,7 +228,7 @@ def check_onnx(estimator: Any, path: str | os.PathLike[str], n: int = 1000, seed
         x = x * scale.std + scale.mean
     feeds: dict[str, Tensor] = {"x": x}
     if "theta" in inputs:
-        first = (getattr(estimator, "members", None) or [estimator])[0]
+        first: Any = estimator.members[0] if isinstance(estimator, RatioEnsemble) else estimator
         low, high = (torch.tensor(v, dtype=torch.float32) for v in (first.theta_range or
                                                                        (first.space.low, first.space.high)))
         feeds["theta"] = low + (high - low) * torch.rand(n, len(low), generator=gen)

@@ -26,7 +26,7 @@ from hepsbi.data.training import TrainingData
 from hepsbi.errors import EstimatorError
 from hepsbi.estimators._arrays import to_tensor
 from hepsbi.estimators.base import Estimator
-from hepsbi.estimators.density import check_flow, flow_draws, flow_network
+from hepsbi.estimators.density import check_flow, flow_draws, flow_network, single_flow_keys
 from hepsbi.estimators.losses import weighted_mean
 from hepsbi.estimators.networks import Standardize, embedding_slot
 from hepsbi.estimators.training import TrainingConfig, normalised_weights
@@ -118,7 +118,7 @@ class PosteriorModel(nn.Module):
         self.embedding, width = embedding_slot(embedding, self.x_shape)
         self.flows = nn.ModuleList([flow_network(flow, n_theta, width, transforms, hidden, activation)
                                     for _ in range(members)])
-        self._register_load_state_dict_pre_hook(_single_flow_keys)
+        self._register_load_state_dict_pre_hook(single_flow_keys)
 
     def distributions(self, x: Tensor) -> list[Any]:
         """Each member's distribution of standardised θ given x (n, \\*x_shape)."""
@@ -149,12 +149,6 @@ class PosteriorModel(nn.Module):
         if self.adjustment is not None:
             theta = self.adjustment.inverse(theta, self.x_scale(x))
         return self.theta_scale.inverse(theta)
-
-
-def _single_flow_keys(state: dict[str, Any], prefix: str, *_: Any) -> None:
-    """Models saved with one flow named ``flow``: their keys become member 0's (``flows.0``)."""
-    for key in [k for k in state if k.startswith(prefix + "flow.")]:
-        state[prefix + "flows.0." + key[len(prefix + "flow."):]] = state.pop(key)
 
 
 class PosteriorEstimator(Estimator):
