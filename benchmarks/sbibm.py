@@ -351,12 +351,23 @@ def stored_rows(seed: int) -> list[dict[str, object]]:
             for method in METHODS if f"{task}/{n}/{method}/seed{seed}" in cells]
 
 
-def markdown(rows: list[dict[str, object]], tasks: list[str], sizes: list[int]) -> str:
+def other_seeds(row: dict[str, object], seed: int) -> list[tuple[int, dict[str, object]]]:
+    """The rows of the row's task, budget and method scored with seeds other than ``seed`` (the row's) and the present
+    settings (replicates: new simulations and a new training seed), by seed."""
+    task, n, method = str(row["task"]), int(row["n_simulations"]), str(row["method"])  # type: ignore[call-overload]
+    prefix = f"{task}/{n}/{method}/seed"
+    replicates = sorted((int(k[len(prefix):]), row_of(task, n, method, c)) for k, c in read_cells().items()
+                        if k.startswith(prefix) and c["settings"] == settings_of(method, task))
+    return [(s, r) for s, r in replicates if s != seed]
+
+
+def markdown(rows: list[dict[str, object]], tasks: list[str], sizes: list[int], seed: int) -> str:
     """The README's wide table: one line per task and budget, mean ± sd per method, the paper's means beside; † marks
     draws made with settings other than the present ones (a run without --cached redoes them), "(MAF)" an NPE or NLE
-    cell whose selection kept the tanh MAF(s)."""
+    cell whose selection kept the tanh MAF(s), "seed S" a replicate (``--seed S``) beside the row's own seed."""
     cell = {(r["task"], r["n_simulations"], r["method"]): f"{r['c2st']:.3f} ± {r['c2st_std']:.3f}"
-            + (" (MAF)" if r.get("recipe") == 1 else "") + ("" if r["current_settings"] else " †") for r in rows}
+            + (" (MAF)" if r.get("recipe") == 1 else "") + ("" if r["current_settings"] else " †")
+            + "".join(f"; seed {s}: {o['c2st']:.3f} ± {o['c2st_std']:.3f}" for s, o in other_seeds(r, seed)) for r in rows}
     columns = [("hepsbi NPE", "npe"), ("sbi NPE (MAF)", "sbi_npe"), ("paper NPE", "paper:npe"),
                ("hepsbi NLE", "nle"), ("paper NLE", "paper:nle"), ("hepsbi NRE", "nre"), ("paper NRE", "paper:nre")]
     lines = ["| task | simulations | " + " | ".join(c for c, _ in columns) + " |", "|---" * (2 + len(columns)) + "|"]
@@ -390,7 +401,7 @@ def main() -> None:
            ["task", "n_simulations", "method", "C2ST", "paper", "seconds"], table,
            {"draws": DRAWS, "observations": list(range(1, 11))})
     if args.markdown:
-        print(markdown(rows, args.tasks, args.sizes))
+        print(markdown(rows, args.tasks, args.sizes, args.seed))
     if args.check:
         misses = [r for r in rows if not r["method"].startswith("sbi_") and not r["c2st"] <= r["paper"]]
         for anchor_row in (r for r in rows if r["method"].startswith("sbi_")):
