@@ -351,12 +351,13 @@ def stored_rows(seed: int) -> list[dict[str, object]]:
             for method in METHODS if f"{task}/{n}/{method}/seed{seed}" in cells]
 
 
-def other_seeds(row: dict[str, object], seed: int) -> list[tuple[int, dict[str, object]]]:
-    """The rows of the row's task, budget and method scored with seeds other than ``seed`` (the row's) and the present
-    settings (replicates: new simulations and a new training seed), by seed."""
+def other_seeds(row: dict[str, object], seed: int,
+                cells: dict[str, dict[str, object]]) -> list[tuple[int, dict[str, object]]]:
+    """The rows of the row's task, budget and method among ``cells`` (the cell store) scored with seeds other than
+    ``seed`` (the row's) and the present settings (replicates: new simulations and a new training seed), by seed."""
     task, n, method = str(row["task"]), int(row["n_simulations"]), str(row["method"])  # type: ignore[call-overload]
     prefix = f"{task}/{n}/{method}/seed"
-    replicates = sorted((int(k[len(prefix):]), row_of(task, n, method, c)) for k, c in read_cells().items()
+    replicates = sorted((int(k[len(prefix):]), row_of(task, n, method, c)) for k, c in cells.items()
                         if k.startswith(prefix) and c["settings"] == settings_of(method, task))
     return [(s, r) for s, r in replicates if s != seed]
 
@@ -365,9 +366,10 @@ def markdown(rows: list[dict[str, object]], tasks: list[str], sizes: list[int], 
     """The README's wide table: one line per task and budget, mean ± sd per method, the paper's means beside; † marks
     draws made with settings other than the present ones (a run without --cached redoes them), "(MAF)" an NPE or NLE
     cell whose selection kept the tanh MAF(s), "seed S" a replicate (``--seed S``) beside the row's own seed."""
+    stored = read_cells()
     cell = {(r["task"], r["n_simulations"], r["method"]): f"{r['c2st']:.3f} ± {r['c2st_std']:.3f}"
             + (" (MAF)" if r.get("recipe") == 1 else "") + ("" if r["current_settings"] else " †")
-            + "".join(f"; seed {s}: {o['c2st']:.3f} ± {o['c2st_std']:.3f}" for s, o in other_seeds(r, seed)) for r in rows}
+            + "".join(f"; seed {s}: {o['c2st']:.3f} ± {o['c2st_std']:.3f}" for s, o in other_seeds(r, seed, stored)) for r in rows}
     columns = [("hepsbi NPE", "npe"), ("sbi NPE (MAF)", "sbi_npe"), ("paper NPE", "paper:npe"),
                ("hepsbi NLE", "nle"), ("paper NLE", "paper:nle"), ("hepsbi NRE", "nre"), ("paper NRE", "paper:nre")]
     lines = ["| task | simulations | " + " | ".join(c for c, _ in columns) + " |", "|---" * (2 + len(columns)) + "|"]

@@ -39,7 +39,7 @@ from hepsbi.estimators.training import TrainingConfig, normalised_weights
 from hepsbi.space import ParameterSpace
 
 __all__ = ["ACTIVATIONS", "FLOWS", "DensityEstimator", "DensityModel", "check_flow", "flow_draws", "flow_network",
-           "single_flow_keys"]
+           "mixture_draws", "single_flow_keys"]
 
 #: the flows a DensityEstimator can use: name → zuko class name
 FLOWS = {"nsf": "NSF", "maf": "MAF", "realnvp": "RealNVP"}
@@ -82,6 +82,19 @@ def flow_draws(distribution: Any, n: int, generator: torch.Generator | None = No
             return distribution.sample((int(n),))
 
 
+def mixture_draws(distributions: Sequence[Any], n: int, width: int, device: torch.device | str,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """n draws (n, width) of the equal mixture of ``distributions`` (each of one event: no batch, or a batch of 1):
+    each draw's member uniformly at random (from ``generator``), then that member's draws (:func:`flow_draws`)."""
+    which = torch.randint(len(distributions), (int(n),), generator=generator)
+    out = torch.empty(int(n), int(width), device=device)
+    for k, dist in enumerate(distributions):
+        chosen = which == k
+        if chosen.any():
+            out[chosen.to(out.device)] = flow_draws(dist, int(chosen.sum()), generator).reshape(-1, int(width))
+    return out
+
+
 class DensityModel(nn.Module):
     r"""``members`` zuko flows on standardised x with standardised θ as context (none when unconditional); the density
     is their equal mixture, p̂(x | θ) = (1/K) Σ_k p̂_k(x | θ).
@@ -105,17 +118,22 @@ class DensityModel(nn.Module):
 
     def distributions(self, theta: Tensor | None) -> list[Any]:
         """Each member's distribution of standardised x, given θ (n, p) (None when unconditional)."""
+        return [self.member_distribution(k, theta) for k in range(len(self.flows))]
+
+    def member_distribution(self, k: int, theta: Tensor | None) -> Any:
+        """Member k's distribution of standardised x, given θ (n, p) (None when unconditional)."""
         if self.n_theta == 0:
-            return [flow() for flow in self.flows]
+            return self.flows[k]()
         assert theta is not None
-        context = self.theta_scale(theta)
-        return [flow(context) for flow in self.flows]
+        return self.flows[k](self.theta_scale(theta))
+
+    def member_log_prob(self, k: int, x: Tensor, theta: Tensor | None) -> Tensor:
+        """log p̂_k(x | θ), (n,), of x (n, d) itself: member k's density of standardised x minus Σ log σ_x."""
+        return self.member_distribution(k, theta).log_prob(self.x_scale(x)) - torch.log(self.x_scale.std).sum()
 
     def member_log_probs(self, x: Tensor, theta: Tensor | None) -> Tensor:
-        """log p̂_k(x | θ) of every member, (K, n), of x (n, d) itself: each flow's density of standardised x minus
-        Σ log σ_x."""
-        z, log_jacobian = self.x_scale(x), -torch.log(self.x_scale.std).sum()
-        return torch.stack([d.log_prob(z) for d in self.distributions(theta)]) + log_jacobian
+        """log p̂_k(x | θ) of every member, (K, n)."""
+        return torch.stack([self.member_log_prob(k, x, theta) for k in range(len(self.flows))])
 
     def log_prob(self, x: Tensor, theta: Tensor | None) -> Tensor:
         """log p̂(x | θ) = logsumexp_k log p̂_k(x | θ) − log K, (n,)."""
@@ -128,13 +146,7 @@ class DensityModel(nn.Module):
         dists = self.distributions(theta)
         if len(dists) == 1:  # one flow: its draws alone (the generator's stream as before members existed)
             return self.x_scale.inverse(flow_draws(dists[0], n, generator).reshape(-1, self.x_shape[0]))
-        which = torch.randint(len(dists), (int(n),), generator=generator)
-        x = torch.empty(int(n), self.x_shape[0], device=self.x_scale.mean.device)
-        for k, dist in enumerate(dists):
-            chosen = which == k
-            if chosen.any():
-                x[chosen.to(x.device)] = flow_draws(dist, int(chosen.sum()), generator).reshape(-1, self.x_shape[0])
-        return self.x_scale.inverse(x)
+        return self.x_scale.inverse(mixture_draws(dists, n, self.x_shape[0], self.x_scale.mean.device, generator))
 
     def forward(self, x: Tensor, theta: Tensor | None) -> Tensor:
         return self.log_prob(x, theta)
@@ -263,7 +275,7 @@ class DensityEstimator(LogRatioEstimator):
         nll, score = x.new_zeros(()), x.new_zeros(())
         with torch.enable_grad():  # the score term needs ∇_θ, in validation too
             for k, theta in enumerate(thetas):
-                log_p = model.member_log_probs(x, theta)[k]
+                log_p = model.member_log_prob(k, x, theta)
                 t_hat = torch.autograd.grad(log_p.sum(), theta, create_graph=training)[0]
                 nll = nll + weighted_mean(-log_p, batch["weights"]) / self.members
                 score = score + score_mse(t_hat, batch["t_xz"], batch["y"], batch["weights"],

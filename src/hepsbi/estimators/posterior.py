@@ -26,7 +26,7 @@ from hepsbi.data.training import TrainingData
 from hepsbi.errors import EstimatorError
 from hepsbi.estimators._arrays import to_tensor
 from hepsbi.estimators.base import Estimator
-from hepsbi.estimators.density import check_flow, flow_draws, flow_network, single_flow_keys
+from hepsbi.estimators.density import check_flow, flow_network, mixture_draws, single_flow_keys
 from hepsbi.estimators.losses import weighted_mean
 from hepsbi.estimators.networks import Standardize, embedding_slot
 from hepsbi.estimators.training import TrainingConfig, normalised_weights
@@ -139,13 +139,8 @@ class PosteriorModel(nn.Module):
 
     def draws(self, x: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n draws (n, p) of θ from the mixture at one x (1, \\*x_shape): each draw's member uniformly at random."""
-        dists = self.distributions(x)
-        which = torch.randint(len(dists), (int(n),), generator=generator)
-        theta = torch.empty(int(n), self.theta_scale.mean.shape[0], device=self.theta_scale.mean.device)
-        for k, dist in enumerate(dists):
-            chosen = which == k
-            if chosen.any():
-                theta[chosen.to(theta.device)] = flow_draws(dist, int(chosen.sum()), generator)[:, 0]
+        theta = mixture_draws(self.distributions(x), n, self.theta_scale.mean.shape[0], self.theta_scale.mean.device,
+                              generator)
         if self.adjustment is not None:
             theta = self.adjustment.inverse(theta, self.x_scale(x))
         return self.theta_scale.inverse(theta)
